@@ -1,0 +1,201 @@
+"""Generate the datasets: simulator shards on Ray actors, Parquet written with Ray Data.
+
+Users are split into shards of whole RNG blocks; each shard lives in a ``ShardSimulator`` actor
+that carries its users' state from day to day. Work proceeds in waves (a group of shards × a
+chunk of days): the actors return one Arrow table per dataset, and Ray Data writes them as
+Parquet (``<out>/<dataset>/wave-NNNNN/``) while the actors already simulate the next wave.
+Only about one wave is in memory at a time, so memory stays flat in the number of users.
+File names are deterministic, so the same seed gives byte-identical Parquet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import ray
+from ray.data.datasource import FilenameProvider
+
+from glan_ray import schema
+from glan_ray.data.summary import SimSummary
+from glan_ray.data.tables import day_tables
+from glan_ray.sim.config import SimConfig
+from glan_ray.sim.engine import simulate
+from glan_ray.sim.policies import make_policy
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How to lay out a generation run (the simulator's own parameters are in SimConfig)."""
+
+    users: int
+    """Number of users."""
+    days: int
+    """Number of consecutive days."""
+    rct: bool = False
+    """RCT mode: random page treatment per user-day (with control) and the ``rct`` dataset."""
+    policy: str = "logging"
+    """Simulator policy that logs the data (see ``sim.policies.SIM_POLICIES``)."""
+    shard_users: int | None = None
+    """Users per actor; default: as many as keep every CPU busy, at most 20,000 users."""
+    wave_user_days: int = 100_000
+    """Approximate user-days per write wave: bounds memory."""
+    overwrite: bool = False
+    """Replace an existing output directory's datasets instead of refusing."""
+
+    def __post_init__(self) -> None:
+        for name in ("users", "days", "wave_user_days"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.shard_users is not None and self.shard_users < 1:
+            raise ValueError(f"shard_users must be >= 1, got {self.shard_users}")
+
+    @property
+    def datasets(self) -> list[str]:
+        return [n for n in schema.SCHEMAS if self.rct or n != "rct"]
+
+
+@ray.remote
+class ShardSimulator:
+    """Simulates one shard of users day by day; returns one Arrow table per dataset."""
+
+    def __init__(
+        self, cfg: dict, first_user: int, n_users: int, days: int, rct: bool, policy: str
+    ) -> None:
+        sim_cfg = SimConfig.from_dict(cfg)
+        self.rct = rct
+        self._days = simulate(
+            sim_cfg, first_user, n_users, days, make_policy(policy, sim_cfg), rct=rct
+        )
+
+    def step(self, n_days: int) -> tuple:
+        """Simulate the next ``n_days``: (table per dataset..., SimSummary)."""
+        parts: dict[str, list[pa.Table]] = {}
+        summary = SimSummary()
+        for _ in range(n_days):
+            log = next(self._days)
+            tables = day_tables(log, self.rct)
+            for name, t in tables.items():
+                parts.setdefault(name, []).append(t)
+            summary = summary + SimSummary.of_day(log, {n: t.num_rows for n, t in tables.items()})
+        return (*(pa.concat_tables(ts) for ts in parts.values()), summary)
+
+
+class _WaveFilenames(FilenameProvider):
+    """Deterministic names: <dataset>-<task>.parquet (inside the wave's directory)."""
+
+    def __init__(self, dataset: str):
+        super().__init__(file_format="parquet")
+        self.prefix = dataset
+
+    def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+        return f"{self.prefix}-{task_index:04d}.parquet"
+
+
+def _layout(opts: GenerateOptions, block: int, cpus: int) -> tuple[list[tuple[int, int]], int]:
+    """Shards (first user, n users) of whole blocks, and days per wave."""
+    if opts.shard_users:
+        per = max(block, math.ceil(opts.shard_users / block) * block)
+    else:
+        per = min(20_000, max(block, math.ceil(opts.users / cpus / block) * block))
+    shards = [(f, min(per, opts.users - f)) for f in range(0, opts.users, per)]
+    group_users = min(opts.users, per * cpus)
+    days_per_wave = max(1, min(opts.days, opts.wave_user_days // max(group_users, 1)))
+    return shards, days_per_wave
+
+
+def _prepare_out(out: str, opts: GenerateOptions) -> None:
+    for name in schema.SCHEMAS:
+        d = os.path.join(out, name)
+        if os.path.isdir(d) and os.listdir(d):
+            if not opts.overwrite:
+                raise FileExistsError(
+                    f"{d} already holds data; pass overwrite=True "
+                    "(--overwrite) or choose another --out"
+                )
+            shutil.rmtree(d)
+    os.makedirs(out, exist_ok=True)
+
+
+def generate(
+    cfg: SimConfig, opts: GenerateOptions, out: str, progress: Callable[[int], Any] | None = None
+) -> SimSummary:
+    """Simulate ``opts.users`` × ``opts.days`` and write every dataset under ``out/<name>/``.
+
+    ``progress(n)`` is called with the number of user-days finished after each wave. Returns the
+    summary, also written with the resolved configs to ``out/manifest.json``. Local paths only
+    are created here; any URI Ray Data writes to (s3://, gs://) works as ``out`` too.
+    """
+    local = "://" not in out
+    if local:
+        _prepare_out(out, opts)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    shards, days_per_wave = _layout(opts, cfg.block_size, cpus)
+    logger.info(
+        "simulating %d users x %d days in %d shards, %d day(s) per wave",
+        opts.users,
+        opts.days,
+        len(shards),
+        days_per_wave,
+    )
+    names = opts.datasets
+    total, wave = SimSummary(), 0
+    for g in range(0, len(shards), cpus):
+        group = shards[g : g + cpus]
+        # Half a CPU per actor leaves room for Ray Data's write tasks next to them.
+        actors = [
+            ShardSimulator.options(num_cpus=0.5).remote(
+                cfg.to_dict(), f, n, opts.days, opts.rct, opts.policy
+            )
+            for f, n in group
+        ]
+        chunks = [min(days_per_wave, opts.days - d) for d in range(0, opts.days, days_per_wave)]
+
+        def launch(k: int, actors: list = actors) -> list:
+            return [a.step.options(num_returns=len(names) + 1).remote(k) for a in actors]
+
+        pending = launch(chunks[0])
+        for i in range(len(chunks)):
+            refs = pending
+            if i + 1 < len(chunks):
+                pending = launch(chunks[i + 1])  # simulate the next wave while this one writes
+            for j, name in enumerate(names):
+                # One sub-directory per wave: Ray Data's append mode needs random file names,
+                # a fresh directory lets the names stay deterministic.
+                ds = ray.data.from_arrow_refs([r[j] for r in refs])
+                ds.write_parquet(
+                    f"{out}/{name}/wave-{wave:05d}",
+                    mode="overwrite",
+                    filename_provider=_WaveFilenames(name),
+                )
+            summaries = ray.get([r[-1] for r in refs])
+            for s in summaries:
+                total = total + s
+            done = sum(s.user_days for s in summaries)
+            logger.info(
+                "wave %d: %d user-days, %d sessions", wave, done, sum(s.sessions for s in summaries)
+            )
+            if progress:
+                progress(done)
+            wave += 1
+        for a in actors:
+            ray.kill(a)
+    if local:
+        with open(os.path.join(out, MANIFEST), "w") as f:
+            json.dump(
+                {"sim_config": cfg.to_dict(), "options": opts.__dict__, "summary": total.to_dict()},
+                f,
+                indent=2,
+            )
+    return total

@@ -1,0 +1,85 @@
+"""Read the datasets as ``ray.data.Dataset``s, validated against schema.py.
+
+``read_dataset(run_dir, "sessions")`` checks the Parquet schema (missing columns, wrong types)
+from the file metadata, then — unless ``validate=False`` — makes one pass over the data counting
+nulls, NaNs and out-of-range categories per column, and raises a ``DatasetValidationError`` that
+names each bad column with its row count. Nothing is dropped: bad input is rejected whole.
+Columns whose types are compatible but not canonical (e.g. int64 actions) are cast on read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+
+import pyarrow as pa
+import ray
+
+from glan_ray import schema
+from glan_ray.schema import DatasetValidationError, Problem
+
+logger = logging.getLogger(__name__)
+
+
+def dataset_path(path: str, name: str) -> str:
+    """``path`` itself if it is the dataset's directory, else ``path/<name>`` (a run directory)."""
+    schema.schema_for(name)
+    if "://" in path:
+        return path.rstrip("/") + "/" + name if not path.rstrip("/").endswith(name) else path
+    candidate = os.path.join(path, name)
+    if os.path.isdir(candidate):
+        return candidate
+    if os.path.exists(path) and os.path.basename(os.path.normpath(path)) == name:
+        return path
+    raise FileNotFoundError(
+        f"no '{name}' dataset at {path} (looked for {candidate}); "
+        "generate one with `glan-ray simulate --out DIR`"
+    )
+
+
+def _count_problems(batch: pa.Table, name: str) -> pa.Table:
+    problems = schema.value_problems(batch, name)
+    return pa.table(
+        {
+            "column": pa.array([p.column for p in problems], pa.string()),
+            "issue": pa.array([p.issue for p in problems], pa.string()),
+            "rows": pa.array([p.rows for p in problems], pa.int64()),
+        }
+    )
+
+
+def value_problems(ds: ray.data.Dataset, name: str) -> list[Problem]:
+    """Value problems of a whole Ray dataset, row counts summed over all blocks."""
+    found = ds.map_batches(
+        _count_problems, fn_kwargs={"name": name}, batch_format="pyarrow", batch_size=None
+    ).take_all()
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for row in found:
+        totals[(row["column"], row["issue"])] += row["rows"]
+    return [Problem(c, i, n) for (c, i), n in totals.items()]
+
+
+def _to_canonical(batch: pa.Table, name: str) -> pa.Table:
+    return schema.conform(batch, name)
+
+
+def read_dataset(path: str, name: str, *, validate: bool = True, **read_kwargs) -> ray.data.Dataset:
+    """Read dataset ``name`` from a run directory (or its own directory / URI) as Ray Data.
+
+    Raises ``DatasetValidationError`` for a schema mismatch, and — with ``validate`` — for nulls,
+    NaN/inf values or out-of-range actions/labels, naming each column and its row count.
+    ``read_kwargs`` go to ``ray.data.read_parquet``.
+    """
+    where = dataset_path(path, name)
+    ds = ray.data.read_parquet(where, **read_kwargs)
+    got = ds.schema()
+    if got is None:
+        raise DatasetValidationError(f"dataset '{name}' at {where} has no rows or no schema")
+    arrow = got.base_schema if hasattr(got, "base_schema") else got
+    schema.raise_if(schema.schema_problems(arrow, name), name, where)
+    if validate:
+        schema.raise_if(value_problems(ds, name), name, where)
+    if any(arrow.field(f.name).type != f.type for f in schema.schema_for(name)):
+        ds = ds.map_batches(_to_canonical, fn_kwargs={"name": name}, batch_format="pyarrow")
+    return ds

@@ -1,0 +1,205 @@
+"""Every parameter of the PLPM simulator, in one documented, frozen dataclass (SPEC §1).
+
+Durations are in seconds, hours in [0, 24). Page index 0 = Featured, 1 = Explore, 2 = Following.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+# Tidal hourly intensity (relative app entries per hour, 0h..23h): valley 3–6h, a lunch peak
+# 12–14h and the main evening peak 19–22h (KLAN Fig. 1, GLAN §1).
+TIDAL_HOURLY: tuple[float, ...] = (
+    0.55,
+    0.35,
+    0.20,
+    0.10,
+    0.08,
+    0.08,
+    0.10,
+    0.30,
+    0.55,
+    0.60,
+    0.65,
+    0.75,
+    1.35,
+    1.45,
+    1.25,
+    0.75,
+    0.70,
+    0.75,
+    0.95,
+    1.60,
+    1.85,
+    1.90,
+    1.70,
+    1.00,
+)
+
+# Weekday multipliers of the session rate, Monday..Sunday: weekends are busier.
+WEEKLY: tuple[float, ...] = (0.96, 0.94, 0.95, 0.97, 1.04, 1.22, 1.28)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Parameters of the PLPM simulator. Every field has a sane default."""
+
+    seed: int = 0
+    """Root seed. Every random draw is keyed by (seed, user block, day, stream): common random
+    numbers, so a user-day replays identically under any policy."""
+    block_size: int = 500
+    """Users per RNG block. Shards are made of whole blocks, so results do not depend on how
+    many Ray tasks generate the data."""
+    start_weekday: int = 0
+    """Weekday of day 0 (0 = Monday)."""
+
+    # ---- users (property 1) ----
+    activity_probs: tuple[float, ...] = (0.25, 0.35, 0.25, 0.15)
+    """Share of users per activity level (low .. very high)."""
+    n_ages: int = 6
+    """Number of age buckets."""
+    n_regions: int = 8
+    """Number of regions."""
+    base_rate: tuple[float, ...] = (1.3, 3.5, 7.0, 13.0)
+    """Mean planned app entries per day, per activity level."""
+    rate_std: float = 0.4
+    """Log-normal spread of a user's entry rate around their activity level's mean."""
+    active_logit: tuple[float, ...] = (0.6, 1.6, 2.6, 3.4)
+    """Logit of being active on a day, per activity level, before weekly and retention terms."""
+    page_affinity_mean: tuple[float, ...] = (0.0, -0.15, -0.45)
+    """Population mean of the log-affinity for each page."""
+    page_affinity_std: float = 0.6
+    """Spread of per-user log-affinities around the page means (personalisation headroom);
+    centred per user, so it changes which page suits a user, not how much they consume."""
+    duration_scale_std: float = 0.12
+    """Log-normal spread of a user's overall consumption scale."""
+
+    # ---- arrivals (property 2) ----
+    tidal_hourly: tuple[float, ...] = TIDAL_HOURLY
+    """Relative entry intensity of each hour of the day."""
+    max_planned: int = 18
+    """Cap on planned entries per user-day (array width)."""
+    n_bonus_slots: int = 2
+    """Extra evening entries that a good morning on Following can unlock (property 6)."""
+    bonus_hours: tuple[float, float] = (19.0, 23.0)
+    """Hour window of the bonus evening entries."""
+
+    # ---- sessions and pages (properties 3, 4) ----
+    base_duration: tuple[float, ...] = (210.0, 150.0, 115.0)
+    """Median landing-page consumption (s) per page for an average user: Featured is longest."""
+    duration_sigma: float = 0.5
+    """Log-normal noise of page durations."""
+    session_decay: float = 0.12
+    """Duration of the t-th session of the day scales as 1 / (1 + session_decay * t)."""
+    max_page_duration: float = 2400.0
+    """Cap (s) on the consumption of one page in one session."""
+    tau: float = 40.0
+    """Drop-off threshold τ (s): landing consumption below it is a drop-off (y_sw = 1)."""
+    nav_logit: float = -1.2
+    """Base logit of navigating from the landing page to another page."""
+    nav_dropoff_boost: float = 1.9
+    """Extra navigation logit after a drop-off: the user compensates on another page."""
+    nav_pref_slope: float = 1.4
+    """Navigation logit per unit of preference gap between target and landing page."""
+    nav_fraction: float = 0.7
+    """Navigated-to pages get this fraction of their landing-mode duration."""
+    video_length: tuple[float, ...] = (25.0, 20.0, 38.0)
+    """Mean video length (s) per page, for video-view counts."""
+    watch_fraction: tuple[float, ...] = (0.92, 0.78, 0.74)
+    """Share of page time spent watching (the rest is browsing)."""
+    browse_overhead: float = 4.0
+    """Seconds of app time per page visited on top of consumption."""
+
+    # ---- latent intent (property 5) ----
+    intent_std: float = 0.4
+    """Stationary std of the hidden per-page intent."""
+    intent_persistence: float = 0.85
+    """Per-hour autocorrelation of the intent (it drifts within the day)."""
+    live_rate: float = 0.07
+    """Followed creators live per hour per unit of social degree."""
+    live_intent_gain: float = 0.3
+    """Intent boost of Following per unit of log(1 + live creators), scaled by a hidden
+    per-user sensitivity."""
+
+    # ---- delayed reward (property 6) ----
+    fatigue_rate: float = 0.7
+    """Fatigue gained per 10 minutes of Featured consumption (scaled per user)."""
+    fatigue_on_featured: float = 0.35
+    """Log-duration penalty on Featured per unit of fatigue."""
+    return_logit: float = 2.2
+    """Base logit that a later planned entry is realised."""
+    return_sat: float = 0.8
+    """Return logit per unit of in-day satisfaction."""
+    return_fatigue: float = 1.3
+    """Return logit lost per unit of fatigue."""
+    sat_good: float = 0.25
+    """Satisfaction gained by a session without drop-off."""
+    sat_drop: float = -0.7
+    """Satisfaction change of a drop-off session."""
+    bonus_logit: float = -3.5
+    """Base logit of a bonus evening entry."""
+    bonus_per_following: float = 2.2
+    """Bonus-entry logit per satisfied morning Following session (morning = before noon)."""
+
+    # ---- inter-day dynamics (property 7) ----
+    weekly: tuple[float, ...] = WEEKLY
+    """Session-rate multiplier per weekday."""
+    weekly_active_logit: float = 1.5
+    """Active-logit gain per unit of (weekly multiplier - 1)."""
+    retention_sat: float = 0.6
+    """Next-day active logit per unit of carried satisfaction."""
+    retention_fatigue: float = 0.5
+    """Next-day active logit lost per unit of carried fatigue."""
+    sat_carry: float = 0.6
+    """Share of satisfaction carried to the next day."""
+    fatigue_carry: float = 0.4
+    """Share of fatigue carried to the next day."""
+
+    # ---- logging policy (property 8) ----
+    log_resume_last: float = 0.25
+    """Logging policy: probability of resuming the last exited page."""
+    log_most_visited: float = 0.20
+    """Logging policy: probability of the most visited page (14 days)."""
+    log_epsilon: float = 0.08
+    """Logging policy: uniform randomisation; the rest of the mass goes to Featured."""
+    rct_control_share: float = 0.25
+    """RCT mode: share of user-days in the control arm (the rest split evenly over pages)."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "tidal_hourly": len(self.tidal_hourly) == 24,
+            "weekly": len(self.weekly) == 7,
+            "base_duration": len(self.base_duration) == 3,
+            "activity_probs": abs(sum(self.activity_probs) - 1.0) < 1e-6,
+            "base_rate": len(self.base_rate) == len(self.activity_probs),
+            "active_logit": len(self.active_logit) == len(self.activity_probs),
+            "block_size": self.block_size > 0,
+            "tau": self.tau > 0,
+            "max_planned": self.max_planned >= 1,
+            "log_epsilon": 0
+            <= self.log_resume_last + self.log_most_visited + self.log_epsilon
+            <= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid SimConfig field(s): {', '.join(bad)}")
+
+    @property
+    def n_slots(self) -> int:
+        """Width of the per-day slot arrays: planned entries plus bonus entries."""
+        return self.max_planned + self.n_bonus_slots
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SimConfig:
+        """Build from a dict; unknown keys raise, naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown SimConfig key(s): {', '.join(unknown)}")
+        conv = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**conv)

@@ -1,0 +1,298 @@
+"""The day loop: users enter the app slot by slot, the policy picks landing pages, sessions play.
+
+``simulate_day`` is a pure function of (state, plan, policy): it never mutates the state it is
+given, so the same user-day can be replayed under another policy or treatment (CRN).
+``simulate`` runs a user range through consecutive days and yields one ``DayLog`` per day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from glan_ray.schema import N_PAGES, N_TREATMENTS, OBS_DIM
+from glan_ray.sim.arrivals import DayPlan, make_plan
+from glan_ray.sim.config import SimConfig
+from glan_ray.sim.dynamics import Latent, action_values, medians, sample_session, sigmoid
+from glan_ray.sim.observation import build_obs
+from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
+from glan_ray.sim.rng import blocks_of, draw
+from glan_ray.sim.state import UserState, day_stats, initial_state, roll_day
+from glan_ray.sim.users import Users, make_users
+
+
+@dataclass
+class DayLog:
+    """Everything logged on one day for N users; session arrays have M rows sorted by user, t."""
+
+    day: int
+    weekday: int
+    users: Users
+    stats: dict[str, np.ndarray]  # start-of-day statistical features, (N, ...)
+    seq_sessions: np.ndarray  # (N, 30) history before today, index 0 = yesterday
+    seq_usage: np.ndarray  # (N, 30)
+    active: np.ndarray  # (N,) bool
+    y_wt: np.ndarray  # (N,) usage time today (s)
+    y_se: np.ndarray  # (N,) sessions today
+    sessions: dict[str, np.ndarray]  # (M, ...) per-session records
+    treatment: np.ndarray | None = None  # (N,) RCT treatment, 0 = control
+    response_cf: np.ndarray | None = None  # (N, 4) usage today under every treatment
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def user_features(users: Users, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
+    """The observed profile columns (schema USER_FIELDS) of some users."""
+    return {k: getattr(users, k)[rows] for k in ("age", "region", "activity", "social_degree")}
+
+
+def p_active(cfg: SimConfig, users: Users, state: UserState, weekday: int) -> np.ndarray:
+    """Probability (N,) of being active today: base, weekly cycle, retention (property 7)."""
+    logit = (
+        users.active_logit
+        + cfg.weekly_active_logit * (cfg.weekly[weekday] - 1.0)
+        + cfg.retention_sat * state.sat
+        - cfg.retention_fatigue * state.fatigue
+    )
+    return sigmoid(logit)
+
+
+def _remaining(mask: np.ndarray) -> np.ndarray:
+    """(N, S): how many true entries of ``mask`` come strictly after each slot."""
+    rev = np.cumsum(mask[:, ::-1], axis=1)[:, ::-1]
+    return rev - mask
+
+
+def simulate_day(
+    cfg: SimConfig,
+    users: Users,
+    state: UserState,
+    plan: DayPlan,
+    policy: Policy,
+    day: int,
+    treatment: np.ndarray | None = None,
+) -> tuple[DayLog, UserState]:
+    """Play one day. ``treatment`` (N,) forces page t - 1 where t > 0 (RCT); 0 keeps the policy."""
+    n, s = len(users), cfg.n_slots
+    stats = day_stats(state)
+    p_act = p_active(cfg, users, state, plan.weekday)
+    active = plan.u_active < p_act
+    features = {
+        "user_id": users.user_id,
+        **user_features(users),
+        **stats,
+        "seq_sessions": state.hist_sessions,
+        "seq_usage": state.hist_usage,
+    }
+    policy.begin_day(day, features)
+    most_visited = stats["page_entries_14d"].argmax(1)
+
+    day_sat, fatigue = np.zeros(n), state.fatigue.copy()
+    good_following = np.zeros(n)
+    today_dur, page_entries = np.zeros((n, N_PAGES)), np.zeros((n, N_PAGES))
+    entries, prev_drop = np.zeros(n, dtype=np.int64), np.zeros(n)
+    last_exit = state.last_exit.astype(np.int64)
+    hist = IntraDayHistory.empty(n, s, OBS_DIM)
+    rem_planned = _remaining(plan.valid & ~plan.is_bonus)
+    rem_bonus = _remaining(plan.valid & plan.is_bonus)
+    records: list[dict[str, np.ndarray]] = []
+
+    for k in range(s):
+        if not plan.valid[:, k].any():
+            break  # slots are sorted by hour; invalid ones come last
+        p_ret = sigmoid(cfg.return_logit + cfg.return_sat * day_sat - cfg.return_fatigue * fatigue)
+        p_bonus = sigmoid(cfg.bonus_logit + cfg.bonus_per_following * good_following)
+        p_real = np.where(plan.is_first[:, k], 1.0, np.where(plan.is_bonus[:, k], p_bonus, p_ret))
+        rows = np.flatnonzero(active & plan.valid[:, k] & (plan.u_return[:, k] < p_real))
+        if rows.size == 0:
+            continue
+        t, hour = entries[rows], plan.hour[rows, k]
+        intent = plan.intent[rows, k]
+        med = medians(cfg, users.affinity[rows], intent, fatigue[rows], users.dur_scale[rows], t)
+        pref = users.affinity[rows] + intent
+        obs = build_obs(
+            user_features(users, rows),
+            {k2: v[rows] for k2, v in stats.items()},
+            hour,
+            plan.weekday,
+            t,
+            plan.live_count[rows, k],
+            today_dur[rows],
+            prev_drop[rows],
+            last_exit[rows],
+        )
+        latent = Latent(
+            median=med,
+            pref=pref,
+            day_sat=day_sat[rows],
+            fatigue=fatigue[rows],
+            fatigue_sens=users.fatigue_sens[rows],
+            good_morning_following=good_following[rows],
+            remaining_planned=rem_planned[rows, k],
+            remaining_bonus=rem_bonus[rows, k],
+            session_idx=t,
+            hour=hour,
+            p_active_tomorrow=p_act[rows],
+            usage_7d=stats["usage_7d"][rows],
+        )
+        ob = Observation(
+            rows=rows,
+            user_id=users.user_id[rows],
+            obs=obs,
+            hour=hour,
+            weekday=plan.weekday,
+            entries_today=t,
+            last_exit=last_exit[rows],
+            most_visited=most_visited[rows],
+            latent=latent if policy.privileged else None,
+        )
+        action, probs = policy.act(ob, hist, plan.u_action[rows, k])
+        if treatment is not None:
+            forced = treatment[rows] > 0
+            action = np.where(forced, treatment[rows] - 1, action).astype(np.int8)
+            probs = np.where(
+                forced[:, None], np.eye(N_PAGES)[np.maximum(treatment[rows] - 1, 0)], probs
+            )
+        a = action.astype(np.int64)
+        out = sample_session(
+            cfg,
+            med,
+            pref,
+            a,
+            plan.eps[rows, k],
+            plan.u_nav[rows, k],
+            plan.u_views[rows, k],
+            plan.u_order[rows, k],
+        )
+        _, q = action_values(cfg, latent)
+        records.append(
+            {
+                "row": rows,
+                "session_idx": t,
+                "hour": hour,
+                "entries_today": t,
+                "live_count": plan.live_count[rows, k],
+                "today_dur": today_dur[rows].copy(),
+                "obs": obs,
+                "action": action,
+                "propensity": probs[np.arange(rows.size), a],
+                "dur": out["dur"],
+                "y_sw": out["y_sw"],
+                "usage": out["usage"],
+                "watch": out["watch"],
+                "views": out["views"],
+                "page_seq": out["page_seq"],
+                "seq_len": out["seq_len"],
+                "value_true": q[np.arange(rows.size), a],
+            }
+        )
+
+        # Intra-day history seen by the policy at the next entries.
+        hist.obs[rows, t] = obs
+        hist.action[rows, t] = action
+        hist.hour[rows, t] = hour
+        hist.dur[rows, t] = out["dur"]
+        hist.video_views[rows, t] = out["views"]
+        hist.n_switches[rows, t] = out["seq_len"] - 1
+        hist.y_sw[rows, t] = out["y_sw"]
+        hist.usage[rows, t] = out["usage"]
+        hist.length[rows] += 1
+
+        # Hidden dynamics: satisfaction, fatigue, the Following-morning effect.
+        dropped = out["y_sw"]
+        day_sat[rows] += np.where(dropped, cfg.sat_drop, cfg.sat_good)
+        fatigue[rows] += cfg.fatigue_rate * users.fatigue_sens[rows] * out["dur"][:, 0] / 600.0
+        good_following[rows] += (a == 2) & ~dropped & (hour < 12.0)
+        today_dur[rows] += out["dur"]
+        page_entries[rows, a] += 1
+        entries[rows] += 1
+        prev_drop[rows] = dropped
+        last_exit[rows] = out["last_exit"]
+
+    sessions = _concat_sorted(records)
+    y_wt = np.bincount(sessions["row"], weights=sessions["usage"], minlength=n)
+    log = DayLog(
+        day=day,
+        weekday=plan.weekday,
+        users=users,
+        stats=stats,
+        seq_sessions=state.hist_sessions,
+        seq_usage=state.hist_usage,
+        active=active,
+        y_wt=y_wt,
+        y_se=entries.copy(),
+        sessions=sessions,
+        treatment=treatment,
+    )
+    new_state = roll_day(
+        cfg, state, entries, y_wt, today_dur, page_entries, day_sat, fatigue, active, last_exit
+    )
+    return log, new_state
+
+
+def _concat_sorted(records: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if not records:
+        return {}
+    out = {k: np.concatenate([r[k] for r in records]) for k in records[0]}
+    order = np.lexsort((out["session_idx"], out["row"]))
+    return {k: v[order] for k, v in out.items()}
+
+
+def rct_treatments(cfg: SimConfig, first_user: int, n_users: int, day: int) -> np.ndarray:
+    """Per user-day treatment (N,): 0 = control with ``rct_control_share``, else a page + 1."""
+
+    def one_block(rng: np.random.Generator, m: int) -> dict[str, np.ndarray]:
+        return {"u": rng.random(m)}
+
+    u = draw(
+        blocks_of(first_user, n_users, cfg.block_size),
+        cfg.seed,
+        day,
+        "rct",
+        cfg.block_size,
+        one_block,
+    )["u"]
+    c = cfg.rct_control_share
+    page = np.minimum(((u - c) / (1 - c) * N_PAGES).astype(np.int64), N_PAGES - 1)
+    return np.where(u < c, 0, page + 1).astype(np.int8)
+
+
+def simulate(
+    cfg: SimConfig,
+    first_user: int,
+    n_users: int,
+    days: int,
+    policy: Policy | Callable[[], Policy],
+    rct: bool = False,
+    first_day: int = 0,
+) -> Iterator[DayLog]:
+    """Run users [first_user, first_user + n_users) for ``days`` days; yield a DayLog per day.
+
+    ``policy`` is a Policy or a factory. In RCT mode each user-day gets a random treatment and
+    the day is also replayed under every treatment to record the counterfactual responses.
+    """
+    pol = policy() if callable(policy) and not isinstance(policy, Policy) else policy
+    users = make_users(cfg, first_user, n_users)
+    state = initial_state(cfg, users, first_user)
+    for day in range(first_day, first_day + days):
+        plan = make_plan(cfg, users, first_user, day)
+        if not rct:
+            log, state = simulate_day(cfg, users, state, plan, pol, day)
+        else:
+            treatment = rct_treatments(cfg, first_user, n_users, day)
+            cf = np.stack(
+                [
+                    simulate_day(
+                        cfg, users, state, plan, pol, day, np.full(n_users, k, dtype=np.int8)
+                    )[0].y_wt
+                    for k in range(N_TREATMENTS)
+                ],
+                axis=1,
+            )
+            log, state = simulate_day(cfg, users, state, plan, pol, day, treatment)
+            log.response_cf = cf
+        yield log
+
+
+__all__ = ["DayLog", "p_active", "simulate", "simulate_day", "user_features"]
