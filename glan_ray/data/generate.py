@@ -92,6 +92,11 @@ class ShardSimulator:
         return (*(pa.concat_tables(ts) for ts in parts.values()), summary)
 
 
+@ray.remote(num_cpus=0.5)
+def _concat_tables(*tables: pa.Table) -> pa.Table:
+    return pa.concat_tables(tables).combine_chunks()
+
+
 class _WaveFilenames(FilenameProvider):
     """Deterministic names: <dataset>-<task>.parquet (inside the wave's directory)."""
 
@@ -150,6 +155,8 @@ def generate(
         days_per_wave,
     )
     names = opts.datasets
+    # Writes must keep the rows in shard order for the files to be reproducible.
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     total, wave = SimSummary(), 0
     for g in range(0, len(shards), cpus):
         group = shards[g : g + cpus]
@@ -171,10 +178,11 @@ def generate(
             if i + 1 < len(chunks):
                 pending = launch(chunks[i + 1])  # simulate the next wave while this one writes
             for j, name in enumerate(names):
-                # One sub-directory per wave: Ray Data's append mode needs random file names,
-                # a fresh directory lets the names stay deterministic.
-                ds = ray.data.from_arrow_refs([r[j] for r in refs])
-                ds.write_parquet(
+                # One table per wave and dataset, so each wave is exactly one file whatever way
+                # Ray Data would bundle blocks; one sub-directory per wave because append mode
+                # needs random file names, and a fresh directory lets the names stay fixed.
+                table = _concat_tables.remote(*[r[j] for r in refs])
+                ray.data.from_arrow_refs([table]).write_parquet(
                     f"{out}/{name}/wave-{wave:05d}",
                     mode="overwrite",
                     filename_provider=_WaveFilenames(name),

@@ -1,0 +1,83 @@
+"""The glan-ray command line: help, a small simulate run with its summary, clear errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from glan_ray.cli import main
+
+
+def test_help_lists_commands_and_simulate_options():
+    out = subprocess.run(
+        [sys.executable, "-m", "glan_ray.cli", "simulate", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for flag in ("--users", "--days", "--out", "--rct", "--seed", "--policy", "--overwrite"):
+        assert flag in out
+    top = subprocess.run(
+        [sys.executable, "-m", "glan_ray.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "simulate" in top
+
+
+def test_simulate_writes_datasets_and_prints_summary(ray_session, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    code = main(["simulate", "--users", "200", "--days", "2", "--out", out, "--rct", "--seed", "5"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    for word in (
+        "daily",
+        "sessions",
+        "trajectories",
+        "transitions",
+        "rct",
+        "drop-off ratio",
+        "sessions/user-day",
+        "page assign ratios",
+    ):
+        assert word in printed
+    assert "400" in printed  # daily rows = users x days
+    for name in ("daily", "sessions", "trajectories", "transitions", "rct"):
+        assert os.listdir(os.path.join(out, name))
+
+
+def test_simulate_refuses_to_overwrite_and_rejects_bad_numbers(ray_session, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["simulate", "--users", "100", "--days", "1", "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["simulate", "--users", "100", "--days", "1", "--out", out]) == 2
+    assert "already holds data" in capsys.readouterr().err
+    assert main(["simulate", "--users", "0", "--days", "1", "--out", out, "--overwrite"]) == 2
+    assert "users must be >= 1" in capsys.readouterr().err
+
+
+def test_sim_config_file_with_unknown_key_is_rejected(tmp_path, capsys):
+    cfg = tmp_path / "sim.yaml"
+    cfg.write_text("tau: 30\nbogus_field: 1\n")
+    code = main(
+        [
+            "simulate",
+            "--users",
+            "10",
+            "--days",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+            "--sim-config",
+            str(cfg),
+        ]
+    )
+    assert code == 2
+    assert "bogus_field" in capsys.readouterr().err
+
+
+def test_unknown_policy_is_an_argparse_error():
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--users", "10", "--days", "1", "--out", "x", "--policy", "nope"])
+    assert exc.value.code == 2
