@@ -1,0 +1,44 @@
+"""Repository invariants: the README's test command is what CI runs; nothing runs at import."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    setup = text.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", setup)
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    commands = _readme_commands()
+    assert len(commands) == 2
+    main_job, tests = commands
+    assert "pip install torch==2.13.0" in main_job and "glan-ray " in main_job
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci == tests
+
+
+def test_importing_the_package_starts_nothing():
+    code = (
+        "import sys, glan_ray, glan_ray.schema, glan_ray.sim.engine, glan_ray.data.tables;"
+        "import ray; print(ray.is_initialized())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_only_the_rllib_package_imports_rllib():
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "glan_ray").rglob("*.py")
+        if "rllib" not in p.relative_to(ROOT / "glan_ray").parts
+        and re.search(r"^\s*(from|import) ray\.rllib", p.read_text(), re.M)
+    ]
+    assert offenders == []
