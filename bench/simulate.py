@@ -10,6 +10,7 @@ a table and writes ``bench/results/simulate.json``. Run: ``python bench/simulate
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,14 +35,15 @@ TARGET_SESSIONS_PER_MIN = 1_000_000
 class MemorySampler(threading.Thread):
     """Peak memory of the driver and its Ray processes, sampled every ``interval`` seconds."""
 
-    def __init__(self, session_dir: str | None, interval: float = 0.2) -> None:
+    def __init__(self, session_dir: str | None, interval: float = 0.2, state: Any = None) -> None:
         super().__init__(daemon=True)
-        self.session_dir, self.interval = session_dir, interval
+        self.session_dir, self.interval, self.state = session_dir, interval, state
         self.stop_event = threading.Event()
         self.peak: dict[str, float] = {}
         self.peak_breakdown: dict[str, float] = {}  # process name -> USS MiB at the peak
         self.last_breakdown: dict[str, float] = {}
-        self.samples, self.busy_s = 0, 0.0
+        self.samples, self.busy_s, self.t0 = 0, 0.0, time.perf_counter()
+        self.timeline: list[list[float]] = []  # [seconds, total USS MiB, object store MiB]
 
     def processes(self) -> list[psutil.Process]:
         me = psutil.Process()
@@ -70,7 +72,13 @@ class MemorySampler(threading.Thread):
             s["rss"] += m.rss
             s["nprocs"] += 1
         s["driver_rss"] = psutil.Process().memory_info().rss
-        s["shm_used"] = shutil.disk_usage("/dev/shm").used if os.path.isdir("/dev/shm") else 0
+        s["store"] = s["spilled"] = 0.0
+        if self.state is not None:  # Ray's own object store stats (internal API: best effort)
+            from ray._private.internal_api import get_memory_info_reply
+
+            with contextlib.suppress(Exception):
+                st = get_memory_info_reply(self.state, timeout_seconds=5).store_stats
+                s["store"], s["spilled"] = st.object_store_bytes_used, st.spilled_bytes_total
         return s
 
     def update(self) -> None:
@@ -82,6 +90,10 @@ class MemorySampler(threading.Thread):
         for k, v in sample.items():
             self.peak[k] = max(self.peak.get(k, 0.0), v)
         self.samples += 1
+        t = time.perf_counter() - self.t0
+        self.timeline.append(
+            [round(t, 2), round(sample["uss"] / MIB), round(sample["store"] / MIB)]
+        )
 
     def run(self) -> None:
         while not self.stop_event.wait(self.interval):
@@ -102,8 +114,14 @@ def run_one(size: int, days: int, num_cpus: int, out: str, interval: float) -> d
     init_ray(num_cpus=num_cpus)
     init_s = time.perf_counter() - t0
     session_dir = ray._private.worker._global_node.get_session_dir_path()
-    sampler = MemorySampler(session_dir, interval)
+    state = None
+    with contextlib.suppress(Exception):
+        from ray._private.internal_api import get_state_from_address
+
+        state = get_state_from_address(ray.get_runtime_context().gcs_address)
+    sampler = MemorySampler(session_dir, interval, state)
     idle = sampler.sample()
+    sampler.t0 = time.perf_counter()
     sampler.start()
     load0, cpu0 = os.getloadavg()[0], psutil.cpu_times()
     t0 = time.perf_counter()
@@ -132,7 +150,8 @@ def run_one(size: int, days: int, num_cpus: int, out: str, interval: float) -> d
         "peak_total_pss_mib": peak["pss"] / MIB,
         "peak_total_rss_mib": peak["rss"] / MIB,
         "peak_driver_rss_mib": peak["driver_rss"] / MIB,
-        "peak_shm_delta_mib": (peak["shm_used"] - idle["shm_used"]) / MIB,
+        "peak_object_store_mib": peak["store"] / MIB,
+        "object_store_spilled_mib": peak["spilled"] / MIB,
         "idle_total_uss_mib": idle["uss"] / MIB,
         "max_processes": int(peak["nprocs"]),
         # Whole-machine load while generating: other jobs on the box skew the timings.
@@ -142,6 +161,7 @@ def run_one(size: int, days: int, num_cpus: int, out: str, interval: float) -> d
         "sampler_interval_s": interval,
         "sampler_cpu_s": sampler.busy_s,
         "peak_uss_by_process_mib": sampler.peak_breakdown,
+        "timeline": sampler.timeline,
         "disk_bytes": disk,
         "summary": summary.to_dict(),
         "versions": {"ray": ray.__version__, "numpy": np.__version__},
@@ -153,7 +173,8 @@ def run_one(size: int, days: int, num_cpus: int, out: str, interval: float) -> d
 def fmt_table(results: list[dict[str, Any]]) -> str:
     head = (
         f"{'user-days':>10} {'sessions':>11} {'gen s':>8} {'init s':>6} {'sess/s':>9} "
-        f"{'sess/min':>11} {'peak USS':>9} {'peak PSS':>9} {'driver':>7} {'disk MiB':>8}  rows"
+        f"{'sess/min':>11} {'peak USS':>9} {'peak PSS':>9} {'driver':>7} {'store':>6} "
+        f"{'disk MiB':>8}  rows"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -162,7 +183,8 @@ def fmt_table(results: list[dict[str, Any]]) -> str:
             f"{r['user_days']:>10,} {r['sessions']:>11,} {r['generate_s']:>8.1f} "
             f"{r['ray_init_s']:>6.1f} {r['sessions_per_s']:>9,.0f} {r['sessions_per_min']:>11,.0f} "
             f"{r['peak_total_uss_mib']:>9,.0f} {r['peak_total_pss_mib']:>9,.0f} "
-            f"{r['peak_driver_rss_mib']:>7,.0f} {r['disk_bytes'] / MIB:>8,.1f}  {rows}"
+            f"{r['peak_driver_rss_mib']:>7,.0f} {r['peak_object_store_mib']:>6,.0f} "
+            f"{r['disk_bytes'] / MIB:>8,.1f}  {rows}"
         )
     return "\n".join(lines)
 
@@ -227,6 +249,9 @@ def main() -> int:
             str(r["size"]): r["sessions_per_min"] >= TARGET_SESSIONS_PER_MIN for r in results
         },
         "memory_ratio_largest_vs_smallest": ratio,
+        # the smallest sizes do not fill the wave pipeline: compare the two largest as well
+        "memory_ratio_largest_vs_previous": big["peak_total_uss_mib"]
+        / results[max(len(results) - 2, 0)]["peak_total_uss_mib"],
         "memory_flat": ratio < 1.5,
         "results": results,
     }

@@ -80,6 +80,110 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_sets(items: list[str] | None) -> dict:
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train L-RTG, HRM, KLAN-ISP or KLAN-AM with Ray Train",
+        description="Train a supervised model on the simulated datasets with a Ray Train "
+        "TorchTrainer; the best checkpoint (weights + configs + normalisation) is exported to "
+        "OUT/<model>/. Model-specific fields (e.g. eps_se, focal_gamma) go through --set.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("model", choices=["lrtg", "hrm", "isp", "am"], help="model to train")
+    p.add_argument("--data", required=True, help="run directory with the datasets")
+    p.add_argument("--out", required=True, help="where checkpoints go")
+    p.add_argument("--config", metavar="YAML", help="YAML file of training config fields")
+    p.add_argument("--epochs", type=int, help="passes over the training data")
+    p.add_argument("--batch-size", type=int, help="rows per step")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--num-workers", type=int, help="Ray Train workers")
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per worker")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any training config field, e.g. --set eps_se=2.0 (repeatable)",
+    )
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from glan_ray.runtime import init_ray
+    from glan_ray.train.config import train_config
+    from glan_ray.train.trainer import fit
+
+    fields = _load_mapping(args.config) if args.config else {}
+    flags = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "num_workers": args.num_workers,
+        "use_gpu": args.use_gpu or None,
+    }
+    fields.update({k: v for k, v in flags.items() if v is not None})
+    fields.update(_parse_sets(args.set))
+    fields.update(data=args.data, out=args.out)
+    cfg = train_config(args.model, fields)
+    init_ray(args.address)
+    result = fit(args.model, cfg)
+    print(f"{args.model}: checkpoint {result.checkpoint}")
+    for k, v in sorted(result.metrics.items()):
+        if k.startswith("val/"):
+            print(f"  {k:<20} {v:.4g}")
+    return 0
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="run a Ray Tune sweep from a YAML file in tune_configs/",
+        description="Sweep a model's training config with Ray Tune (ASHA + a search "
+        "algorithm); writes results.csv/.md and best_config.yaml to the experiment directory.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("config", help="sweep YAML (see tune_configs/)")
+    p.add_argument("--data", help="override base.data")
+    p.add_argument("--out", help="override base.out")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a base training field (repeatable)",
+    )
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
+    p.set_defaults(func=_run_tune)
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from glan_ray.runtime import init_ray
+    from glan_ray.train.tune import SweepConfig, run_sweep
+
+    overrides = {k: v for k, v in {"data": args.data, "out": args.out}.items() if v}
+    overrides.update(_parse_sets(args.set))
+    sweep = SweepConfig.load(args.config, overrides)
+    init_ray(args.address)
+    summary = run_sweep(sweep)
+    print(summary["table"].to_string(index=False))
+    print(
+        f"\nbest {summary['metric']} = {summary['best_value']:.4g}; "
+        f"results and best_config.yaml in {summary['dir']}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glan-ray",
@@ -88,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="logging level of the library")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_simulate(sub)
+    _add_train(sub)
+    _add_tune(sub)
     return parser
 
 

@@ -3,7 +3,8 @@
 Users are split into shards of whole RNG blocks; each shard lives in a ``ShardSimulator`` actor
 that carries its users' state from day to day. Work proceeds in waves (a group of shards × a
 chunk of days): the actors return one Arrow table per dataset, and Ray Data writes them as
-Parquet (``<out>/<dataset>/wave-NNNNN/``) while the actors already simulate the next wave.
+Parquet (``<out>/<dataset>/part-<wave>-<shard>/``) while the actors already simulate the next
+wave.
 Only about one wave is in memory at a time, so memory stays flat in the number of users.
 File names are deterministic, so the same seed gives byte-identical Parquet.
 """
@@ -49,7 +50,7 @@ class GenerateOptions:
     """Simulator policy that logs the data (see ``sim.policies.SIM_POLICIES``)."""
     shard_users: int | None = None
     """Users per actor; default: as many as keep every CPU busy, at most 20,000 users."""
-    wave_user_days: int = 100_000
+    wave_user_days: int = 50_000
     """Approximate user-days per write wave: bounds memory."""
     overwrite: bool = False
     """Replace an existing output directory's datasets instead of refusing."""
@@ -92,13 +93,8 @@ class ShardSimulator:
         return (*(pa.concat_tables(ts) for ts in parts.values()), summary)
 
 
-@ray.remote(num_cpus=0.5)
-def _concat_tables(*tables: pa.Table) -> pa.Table:
-    return pa.concat_tables(tables).combine_chunks()
-
-
-class _WaveFilenames(FilenameProvider):
-    """Deterministic names: <dataset>-<task>.parquet (inside the wave's directory)."""
+class _FixedFilename(FilenameProvider):
+    """Deterministic names: <dataset>-<task>.parquet (inside a part directory)."""
 
     def __init__(self, dataset: str):
         super().__init__(file_format="parquet")
@@ -178,15 +174,15 @@ def generate(
             if i + 1 < len(chunks):
                 pending = launch(chunks[i + 1])  # simulate the next wave while this one writes
             for j, name in enumerate(names):
-                # One table per wave and dataset, so each wave is exactly one file whatever way
-                # Ray Data would bundle blocks; one sub-directory per wave because append mode
-                # needs random file names, and a fresh directory lets the names stay fixed.
-                table = _concat_tables.remote(*[r[j] for r in refs])
-                ray.data.from_arrow_refs([table]).write_parquet(
-                    f"{out}/{name}/wave-{wave:05d}",
-                    mode="overwrite",
-                    filename_provider=_WaveFilenames(name),
-                )
+                for k, r in enumerate(refs):
+                    # One shard's table is one block, hence exactly one file; a fresh directory
+                    # per (wave, shard) lets the file name stay fixed (append mode would need
+                    # random names), so the same seed gives the same files.
+                    ray.data.from_arrow_refs([r[j]]).write_parquet(
+                        f"{out}/{name}/part-{wave:05d}-{g + k:05d}",
+                        mode="overwrite",
+                        filename_provider=_FixedFilename(name),
+                    )
             summaries = ray.get([r[-1] for r in refs])
             for s in summaries:
                 total = total + s

@@ -49,10 +49,14 @@ def _count_problems(batch: pa.Table, name: str) -> pa.Table:
     )
 
 
-def value_problems(ds: ray.data.Dataset, name: str) -> list[Problem]:
+def value_problems(ds: ray.data.Dataset, name: str, **map_kwargs) -> list[Problem]:
     """Value problems of a whole Ray dataset, row counts summed over all blocks."""
     found = ds.map_batches(
-        _count_problems, fn_kwargs={"name": name}, batch_format="pyarrow", batch_size=None
+        _count_problems,
+        fn_kwargs={"name": name},
+        batch_format="pyarrow",
+        batch_size=None,
+        **map_kwargs,
     ).take_all()
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for row in found:
@@ -73,13 +77,18 @@ def read_dataset(path: str, name: str, *, validate: bool = True, **read_kwargs) 
     """
     where = dataset_path(path, name)
     ds = ray.data.read_parquet(where, **read_kwargs)
+    # Map stages take the CPU request given for reading (e.g. fractional under Ray Train).
+    cpus = (read_kwargs.get("ray_remote_args") or {}).get("num_cpus")
+    map_kwargs = {} if cpus is None else {"num_cpus": cpus}
     got = ds.schema()
     if got is None:
         raise DatasetValidationError(f"dataset '{name}' at {where} has no rows or no schema")
     arrow = got.base_schema if hasattr(got, "base_schema") else got
     schema.raise_if(schema.schema_problems(arrow, name), name, where)
     if validate:
-        schema.raise_if(value_problems(ds, name), name, where)
+        schema.raise_if(value_problems(ds, name, **map_kwargs), name, where)
     if any(arrow.field(f.name).type != f.type for f in schema.schema_for(name)):
-        ds = ds.map_batches(_to_canonical, fn_kwargs={"name": name}, batch_format="pyarrow")
+        ds = ds.map_batches(
+            _to_canonical, fn_kwargs={"name": name}, batch_format="pyarrow", **map_kwargs
+        )
     return ds

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, statistics, simulated A/B tests, off-policy evaluation, reports."""

@@ -1,0 +1,1 @@
+"""Supervised models on Ray Train (TorchTrainer) and Ray Tune: L-RTG, HRM, KLAN-ISP, KLAN-AM."""

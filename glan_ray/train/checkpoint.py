@@ -1,0 +1,55 @@
+"""Model checkpoints: weights + resolved configs + feature normalisation, loadable with
+``torch.load(weights_only=True)`` (only tensors and plain Python values are stored)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from glan_ray.data.features import Normalizer
+
+WEIGHTS, META = "model.pt", "config.json"
+
+
+def save_checkpoint(
+    path: str,
+    name: str,
+    model: nn.Module,
+    model_cfg: dict[str, Any],
+    train_cfg: dict[str, Any],
+    normalizer: Normalizer,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write ``model.pt`` (state dict + metadata) and a human-readable ``config.json``."""
+    os.makedirs(path, exist_ok=True)
+    module = model.module if hasattr(model, "module") else model  # unwrap DDP
+    meta = {
+        "model": name,
+        "model_config": model_cfg,
+        "train_config": train_cfg,
+        "normalizer": normalizer.to_dict(),
+        "extra": extra or {},
+    }
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    torch.save({"state_dict": state, "meta": json.dumps(meta)}, os.path.join(path, WEIGHTS))
+    with open(os.path.join(path, META), "w") as f:
+        json.dump(meta, f, indent=2, default=str)
+
+
+def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[nn.Module, Normalizer, dict]:
+    """(model in eval mode, its Normalizer, metadata) from a checkpoint directory."""
+    from glan_ray.train.tasks import build_model
+
+    weights = os.path.join(path, WEIGHTS)
+    if not os.path.exists(weights):
+        raise FileNotFoundError(f"no checkpoint at {path} (missing {WEIGHTS})")
+    blob = torch.load(weights, map_location=map_location, weights_only=True)
+    meta = json.loads(blob["meta"])
+    model = build_model(meta["model"], meta["model_config"])
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return model, Normalizer.from_dict(meta["normalizer"]), meta

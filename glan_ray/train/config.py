@@ -1,0 +1,133 @@
+"""Training configs: common fields plus one frozen dataclass per model. Unknown keys raise."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fields every supervised model shares."""
+
+    data: str = "runs/demo/data"
+    """Run directory (or URI) holding the datasets written by ``glan-ray simulate``."""
+    out: str = "runs/demo/models"
+    """Where the final checkpoint is exported (``<out>/<model>/``)."""
+    storage_path: str | None = None
+    """Ray Train/Tune storage (local dir or s3://, gs://); default ``<out>/ray_results``."""
+    epochs: int = 5
+    """Passes over the training data."""
+    batch_size: int = 512
+    """Rows per optimisation step (per worker)."""
+    lr: float = 1e-3
+    """AdamW learning rate."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay (not applied to biases and norms)."""
+    val_fraction: float = 0.1
+    """Share of users (by a hash of user_id) held out for validation."""
+    max_rows: int | None = None
+    """Cap on training rows (smoke runs and tests)."""
+    seed: int = 0
+    """Torch seed on every worker."""
+    num_workers: int = 1
+    """Ray Train workers (data-parallel)."""
+    use_gpu: bool = False
+    """Train on GPUs (one per worker) when the cluster has them."""
+    cpus_per_worker: float = 1.0
+    """CPUs reserved by each training worker."""
+    data_cpus: float = 0.25
+    """CPUs per Ray Data task feeding training; fractional so the data stage never waits
+    behind the training workers (and Tune trials) on small machines."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the model config (e.g. ``{"d_model": 64}``)."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "val_fraction": 0 < self.val_fraction < 1,
+            "num_workers": self.num_workers >= 1,
+            "cpus_per_worker": self.cpus_per_worker >= 0,
+            "data_cpus": self.data_cpus > 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid {type(self).__name__} field(s): {', '.join(bad)}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.__name__} key(s): {', '.join(unknown)}; "
+                f"valid keys: {', '.join(sorted(names))}"
+            )
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class LRTGTrainConfig(TrainConfig):
+    """L-RTG: Huber on usage time, constrained by session MSE and the log-linear relation."""
+
+    huber_delta: float = 0.5
+    """Huber δ of L_wt (hours)."""
+    eps_se: float = 4.0
+    """ε_se: bound on the session-count MSE."""
+    eps_rel: float = 0.02
+    """ε_rel: bound on L_rel = (ŷ_wt − a ln(1 + ŷ_se) − b)² (hours²)."""
+    lambda_max: float = 5.0
+    """λ_max: upper bound of both dual variables."""
+    eta_lambda: float = 0.05
+    """η_λ: dual ascent step."""
+    ema_rho: float = 0.9
+    """ρ: EMA factor of the constraint losses."""
+
+
+@dataclass(frozen=True)
+class HRMTrainConfig(TrainConfig):
+    """HRM: Σ_j Huber(T̂^j, T^j) + λ·FocalBCE_γ(ŷ_sw, y_sw)."""
+
+    huber_delta: float = 1.0
+    """Huber δ of the per-page durations (minutes)."""
+    focal_gamma: float = 2.0
+    """γ of the focal loss (0 = plain BCE)."""
+    sw_weight: float = 1.0
+    """λ: weight of the drop-off loss."""
+
+
+@dataclass(frozen=True)
+class ISPTrainConfig(TrainConfig):
+    """KLAN-ISP: masked MSE per treatment + β·KL between no-treatment representations."""
+
+    kl_beta: float = 0.01
+    """β of the KL term."""
+
+
+@dataclass(frozen=True)
+class AMTrainConfig(TrainConfig):
+    """KLAN-AM: BCE on the assigned page's tower of the static-preference label."""
+
+    theta: float = 0.5
+    """θ: page switches per minute below which a session counts as static preference."""
+
+
+CONFIGS: dict[str, type[TrainConfig]] = {
+    "lrtg": LRTGTrainConfig,
+    "hrm": HRMTrainConfig,
+    "isp": ISPTrainConfig,
+    "am": AMTrainConfig,
+}
+
+
+def train_config(model: str, d: dict[str, Any]) -> TrainConfig:
+    """The training config of ``model`` from a dict; unknown models or keys raise."""
+    if model not in CONFIGS:
+        raise ValueError(f"unknown model {model!r}; expected one of {sorted(CONFIGS)}")
+    return CONFIGS[model].from_dict(d)

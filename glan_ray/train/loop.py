@@ -1,0 +1,146 @@
+"""The Ray Train worker loop shared by the supervised models.
+
+Each worker streams its shard of the training data through Ray Data (``iter_torch_batches`` with
+a collate function that builds the model's features), steps the model's ``Task``, evaluates on
+the validation set after every epoch and reports metrics with a checkpoint (rank 0 writes it).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import tempfile
+import time
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray.train
+import ray.train.torch
+import torch
+from ray.data.collate_fn import ArrowBatchCollateFn
+from torch import nn
+
+from glan_ray.data.features import SPECS, Normalizer, am_features, as_columns
+from glan_ray.train.checkpoint import save_checkpoint
+from glan_ray.train.config import train_config
+from glan_ray.train.tasks import TASKS, build_model
+
+logger = logging.getLogger(__name__)
+
+LOG_EVERY = 50
+"""Steps between progress log lines (per-step values also go to ``steps.csv``)."""
+
+
+class FeatureCollate(ArrowBatchCollateFn):
+    """Arrow batch → normalised feature tensors of one model."""
+
+    def __init__(self, model: str, normalizer: Normalizer, theta: float | None = None):
+        super().__init__()
+        build = SPECS[model].build
+        self.build = partial(am_features, theta=theta) if model == "am" and theta else build
+        self.normalizer = normalizer
+
+    def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
+        feats = self.normalizer(self.build(as_columns(batch)))
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feats.items()}
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (biases, norms and embeddings' 1-D are exempt)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point; ``config`` is built by ``trainer.fit``."""
+    name = config["model"]
+    cfg = train_config(name, config["train"])
+    torch.manual_seed(cfg.seed)
+    normalizer = Normalizer.from_dict(config["normalizer"])
+    model = ray.train.torch.prepare_model(build_model(name, config["model_config"]))
+    device = ray.train.torch.get_device()
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    task = TASKS[name](cfg, config["extra"])
+    collate = FeatureCollate(name, normalizer, getattr(cfg, "theta", None))
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    rank = ray.train.get_context().get_world_rank()
+    history: list[dict[str, float]] = []
+    step = 0
+    for epoch in range(cfg.epochs):
+        model.train()
+        t0, rows, sums = time.perf_counter(), 0, {}
+        for batch in train_shard.iter_torch_batches(batch_size=cfg.batch_size, collate_fn=collate):
+            batch = _to(batch, device)
+            loss, logs = task.loss(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            logs = {"losses/total": loss.item(), **logs, **task.after_step(logs)}
+            step += 1
+            rows += len(next(iter(batch.values())))
+            history.append({"step": step, "epoch": epoch, **logs})
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if step % LOG_EVERY == 0 and rank == 0:
+                logger.info(
+                    "%s step %d: %s", name, step, ", ".join(f"{k}={v:.4g}" for k, v in logs.items())
+                )
+        if rows == 0:
+            raise ValueError(
+                f"{name}: the training split is empty; simulate more users or lower val_fraction"
+            )
+        elapsed = time.perf_counter() - t0
+        model.eval()
+        val = [
+            _to(b, device)
+            for b in val_shard.iter_torch_batches(
+                batch_size=max(cfg.batch_size, 1024), collate_fn=collate
+            )
+        ]
+        metrics = task.metrics(model, val) if val else {}
+        n_steps = max(sum(1 for h in history if h["epoch"] == epoch), 1)
+        report = {
+            "epoch": epoch,
+            "step": step,
+            "rows_per_s": rows / max(elapsed, 1e-9),
+            **{f"train/{k}": v / n_steps for k, v in sums.items()},
+            **metrics,
+        }
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                save_checkpoint(
+                    tmp,
+                    name,
+                    model,
+                    config["model_config"],
+                    config["train"],
+                    normalizer,
+                    {**config["extra"], "epoch": epoch, "metrics": metrics},
+                )
+                _write_history(os.path.join(tmp, "steps.csv"), history)
+                ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(report)
+
+
+def _write_history(path: str, history: list[dict[str, float]]) -> None:
+    keys = list(dict.fromkeys(k for h in history for k in h))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)

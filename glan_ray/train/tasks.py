@@ -1,0 +1,233 @@
+"""What differs between the four supervised models: how to build, the loss, the metrics.
+
+A ``Task`` turns a batch of feature tensors (``data.features``) into a loss and logs, and a
+list of validation batches into metrics. The generic Ray Train loop (``loop.py``) does the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from glan_ray.data.features import CAT_CARDINALITIES
+from glan_ray.eval.metrics import auc
+from glan_ray.models.hrm import HRM, HRMConfig, hrm_loss, hrm_reward
+from glan_ray.models.klan_am import AMConfig, KlanAM, am_loss
+from glan_ray.models.klan_isp import ISPConfig, KlanISP, isp_loss
+from glan_ray.models.lrtg import LRTG, LRTGConfig
+from glan_ray.nn.losses import huber
+from glan_ray.train.config import (
+    AMTrainConfig,
+    HRMTrainConfig,
+    ISPTrainConfig,
+    LRTGTrainConfig,
+    TrainConfig,
+)
+from glan_ray.train.lagrangian import PrimalDual
+
+Batch = dict[str, torch.Tensor]
+
+_CAT_FIELDS = {
+    "lrtg": ("age", "region", "activity", "weekday"),
+    "hrm": ("age", "region", "activity"),
+    "isp": ("age", "region", "activity", "weekday"),
+    "am": ("age", "region", "activity"),
+}
+_MODELS: dict[str, tuple[type, type]] = {
+    "lrtg": (LRTGConfig, LRTG),
+    "hrm": (HRMConfig, HRM),
+    "isp": (ISPConfig, KlanISP),
+    "am": (AMConfig, KlanAM),
+}
+
+
+def model_config(name: str, dims: dict[str, int], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The resolved model config (plain dict) from feature sizes and user overrides."""
+    cfg_cls, _ = _MODELS[name]
+    base: dict[str, Any] = {
+        "cat_cardinalities": [CAT_CARDINALITIES[f] for f in _CAT_FIELDS[name]],
+        "n_num": dims["n_num"],
+    }
+    if name == "lrtg":
+        base.update(seq_dim=dims["seq_dim"], seq_len=dims["seq_len"])
+    fields = set(cfg_cls.__dataclass_fields__)
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown {cfg_cls.__name__} key(s): {', '.join(unknown)}")
+    return {**base, **overrides}
+
+
+def build_model(name: str, cfg: dict[str, Any]) -> nn.Module:
+    cfg_cls, model_cls = _MODELS[name]
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+    return model_cls(cfg_cls(**kw))
+
+
+class Task:
+    """Base: subclasses define ``loss`` and ``metrics``; ``after_step`` hooks dual updates."""
+
+    def __init__(self, cfg: TrainConfig, extra: dict[str, Any]):
+        self.cfg, self.extra = cfg, extra
+
+    def loss(self, model: nn.Module, b: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def after_step(self, logs: dict[str, float]) -> dict[str, float]:
+        return {}
+
+    @torch.no_grad()
+    def metrics(self, model: nn.Module, batches: list[Batch]) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class LRTGTask(Task):
+    """L-RTG with the primal-dual Lagrangian (GLAN eq. 18–20)."""
+
+    cfg: LRTGTrainConfig
+
+    def __init__(self, cfg: LRTGTrainConfig, extra: dict[str, Any]):
+        super().__init__(cfg, extra)
+        self.a, self.b = float(extra["rel_a"]), float(extra["rel_b"])
+        self.dual = PrimalDual(
+            {"se": cfg.eps_se, "rel": cfg.eps_rel},
+            eta=cfg.eta_lambda,
+            lambda_max=cfg.lambda_max,
+            rho=cfg.ema_rho,
+        )
+
+    def parts(self, model: nn.Module, b: Batch) -> dict[str, torch.Tensor]:
+        out = model(b["x_cat"], b["x_num"], b["seq"], b["seq_dt"])
+        rel = out["wt"] - self.a * torch.log1p(out["se"]) - self.b  # (B,)
+        return {
+            "wt": huber(out["wt"], b["y_wt"], delta=self.cfg.huber_delta),
+            "se": F.mse_loss(out["se"], b["y_se"]),
+            "rel": (rel**2).mean(),
+            "pred_wt": out["wt"],
+            "pred_se": out["se"],
+        }
+
+    def loss(self, model, b):
+        p = self.parts(model, b)
+        total = p["wt"] + self.dual.penalty({"se": p["se"], "rel": p["rel"]})
+        logs = {
+            "losses/wt": p["wt"].item(),
+            "losses/se": p["se"].item(),
+            "losses/rel": p["rel"].item(),
+        }
+        return total, logs
+
+    def after_step(self, logs):
+        self.dual.update({"se": logs["losses/se"], "rel": logs["losses/rel"]})
+        return {
+            "lambda/se": self.dual.lambdas["se"],
+            "lambda/rel": self.dual.lambdas["rel"],
+            "ema/se": self.dual.ema["se"],
+            "ema/rel": self.dual.ema["rel"],
+        }
+
+    @torch.no_grad()
+    def metrics(self, model, batches):
+        pw, yw, ps, ys, rel = [], [], [], [], []
+        for b in batches:
+            p = self.parts(model, b)
+            pw.append(p["pred_wt"]), yw.append(b["y_wt"])
+            ps.append(p["pred_se"]), ys.append(b["y_se"])
+            rel.append(p["pred_wt"] - self.a * torch.log1p(p["pred_se"]) - self.b)
+        pw, yw, ps, ys, rel = (torch.cat(x).cpu().numpy() for x in (pw, yw, ps, ys, rel))
+        se_mse, rel_mse = float(np.mean((ps - ys) ** 2)), float(np.mean(rel**2))
+        return {
+            "val/mae_wt_s": float(np.mean(np.abs(pw - yw))) * 3600,
+            "val/mape_wt": float(np.mean(np.abs(pw - yw) / np.maximum(yw, 1 / 60))),
+            "val/mse_se": se_mse,
+            "val/l_rel": rel_mse,
+            "val/se_ok": float(se_mse <= self.cfg.eps_se),
+            "val/rel_ok": float(rel_mse <= self.cfg.eps_rel),
+        }
+
+
+class HRMTask(Task):
+    cfg: HRMTrainConfig
+
+    def loss(self, model, b):
+        out = model(b["x_cat"], b["x_num"], b["page"])
+        total, parts = hrm_loss(
+            out,
+            b["dur"],
+            b["y_sw"],
+            lam=self.cfg.sw_weight,
+            gamma=self.cfg.focal_gamma,
+            delta=self.cfg.huber_delta,
+        )
+        return total, {f"losses/{k}": float(v) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def metrics(self, model, batches):
+        p_sw, y_sw, tot, tot_hat, rew = [], [], [], [], []
+        for b in batches:
+            out = model(b["x_cat"], b["x_num"], b["page"])
+            p_sw.append(out["p_sw"]), y_sw.append(b["y_sw"])
+            tot.append(b["dur"].sum(-1)), tot_hat.append(out["dur"].sum(-1))
+            rew.append(hrm_reward(out["dur"], out["p_sw"]))
+        p_sw, y_sw, tot, tot_hat = (torch.cat(x).cpu().numpy() for x in (p_sw, y_sw, tot, tot_hat))
+        return {
+            "val/auc_sw": auc(y_sw, p_sw),
+            "val/mae_dur_min": float(np.mean(np.abs(tot_hat - tot))),
+            "val/reward_mean": float(torch.cat(rew).mean()),
+        }
+
+
+class ISPTask(Task):
+    cfg: ISPTrainConfig
+
+    def loss(self, model, b):
+        out = model(b["x_cat"], b["x_num"])
+        total, parts = isp_loss(out, b["treatment"], b["response"], beta=self.cfg.kl_beta)
+        return total, {f"losses/{k}": float(v) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def metrics(self, model, batches):
+        err, n = 0.0, 0
+        for b in batches:
+            out = model(b["x_cat"], b["x_num"])
+            t = b["treatment"]
+            treated = t > 0
+            factual = torch.where(
+                treated, out["y1"].gather(1, (t - 1).clamp(min=0)[:, None])[:, 0], out["y0"].mean(1)
+            )
+            err += float(((factual - b["response"]) ** 2).sum())
+            n += len(t)
+        return {"val/mse_factual": err / max(n, 1)}
+
+
+class AMTask(Task):
+    cfg: AMTrainConfig
+
+    def loss(self, model, b):
+        out = model(b["x_cat"], b["x_num"])
+        loss = am_loss(out, b["page"], b["static"])
+        return loss, {"losses/bce": loss.item()}
+
+    @torch.no_grad()
+    def metrics(self, model, batches):
+        w, y = [], []
+        for b in batches:
+            out = model(b["x_cat"], b["x_num"])
+            w.append(out["w"].gather(1, b["page"][:, None])[:, 0]), y.append(b["static"])
+        w, y = torch.cat(w).cpu().numpy(), torch.cat(y).cpu().numpy()
+        bce = -np.mean(y * np.log(np.clip(w, 1e-7, 1)) + (1 - y) * np.log(np.clip(1 - w, 1e-7, 1)))
+        return {"val/bce": float(bce), "val/auc_static": auc(y, w)}
+
+
+TASKS: dict[str, type[Task]] = {"lrtg": LRTGTask, "hrm": HRMTask, "isp": ISPTask, "am": AMTask}
+
+VAL_METRIC: dict[str, tuple[str, str]] = {
+    "lrtg": ("val/mae_wt_s", "min"),
+    "hrm": ("val/mae_dur_min", "min"),
+    "isp": ("val/mse_factual", "min"),
+    "am": ("val/bce", "min"),
+}
+"""The metric (and its direction) that selects the best checkpoint and drives Tune."""

@@ -1,0 +1,155 @@
+"""Driver side of supervised training: data preparation on Ray Data and the TorchTrainer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from glan_ray.data.features import SPECS, Normalizer, as_columns, feature_dims
+from glan_ray.data.read import read_dataset
+from glan_ray.train.config import TrainConfig
+from glan_ray.train.loop import FeatureCollate, train_loop_per_worker
+from glan_ray.train.tasks import VAL_METRIC, model_config
+
+logger = logging.getLogger(__name__)
+
+NORMALIZER_ROWS = 20_000
+"""Training rows used to fit the feature normalisation (and L-RTG's a, b)."""
+
+
+def _is_val(user_id: pa.Array, fraction: float) -> pa.Array:
+    """Deterministic user-level split: a multiplicative hash of user_id, bucketed in 1000."""
+    h = (np.asarray(user_id, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(1000)
+    return pa.array(h < round(fraction * 1000))
+
+
+def _select(batch: pa.Table, fraction: float, val: bool, row_filter: str | None) -> pa.Table:
+    mask = _is_val(batch.column("user_id").to_numpy(), fraction)
+    if not val:
+        mask = pc.invert(mask)
+    if row_filter:
+        mask = pc.and_(mask, batch.column(row_filter).combine_chunks())
+    return batch.filter(mask)
+
+
+@dataclass
+class Prepared:
+    train: ray.data.Dataset
+    val: ray.data.Dataset
+    normalizer: Normalizer
+    model_config: dict[str, Any]
+    extra: dict[str, Any]
+
+
+def prepare(name: str, cfg: TrainConfig) -> Prepared:
+    """Read and validate the model's dataset, split users, fit normalisation (and a, b)."""
+    spec = SPECS[name]
+    ds = read_dataset(cfg.data, spec.dataset, ray_remote_args={"num_cpus": cfg.data_cpus})
+    kw = {"batch_format": "pyarrow", "zero_copy_batch": True, "num_cpus": cfg.data_cpus}
+    train = ds.map_batches(
+        _select,
+        fn_kwargs={"fraction": cfg.val_fraction, "val": False, "row_filter": spec.row_filter},
+        **kw,
+    )
+    val = ds.map_batches(
+        _select,
+        fn_kwargs={"fraction": cfg.val_fraction, "val": True, "row_filter": spec.row_filter},
+        **kw,
+    )
+    if cfg.max_rows:
+        train = train.limit(cfg.max_rows)
+        val = val.limit(max(cfg.max_rows // 5, 1))
+    sample = train.limit(NORMALIZER_ROWS).to_arrow_refs()
+    table = pa.concat_tables(ray.get(sample))
+    if table.num_rows == 0:
+        raise ValueError(f"{name}: no training rows in {cfg.data}/{spec.dataset}")
+    cols = as_columns(table)
+    build = FeatureCollate(name, Normalizer({}, {}), getattr(cfg, "theta", None)).build
+    feats = build(cols)
+    normalizer = Normalizer.fit([feats], spec.normalized)
+    extra: dict[str, Any] = {"train_rows_sampled": table.num_rows}
+    if name == "lrtg":
+        # a, b of L_rel = (ŷ_wt − a ln(1 + ŷ_se) − b)², fitted on the training labels.
+        a, b = np.polyfit(np.log1p(feats["y_se"]), feats["y_wt"], 1)
+        extra.update(rel_a=float(a), rel_b=float(b))
+    mcfg = model_config(name, feature_dims(name, cols), cfg.model)
+    return Prepared(train, val, normalizer, mcfg, extra)
+
+
+@dataclass
+class TrainResult:
+    checkpoint: str
+    """Exported checkpoint directory (``<out>/<model>``)."""
+    metrics: dict[str, Any]
+    """Last reported metrics."""
+    ray_path: str
+    """The Ray Train run directory (all epochs' checkpoints and results)."""
+
+
+def fit(
+    name: str,
+    cfg: TrainConfig,
+    callbacks: list | None = None,
+    run_name: str | None = None,
+    export: bool = True,
+) -> TrainResult:
+    """Train ``name`` with a TorchTrainer; export the best checkpoint to ``<cfg.out>/<name>``."""
+    data = prepare(name, cfg)
+    metric, mode = VAL_METRIC[name]
+    storage = cfg.storage_path or os.path.join(cfg.out, "ray_results")
+    if "://" not in storage:
+        storage = os.path.abspath(storage)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "model": name,
+            "train": cfg.to_dict(),
+            "model_config": data.model_config,
+            "normalizer": data.normalizer.to_dict(),
+            "extra": data.extra,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers,
+            use_gpu=cfg.use_gpu,
+            resources_per_worker={"CPU": cfg.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=run_name or f"train_{name}",
+            storage_path=storage,
+            callbacks=callbacks,
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
+            ),
+        ),
+        datasets={"train": data.train, "val": data.val},
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    result = trainer.fit()
+    best = result.get_best_checkpoint(metric, mode) if result.metrics else None
+    ckpt = best or result.checkpoint
+    if ckpt is None:
+        raise RuntimeError(f"{name}: training produced no checkpoint ({result.error})")
+    target = os.path.join(cfg.out, name)
+    if export and "://" not in cfg.out:
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        shutil.copytree(ckpt.path, target)
+    else:
+        target = ckpt.path
+    logger.info(
+        "%s: checkpoint %s, %s",
+        name,
+        target,
+        {k: v for k, v in (result.metrics or {}).items() if k.startswith("val/")},
+    )
+    return TrainResult(target, dict(result.metrics or {}), result.path)
