@@ -91,7 +91,13 @@ def test_small_sweep_runs_two_trials(data_dir, tmp_path):
             {
                 "name": "tiny",
                 "model": "hrm",
-                "base": {"epochs": 2, "batch_size": 128, "data": data_dir, "out": str(tmp_path)},
+                "base": {
+                    "epochs": 2,
+                    "batch_size": 128,
+                    "data": data_dir,
+                    "out": str(tmp_path),
+                    "cpus_per_worker": 0.5,
+                },
                 "param_space": {"focal_gamma": {"grid": [0.0, 2.0]}},
                 "scheduler": {"type": "asha", "grace_period": 1},
             }

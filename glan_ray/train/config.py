@@ -40,6 +40,10 @@ class TrainConfig:
     data_cpus: float = 0.25
     """CPUs per Ray Data task feeding training; fractional so the data stage never waits
     behind the training workers (and Tune trials) on small machines."""
+    materialize: bool = True
+    """Materialise the prepared data in the object store before training: one Parquet read for
+    all epochs, and no read tasks competing with the training workers for CPUs (on a 2-CPU
+    machine under Tune they would wait forever). Turn off when the data exceeds the store."""
     model: dict[str, Any] = field(default_factory=dict)
     """Overrides of the model config (e.g. ``{"d_model": 64}``)."""
 

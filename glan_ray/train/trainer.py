@@ -47,7 +47,7 @@ class Prepared:
     train: ray.data.Dataset
     val: ray.data.Dataset
     normalizer: Normalizer
-    model_config: dict[str, Any]
+    dims: dict[str, int]
     extra: dict[str, Any]
 
 
@@ -82,8 +82,9 @@ def prepare(name: str, cfg: TrainConfig) -> Prepared:
         # a, b of L_rel = (ŷ_wt − a ln(1 + ŷ_se) − b)², fitted on the training labels.
         a, b = np.polyfit(np.log1p(feats["y_se"]), feats["y_wt"], 1)
         extra.update(rel_a=float(a), rel_b=float(b))
-    mcfg = model_config(name, feature_dims(name, cols), cfg.model)
-    return Prepared(train, val, normalizer, mcfg, extra)
+    if cfg.materialize:
+        train, val = train.materialize(), val.materialize()
+    return Prepared(train, val, normalizer, feature_dims(name, cols), extra)
 
 
 @dataclass
@@ -102,9 +103,14 @@ def fit(
     callbacks: list | None = None,
     run_name: str | None = None,
     export: bool = True,
+    data: Prepared | None = None,
 ) -> TrainResult:
-    """Train ``name`` with a TorchTrainer; export the best checkpoint to ``<cfg.out>/<name>``."""
-    data = prepare(name, cfg)
+    """Train ``name`` with a TorchTrainer; export the best checkpoint to ``<cfg.out>/<name>``.
+
+    ``data`` reuses a ``prepare`` result (a sweep prepares once for all its trials).
+    """
+    data = data or prepare(name, cfg)
+    mcfg = model_config(name, data.dims, cfg.model)
     metric, mode = VAL_METRIC[name]
     storage = cfg.storage_path or os.path.join(cfg.out, "ray_results")
     if "://" not in storage:
@@ -114,7 +120,7 @@ def fit(
         train_loop_config={
             "model": name,
             "train": cfg.to_dict(),
-            "model_config": data.model_config,
+            "model_config": mcfg,
             "normalizer": data.normalizer.to_dict(),
             "extra": data.extra,
         },

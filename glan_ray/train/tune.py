@@ -33,7 +33,7 @@ from ray.tune.search import BasicVariantGenerator
 
 from glan_ray.train.config import CONFIGS, train_config
 from glan_ray.train.tasks import VAL_METRIC
-from glan_ray.train.trainer import fit
+from glan_ray.train.trainer import Prepared, fit, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -119,10 +119,17 @@ class SweepConfig:
         return self.metric or default_metric, self.mode or default_mode
 
 
-def _trial(config: dict[str, Any], model: str, base: dict[str, Any]) -> None:
+def _trial(config: dict[str, Any], model: str, base: dict[str, Any], data: Prepared) -> None:
     trial_id = tune.get_context().get_trial_id()
     cfg = train_config(model, {**base, **config})
-    fit(model, cfg, callbacks=[TuneReportCallback()], run_name=f"{model}_{trial_id}", export=False)
+    fit(
+        model,
+        cfg,
+        callbacks=[TuneReportCallback()],
+        run_name=f"{model}_{trial_id}",
+        export=False,
+        data=data,
+    )
 
 
 def _search_alg(sweep: SweepConfig, metric: str, mode: str):
@@ -152,10 +159,19 @@ def run_sweep(sweep: SweepConfig) -> dict[str, Any]:
         k: DISTRIBUTIONS[next(iter(v))](next(iter(v.values())))
         for k, v in sweep.param_space.items()
     }
+    # Data is read, validated, split and materialised once, here, for every trial: the swept
+    # fields do not change it, and no trial then runs read tasks next to another's workers.
+    swept = set(sweep.param_space) & {"data", "val_fraction", "max_rows", "materialize"}
+    if swept:
+        raise ValueError(
+            f"param_space: {', '.join(sorted(swept))} cannot be swept "
+            "(the data is prepared once per sweep)"
+        )
+    data = prepare(sweep.model, train_config(sweep.model, {**sweep.base, "materialize": True}))
     # The trial function only drives a TorchTrainer, whose workers hold the real resources;
     # Tune needs a non-empty request, so the driver asks for a sliver of a CPU.
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, model=sweep.model, base=base), {"cpu": 0.05}
+        tune.with_parameters(_trial, model=sweep.model, base=base, data=data), {"cpu": 0.05}
     )
     search_alg = _search_alg(sweep, metric, mode)
     tuner = tune.Tuner(
