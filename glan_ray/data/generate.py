@@ -90,7 +90,9 @@ class ShardSimulator:
             for name, t in tables.items():
                 parts.setdefault(name, []).append(t)
             summary = summary + SimSummary.of_day(log, {n: t.num_rows for n, t in tables.items()})
-        return (*(pa.concat_tables(ts) for ts in parts.values()), summary)
+        # One chunk per table: Ray Data's writer may reorder a block's chunks, which would make
+        # the files differ from run to run.
+        return (*(pa.concat_tables(ts).combine_chunks() for ts in parts.values()), summary)
 
 
 class _FixedFilename(FilenameProvider):
