@@ -46,3 +46,21 @@ def logged_days(sim_cfg):
 
 def concat_sessions(logs, key: str) -> np.ndarray:
     return np.concatenate([log.sessions[key] for log in logs])
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models run fastest on one thread; intra-op threads only contend on a busy CI box."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def torch_seed() -> None:
+    import torch
+
+    torch.manual_seed(0)

@@ -26,18 +26,7 @@ from glan_ray.models.lrtg import LRTG, LRTGConfig, fit_log_relation, lrtg_losses
 CARDS, N_NUM, B = (4, 6), 5, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; intra-op threads only contend on a busy CI box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _seed() -> None:
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("torch_one_thread", "torch_seed")
 
 
 def _inputs(n: int = B) -> dict[str, Tensor]:

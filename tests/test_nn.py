@@ -15,19 +15,7 @@ from glan_ray.nn.losses import focal_bce, huber, masked_mse
 from glan_ray.nn.mmoe import MMoE
 from glan_ray.nn.tower import Tower, inverse_softplus
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; intra-op threads only contend on a busy CI box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _seed() -> None:
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("torch_one_thread", "torch_seed")
 
 
 # ---- periodic attention ----
