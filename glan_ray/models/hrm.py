@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from glan_ray.nn.config import FieldMMoEConfig
 from glan_ray.nn.embedding import FieldEmbedding
 from glan_ray.nn.feature_selection import PageFeatureSelection
 from glan_ray.nn.init import init_weights
@@ -24,40 +25,23 @@ from glan_ray.nn.tower import Tower, inverse_softplus, logit
 
 
 @dataclass(frozen=True)
-class HRMConfig:
+class HRMConfig(FieldMMoEConfig):
     """Architecture of HRM (GLAN §4.2)."""
 
-    cat_cardinalities: tuple[int, ...]
-    """Vocabulary size of each categorical non-page field of x_cat."""
-    n_num: int
-    """Number of numeric non-page fields of x_num (profile, context c, session v), standardised."""
     n_pages: int = 3
     """Number P of landing pages: the duration towers T̂¹..T̂ᴾ and the page vocabulary."""
     page_groups: tuple[int, ...] = (0, 1, 1)
     """Feature-selection group of each page; pages in one group share (W, b) of eq. 33
     (App. A.2: "shared across the corresponding page branches")."""
-    d: int = 16
-    """Embedding width d of every field and of the page."""
-    n_experts: int = 4
-    """Number M' of MMoE experts."""
-    expert_hidden: int = 64
-    """Hidden width of each expert MLP; experts output d."""
-    tower_hidden: int = 32
-    """Hidden width of each of the P + 1 towers."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cat_cardinalities", tuple(self.cat_cardinalities))
+        super().__post_init__()
         object.__setattr__(self, "page_groups", tuple(self.page_groups))
         if len(self.page_groups) != self.n_pages:
             raise ValueError(
                 f"page_groups has {len(self.page_groups)} entries but n_pages={self.n_pages}; "
                 "give one group id per page"
             )
-
-    @property
-    def n_fields(self) -> int:
-        """Non-page fields F = f_x + f_c + f_v."""
-        return len(self.cat_cardinalities) + self.n_num
 
 
 class HRM(nn.Module):

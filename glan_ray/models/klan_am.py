@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from glan_ray.nn.config import FieldMMoEConfig
 from glan_ray.nn.embedding import FieldEmbedding
 from glan_ray.nn.init import init_weights
 from glan_ray.nn.mmoe import MMoE
@@ -21,33 +22,16 @@ from glan_ray.nn.tower import Tower
 
 
 @dataclass(frozen=True)
-class AMConfig:
+class AMConfig(FieldMMoEConfig):
     """Architecture of KLAN-AM (KLAN §4.3)."""
 
-    cat_cardinalities: tuple[int, ...]
-    """Vocabulary size of each categorical field of x_cat."""
-    n_num: int
-    """Number of numeric fields of x_num (context c ‖ long-term stats), standardised."""
     n_pages: int = 3
     """Number P of landing pages: one task and one sigmoid tower each."""
-    d: int = 16
-    """Embedding width d per field; also the experts' output width."""
-    n_experts: int = 4
-    """Number of MMoE experts."""
-    expert_hidden: int = 64
-    """Hidden width of each expert MLP."""
-    tower_hidden: int = 32
-    """Hidden width of each page tower."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cat_cardinalities", tuple(self.cat_cardinalities))
+        super().__post_init__()
         if self.n_pages < 1:
             raise ValueError(f"n_pages must be >= 1; got {self.n_pages}")
-
-    @property
-    def n_fields(self) -> int:
-        """Input fields: categorical + numeric."""
-        return len(self.cat_cardinalities) + self.n_num
 
 
 class KlanAM(nn.Module):

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from glan_ray.nn.config import FieldMMoEConfig
 from glan_ray.nn.embedding import FieldEmbedding
 from glan_ray.nn.feature_selection import PageFeatureSelection
 from glan_ray.nn.init import init_weights
@@ -25,33 +26,16 @@ from glan_ray.nn.tower import Tower, inverse_softplus
 
 
 @dataclass(frozen=True)
-class ISPConfig:
+class ISPConfig(FieldMMoEConfig):
     """Architecture of KLAN-ISP (KLAN §4.1)."""
 
-    cat_cardinalities: tuple[int, ...]
-    """Vocabulary size of each categorical field of x_cat (non-treatment features)."""
-    n_num: int
-    """Number of numeric fields of x_num, standardised."""
     n_treatments: int = 3
     """Number K of treatment branches (landing pages); the data's treatment 0 is control."""
-    d: int = 16
-    """Embedding width d of fields and treatments; also the width H of z¹_k and z⁰_k."""
-    n_experts: int = 4
-    """Number M of experts per branch."""
-    expert_hidden: int = 64
-    """Hidden width of each expert MLP."""
-    tower_hidden: int = 32
-    """Hidden width of each ŷ¹ / ŷ⁰ tower."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cat_cardinalities", tuple(self.cat_cardinalities))
+        super().__post_init__()
         if self.n_treatments < 1:
             raise ValueError(f"n_treatments must be >= 1; got {self.n_treatments}")
-
-    @property
-    def n_fields(self) -> int:
-        """Non-treatment fields."""
-        return len(self.cat_cardinalities) + self.n_num
 
 
 class ISPBranch(nn.Module):
