@@ -80,10 +80,12 @@ class TrainConfig:
 class LRTGTrainConfig(TrainConfig):
     """L-RTG: Huber on usage time, constrained by session MSE and the log-linear relation."""
 
-    huber_delta: float = 0.5
-    """Huber δ of L_wt (hours)."""
-    eps_se: float = 4.0
-    """ε_se: bound on the session-count MSE."""
+    huber_delta: float = 0.1
+    """Huber δ of L_wt (hours). Small, so L_wt behaves like MAE on the skewed usage times."""
+    eps_se: float = 6.0
+    """ε_se: bound on the session-count MSE. Session counts are roughly Poisson (mean ≈ 5 per
+    active day in the default simulator), so an MSE below ≈ 5 is infeasible; a tighter bound
+    only drives λ_se to λ_max."""
     eps_rel: float = 0.02
     """ε_rel: bound on L_rel = (ŷ_wt − a ln(1 + ŷ_se) − b)² (hours²)."""
     lambda_max: float = 5.0
