@@ -95,21 +95,30 @@ def _parse_sets(items: list[str] | None) -> dict:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train L-RTG, HRM, KLAN-ISP or KLAN-AM with Ray Train",
-        description="Train a supervised model on the simulated datasets with a Ray Train "
-        "TorchTrainer; the best checkpoint (weights + configs + normalisation) is exported to "
-        "OUT/<model>/. Model-specific fields (e.g. eps_se, focal_gamma) go through --set.",
+        help="train L-RTG, HRM, KLAN-ISP, KLAN-AM (Ray Train) or CQL, DT (RLlib)",
+        description="Train a supervised model (lrtg, hrm, isp, am) with a Ray Train "
+        "TorchTrainer, or an RL policy (cql: KLAN-IIT discrete CQL with dynamic alpha; dt: "
+        "GLAN's Decision Transformer) offline with RLlib. The model is exported to "
+        "OUT/<model>/ (weights + configs + normalisation); RL runs also keep the RLlib "
+        "checkpoint in OUT/<model>/rllib/. Model-specific fields (e.g. eps_se, focal_gamma, "
+        "alpha0, reward_column, context_len) go through --set.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("model", choices=["lrtg", "hrm", "isp", "am"], help="model to train")
+    p.add_argument(
+        "model", choices=["lrtg", "hrm", "isp", "am", "cql", "dt"], help="model to train"
+    )
     p.add_argument("--data", required=True, help="run directory with the datasets")
     p.add_argument("--out", required=True, help="where checkpoints go")
     p.add_argument("--config", metavar="YAML", help="YAML file of training config fields")
-    p.add_argument("--epochs", type=int, help="passes over the training data")
+    p.add_argument("--epochs", type=int, help="passes over the training data (lrtg/hrm/isp/am)")
+    p.add_argument("--iterations", type=int, help="algo.train() calls (cql/dt)")
+    p.add_argument(
+        "--updates-per-iteration", type=int, help="gradient updates per iteration (cql/dt)"
+    )
     p.add_argument("--batch-size", type=int, help="rows per step")
     p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--num-workers", type=int, help="Ray Train workers")
-    p.add_argument("--use-gpu", action="store_true", help="one GPU per worker")
+    p.add_argument("--num-workers", type=int, help="Ray Train workers / RLlib remote learners")
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per worker / learner")
     p.add_argument(
         "--set",
         action="append",
@@ -121,6 +130,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    if args.model in ("cql", "dt"):
+        return _run_train_rl(args)
+    if args.iterations or args.updates_per_iteration:
+        raise ValueError("--iterations/--updates-per-iteration apply to cql and dt only")
     from glan_ray.runtime import init_ray
     from glan_ray.train.config import train_config
     from glan_ray.train.trainer import fit
@@ -143,6 +156,76 @@ def _run_train(args: argparse.Namespace) -> int:
     for k, v in sorted(result.metrics.items()):
         if k.startswith("val/"):
             print(f"  {k:<20} {v:.4g}")
+    return 0
+
+
+def _run_train_rl(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from glan_ray.rllib.train import RLTrainConfig, fit_rl
+    from glan_ray.runtime import init_ray
+
+    if args.epochs:
+        raise ValueError("--epochs applies to lrtg/hrm/isp/am; use --iterations for cql and dt")
+    fields = _load_mapping(args.config) if args.config else {}
+    flags = {
+        "iterations": args.iterations,
+        "updates_per_iteration": args.updates_per_iteration,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "num_learners": args.num_workers,
+        "use_gpu": args.use_gpu or None,
+    }
+    fields.update({k: v for k, v in flags.items() if v is not None})
+    fields.update(_parse_sets(args.set))
+    fields.update(data=args.data, out=args.out)
+    cfg = RLTrainConfig.from_flat(args.model, fields)
+    init_ray(args.address)
+    with tqdm(total=cfg.iterations, unit="iter", desc=f"train {args.model}", disable=None) as bar:
+
+        def on_iteration(i: int, metrics: dict[str, float]) -> None:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()})
+            bar.update(1)
+
+        result = fit_rl(cfg, on_iteration)
+    print(f"{args.model}: exported {result.export}; RLlib checkpoint {result.checkpoint}")
+    for k, v in sorted(result.metrics.items()):
+        print(f"  {k:<20} {v:.4g}")
+    print(f"  {'updates/s':<20} {result.updates_per_s:.1f}")
+    return 0
+
+
+def _add_label(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "label-hrm",
+        help="fill the trajectories' reward_hrm with HRM's session reward",
+        description="Run a trained HRM over the sessions dataset and write each session's "
+        "reward r = (1 - p_sw) * sum_j T_j (seconds) into the trajectories' reward_hrm column, "
+        "part by part as Ray tasks (files are replaced atomically; rerunning is safe). "
+        "The DT trains on it with --set reward_column=reward_hrm (the default).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", required=True, help="run directory with the datasets")
+    p.add_argument("--hrm", required=True, help="exported HRM checkpoint directory")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
+    p.set_defaults(func=_run_label)
+
+
+def _run_label(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from glan_ray.data.label import label_hrm
+    from glan_ray.runtime import init_ray
+
+    init_ray(args.address)
+    with tqdm(unit="part", desc="label-hrm", disable=None) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        n = label_hrm(args.data, args.hrm, progress)
+    print(f"labelled {n} sessions with HRM rewards in {args.data}/trajectories")
     return 0
 
 
@@ -193,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_simulate(sub)
     _add_train(sub)
+    _add_label(sub)
     _add_tune(sub)
     return parser
 

@@ -21,17 +21,20 @@ def save_checkpoint(
     model: nn.Module,
     model_cfg: dict[str, Any],
     train_cfg: dict[str, Any],
-    normalizer: Normalizer,
+    normalizer: Normalizer | None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write ``model.pt`` (state dict + metadata) and a human-readable ``config.json``."""
+    """Write ``model.pt`` (state dict + metadata) and a human-readable ``config.json``.
+
+    ``normalizer`` is None for models whose inputs come pre-scaled (the RL policies' ``obs``).
+    """
     os.makedirs(path, exist_ok=True)
     module = model.module if hasattr(model, "module") else model  # unwrap DDP
     meta = {
         "model": name,
         "model_config": model_cfg,
         "train_config": train_cfg,
-        "normalizer": normalizer.to_dict(),
+        "normalizer": (normalizer or Normalizer({}, {})).to_dict(),
         "extra": extra or {},
     }
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}

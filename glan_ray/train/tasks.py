@@ -15,6 +15,8 @@ from torch import nn
 
 from glan_ray.data.features import CAT_CARDINALITIES
 from glan_ray.eval.metrics import auc
+from glan_ray.models.cql import QNetConfig, QNetwork
+from glan_ray.models.dt import DecisionTransformer, DTConfig
 from glan_ray.models.hrm import HRM, HRMConfig, hrm_loss, hrm_reward
 from glan_ray.models.klan_am import AMConfig, KlanAM, am_loss
 from glan_ray.models.klan_isp import ISPConfig, KlanISP, isp_loss
@@ -42,6 +44,9 @@ _MODELS: dict[str, tuple[type, type]] = {
     "hrm": (HRMConfig, HRM),
     "isp": (ISPConfig, KlanISP),
     "am": (AMConfig, KlanAM),
+    # the RL policies, trained by glan_ray.rllib and exported in the same checkpoint format
+    "cql": (QNetConfig, QNetwork),
+    "dt": (DTConfig, DecisionTransformer),
 }
 
 

@@ -3,7 +3,7 @@
 A sweep file (see ``tune_configs/``)::
 
     name: lrtg_lagrangian          # experiment name
-    model: lrtg                    # lrtg | hrm | isp | am
+    model: lrtg                    # lrtg | hrm | isp | am | cql | dt
     base: {epochs: 3, data: runs/demo/data}   # fixed TrainConfig fields
     param_space:                   # swept TrainConfig fields
       eps_se: {grid: [2.0, 4.0]}
@@ -13,9 +13,12 @@ A sweep file (see ``tune_configs/``)::
     search: {type: random}         # random | optuna (when optuna is installed)
     max_concurrent_trials: 1
 
-Each trial runs a TorchTrainer (one per trial, GPUs per worker from ``base.use_gpu``) inside a
-function trainable that reports through ``TuneReportCallback``. The results table (CSV and
-Markdown) and the best trial's config (YAML) land in the experiment directory.
+Each trial of a supervised model runs a TorchTrainer (one per trial, GPUs per worker from
+``base.use_gpu``) inside a function trainable that reports through ``TuneReportCallback``; a
+trial of an RL policy (``cql``, ``dt``) builds the RLlib algorithm in the trial process and
+reports its learner losses every ``train()`` (keys: ``glan_ray.rllib.train.RLTrainConfig``).
+The results table (CSV and Markdown) and the best trial's config (YAML) land in the experiment
+directory.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 
+from glan_ray.rllib.train import ALGOS, TUNE_METRIC, RLTrainConfig, tune_trial
 from glan_ray.train.config import CONFIGS, train_config
 from glan_ray.train.tasks import VAL_METRIC
 from glan_ray.train.trainer import Prepared, fit, prepare
@@ -51,7 +55,7 @@ class SweepConfig:
     """A validated sweep file."""
 
     model: str
-    """Model to sweep: lrtg, hrm, isp or am."""
+    """Model to sweep: lrtg, hrm, isp, am (Ray Train) or cql, dt (RLlib)."""
     name: str = "sweep"
     """Experiment name (directory under the storage path)."""
     base: dict[str, Any] = field(default_factory=dict)
@@ -72,9 +76,13 @@ class SweepConfig:
     """Trials running at once (1 on a 2-CPU machine; more on a cluster)."""
 
     def __post_init__(self) -> None:
-        if self.model not in CONFIGS:
-            raise ValueError(f"model: unknown {self.model!r}; expected one of {sorted(CONFIGS)}")
-        valid = {f.name for f in fields(CONFIGS[self.model])}
+        models = sorted(CONFIGS) + list(ALGOS)
+        if self.model not in models:
+            raise ValueError(f"model: unknown {self.model!r}; expected one of {models}")
+        if self.is_rl:
+            valid = RLTrainConfig.flat_keys(self.model)
+        else:
+            valid = {f.name for f in fields(CONFIGS[self.model])}
         for section in ("base", "param_space"):
             unknown = sorted(set(getattr(self, section)) - valid)
             if unknown:
@@ -96,7 +104,15 @@ class SweepConfig:
             raise ValueError(f"scheduler.type: expected asha or fifo, got {self.scheduler!r}")
         if self.search.get("type") not in ("random", "optuna"):
             raise ValueError(f"search.type: expected random or optuna, got {self.search!r}")
-        train_config(self.model, self.base)  # fixed fields must form a valid config
+        # fixed fields must form a valid config
+        if self.is_rl:
+            RLTrainConfig.from_flat(self.model, self.base)
+        else:
+            train_config(self.model, self.base)
+
+    @property
+    def is_rl(self) -> bool:
+        return self.model in ALGOS
 
     @classmethod
     def load(cls, path: str, overrides: dict[str, Any] | None = None) -> SweepConfig:
@@ -115,7 +131,7 @@ class SweepConfig:
 
     @property
     def objective(self) -> tuple[str, str]:
-        default_metric, default_mode = VAL_METRIC[self.model]
+        default_metric, default_mode = (TUNE_METRIC if self.is_rl else VAL_METRIC)[self.model]
         return self.metric or default_metric, self.mode or default_mode
 
 
@@ -143,22 +159,53 @@ def _search_alg(sweep: SweepConfig, metric: str, mode: str):
     )
 
 
-def run_sweep(sweep: SweepConfig) -> dict[str, Any]:
-    """Run the sweep; write results.csv/.md and best_config.yaml; return the best trial."""
-    metric, mode = sweep.objective
-    cfg = train_config(sweep.model, sweep.base)
-    storage = cfg.storage_path or os.path.join(cfg.out, "tune")
-    storage = storage if "://" in storage else os.path.abspath(storage)
-    base = {**sweep.base, "storage_path": os.path.join(storage, sweep.name, "trainer_runs")}
+def _scheduler(sweep: SweepConfig, max_t: int):
     if sweep.scheduler["type"] == "asha":
         opts = {k: v for k, v in sweep.scheduler.items() if k != "type"}
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cfg.epochs, **opts)
-    else:
-        scheduler = FIFOScheduler()
-    space = {
+        return ASHAScheduler(time_attr="training_iteration", max_t=max_t, **opts)
+    return FIFOScheduler()
+
+
+def _space(sweep: SweepConfig) -> dict[str, Any]:
+    return {
         k: DISTRIBUTIONS[next(iter(v))](next(iter(v.values())))
         for k, v in sweep.param_space.items()
     }
+
+
+def _fit(sweep: SweepConfig, trainable: Any, storage: str, max_t: int) -> dict[str, Any]:
+    metric, mode = sweep.objective
+    tuner = tune.Tuner(
+        trainable,
+        param_space=_space(sweep),
+        tune_config=tune.TuneConfig(
+            metric=metric,
+            mode=mode,
+            num_samples=sweep.num_samples,
+            scheduler=_scheduler(sweep, max_t),
+            search_alg=_search_alg(sweep, metric, mode),
+            max_concurrent_trials=sweep.max_concurrent_trials,
+        ),
+        run_config=tune.RunConfig(name=sweep.name, storage_path=storage),
+    )
+    results = tuner.fit()
+    errors = [r.error for r in results if r.error]
+    if len(errors) == len(results):
+        raise RuntimeError(f"every trial failed; first error: {errors[0]}")
+    return _write_results(results, sweep, os.path.join(storage, sweep.name), metric, mode)
+
+
+def _storage(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def run_sweep(sweep: SweepConfig) -> dict[str, Any]:
+    """Run the sweep; write results.csv/.md and best_config.yaml; return the best trial."""
+    if sweep.is_rl:
+        return _run_rl_sweep(sweep)
+    cfg = train_config(sweep.model, sweep.base)
+    storage = _storage(cfg.storage_path or os.path.join(cfg.out, "tune"))
+    base = {**sweep.base, "storage_path": os.path.join(storage, sweep.name, "trainer_runs")}
     # Data is read, validated, split and materialised once, here, for every trial: the swept
     # fields do not change it, and no trial then runs read tasks next to another's workers.
     swept = set(sweep.param_space) & {"data", "val_fraction", "max_rows", "materialize"}
@@ -173,25 +220,20 @@ def run_sweep(sweep: SweepConfig) -> dict[str, Any]:
     trainable = tune.with_resources(
         tune.with_parameters(_trial, model=sweep.model, base=base, data=data), {"cpu": 0.05}
     )
-    search_alg = _search_alg(sweep, metric, mode)
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric=metric,
-            mode=mode,
-            num_samples=sweep.num_samples,
-            scheduler=scheduler,
-            search_alg=search_alg,
-            max_concurrent_trials=sweep.max_concurrent_trials,
-        ),
-        run_config=tune.RunConfig(name=sweep.name, storage_path=storage),
+    return _fit(sweep, trainable, storage, cfg.epochs)
+
+
+def _run_rl_sweep(sweep: SweepConfig) -> dict[str, Any]:
+    """Each trial builds the RLlib algorithm in its own process and learns there (num_learners
+    0), so the trial holds the learner's resources: one CPU, plus a GPU with ``use_gpu``."""
+    cfg = RLTrainConfig.from_flat(sweep.model, sweep.base)
+    storage = _storage(os.path.join(cfg.out, "tune"))
+    base = {**sweep.base, "data": os.path.abspath(cfg.data) if "://" not in cfg.data else cfg.data}
+    resources = {"cpu": 1, "gpu": 1} if cfg.use_gpu else {"cpu": 1}
+    trainable = tune.with_resources(
+        tune.with_parameters(tune_trial, algo=sweep.model, base=base), resources
     )
-    results = tuner.fit()
-    errors = [r.error for r in results if r.error]
-    if len(errors) == len(results):
-        raise RuntimeError(f"every trial failed; first error: {errors[0]}")
-    return _write_results(results, sweep, os.path.join(storage, sweep.name), metric, mode)
+    return _fit(sweep, trainable, storage, cfg.iterations)
 
 
 def _write_results(
@@ -202,6 +244,7 @@ def _write_results(
         c
         for c in df.columns
         if c.startswith(("config/", "val/"))
+        or c in sweep_metrics(sweep)
         or c in ("trial_id", "training_iteration", "epoch", "time_total_s")
     ]
     table = df[keep].sort_values(metric, ascending=(mode == "min"))
@@ -236,6 +279,13 @@ def _write_results(
     summary["dir"] = exp_dir
     logger.info("best %s = %s with %s", metric, summary["best_value"], best.config)
     return summary
+
+
+def sweep_metrics(sweep: SweepConfig) -> tuple[str, ...]:
+    """Result columns of an RL sweep (the learner metrics); none for supervised sweeps."""
+    from glan_ray.rllib.train import METRICS
+
+    return METRICS[sweep.model] if sweep.is_rl else ()
 
 
 def _has_tabulate() -> bool:

@@ -1,0 +1,1 @@
+"""KLAN-IIT: discrete CQL with a dynamic conservative coefficient (``cql.py`` holds the config)."""

@@ -1,0 +1,1 @@
+"""Torch learner and RL module of discrete CQL."""

@@ -1,0 +1,72 @@
+"""RLModule wrapping ``glan_ray.models.cql.QNetwork`` plus its target copy (learner only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.utils import make_target_network
+from ray.rllib.core.rl_module.apis import TargetNetworkAPI
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.models.torch.torch_distributions import TorchCategorical
+
+from glan_ray.models.cql import QNetConfig, QNetwork
+
+Q, Q_NEXT, Q_NEXT_TARGET = "q", "q_next", "q_next_target"
+"""Forward-output keys: Q(s,·) (with grad), Q(s',·) and Q_tgt(s',·) (both without)."""
+
+
+class DiscreteCQLTorchRLModule(TorchRLModule, TargetNetworkAPI):
+    """Greedy page = argmax_a Q(s, a); action-distribution inputs are Q/T (KLAN's interest score).
+
+    ``model_config``: ``hidden`` (widths of the Q-network's hidden layers) and ``temperature``
+    (T of the interest score softmax(Q/T)).
+    """
+
+    def setup(self) -> None:
+        cfg = self.model_config or {}
+        self.qnet = QNetwork(
+            QNetConfig(
+                obs_dim=int(self.observation_space.shape[0]),
+                n_actions=int(self.action_space.n),
+                hidden=tuple(cfg.get("hidden", QNetConfig.hidden)),
+            )
+        )
+        self.temperature = float(cfg.get("temperature", 1.0))
+
+    def make_target_networks(self) -> None:
+        self._target_qnet = make_target_network(self.qnet)
+
+    def get_target_network_pairs(self) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
+        return [(self.qnet, self._target_qnet)]
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["_target_qnet"]
+
+    def forward_target(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {Q_NEXT_TARGET: self._target_qnet(batch[Columns.NEXT_OBS])}
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        q = self.qnet(batch[Columns.OBS])  # (B, A)
+        return {
+            Q: q,
+            Columns.ACTIONS: q.argmax(dim=-1),
+            Columns.ACTION_DIST_INPUTS: q / self.temperature,
+        }
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        out = {Q: self.qnet(batch[Columns.OBS])}  # (B, A)
+        with torch.no_grad():
+            out[Q_NEXT] = self.qnet(batch[Columns.NEXT_OBS])  # double DQN: argmax by online net
+            out.update(self.forward_target(batch))
+        return out
+
+    def get_inference_action_dist_cls(self) -> type:
+        return TorchCategorical
+
+    def get_exploration_action_dist_cls(self) -> type:
+        return TorchCategorical
+
+    def get_train_action_dist_cls(self) -> type:
+        return TorchCategorical

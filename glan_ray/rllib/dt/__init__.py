@@ -1,0 +1,1 @@
+"""GLAN's Decision Transformer on RLlib's new API stack (``dt.py`` holds the config)."""

@@ -1,0 +1,65 @@
+"""RLModule wrapping ``glan_ray.models.dt.DecisionTransformer``.
+
+Batches are DT windows (``glan_ray.data.windows.WINDOW_KEYS``): obs (B, K, D), actions, rtg,
+timesteps, mask (B, K). Inference returns the page for the last valid session of each window;
+step-by-step serving uses the bare model's KV cache instead (``DecisionTransformer.step``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gymnasium as gym
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.models.torch.torch_distributions import TorchCategorical
+
+from glan_ray.models.dt import DecisionTransformer, DTConfig
+
+LOGITS, RTG, TIMESTEPS, MASK = "logits", "rtg", "timesteps", "mask"
+
+
+def dt_config(model_config: dict[str, Any] | None, obs_space: gym.Space | None) -> DTConfig:
+    """DTConfig from an RLlib ``model_config`` dict (unknown keys raise, naming them)."""
+    mc = dict(model_config or {})
+    fields = {f.name for f in dataclasses.fields(DTConfig)}
+    # RLlib adds its own auto-included keys to every model_config; keep only ours.
+    ours = {k: v for k, v in mc.items() if k in fields}
+    if obs_space is not None:
+        ours.setdefault("obs_dim", int(obs_space.shape[0]))
+    return DTConfig(**ours)
+
+
+class DTTorchRLModule(TorchRLModule):
+    def setup(self) -> None:
+        cfg = dt_config(self.model_config, self.observation_space)
+        if cfg.n_actions != int(self.action_space.n):
+            raise ValueError(f"model_config n_actions {cfg.n_actions} != action space")
+        self.dt = DecisionTransformer(cfg)
+
+    def _logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        # Windows are right-padded and attention is causal, so dropping the positions that are
+        # padding in every row of the batch changes no logit; most days are much shorter than K.
+        n = max(1, int(batch[MASK].sum(dim=1).max().item()))
+        rtg, obs = batch[RTG][:, :n], batch[Columns.OBS][:, :n]
+        return self.dt(rtg, obs, batch[Columns.ACTIONS][:, :n], batch[TIMESTEPS][:, :n])
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        logits = self._logits(batch)  # (B, K, A)
+        last = batch[MASK].sum(dim=1).long().clamp_min(1) - 1  # (B,) last valid session
+        logits_t = logits[torch.arange(logits.size(0), device=logits.device), last]  # (B, A)
+        return {Columns.ACTION_DIST_INPUTS: logits_t, Columns.ACTIONS: logits_t.argmax(-1)}
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {LOGITS: self._logits(batch)}  # (B, n ≤ K, A)
+
+    def get_inference_action_dist_cls(self) -> type:
+        return TorchCategorical
+
+    def get_exploration_action_dist_cls(self) -> type:
+        return TorchCategorical
+
+    def get_train_action_dist_cls(self) -> type:
+        return TorchCategorical

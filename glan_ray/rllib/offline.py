@@ -1,0 +1,168 @@
+"""What our two offline algorithms share: env-less config defaults, the offline training step,
+an Arrow-batch pre-learner, and a checkpoint restore that works without EnvRunners.
+
+RLlib's stock offline path turns every Parquet row into a ``SingleAgentEpisode`` and runs the
+learner-connector pipeline on it. Our rows are already what the loss needs (a transition, or a
+whole user-day), so ``ArrowPreLearner`` maps each Arrow batch straight to a train batch with
+vectorised numpy and validates it against ``glan_ray.schema`` on the way (a bad column fails the
+run with the column's name instead of training on garbage).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pyarrow as pa
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.learner.training_data import TrainingData
+from ray.rllib.offline.offline_data import OfflineData
+from ray.rllib.offline.offline_prelearner import OfflinePreLearner
+from ray.rllib.utils.checkpoints import Checkpointable
+from ray.rllib.utils.metrics import (
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    OFFLINE_SAMPLING_TIMER,
+    TIMERS,
+)
+
+from glan_ray.schema import N_PAGES, OBS_DIM, conform
+
+logger = logging.getLogger(__name__)
+
+
+def obs_space() -> gym.spaces.Box:
+    """The observation space of both algorithms: schema.OBS_FEATURES as a float32 vector."""
+    return gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float32)
+
+
+class ArrowOfflineData(OfflineData):
+    """``OfflineData`` whose pre-learner receives Arrow batches, one actor, no CPU reserved.
+
+    ``num_cpus: 0`` keeps the mapping stage from deadlocking a 2-CPU machine where the learner,
+    Tune and Ray Data all want a CPU (see ../shared/RLLIB_NOTES.md); on a cluster raise
+    ``concurrency``/``num_cpus`` through ``config.offline_data(map_batches_kwargs=...)``.
+    """
+
+    @property
+    def default_map_batches_kwargs(self) -> dict[str, Any]:
+        return {"concurrency": 1, "num_cpus": 0, "zero_copy_batch": True, "batch_format": "pyarrow"}
+
+
+class ArrowPreLearner(OfflinePreLearner):
+    """Maps a validated Arrow batch of ``dataset`` rows to a flat train batch of numpy arrays.
+
+    Subclasses set ``dataset`` (a name in ``glan_ray.schema.SCHEMAS``) and implement
+    ``transform``. No RLModule or connector pipeline is built: the rows need no episode logic.
+    """
+
+    dataset: str = ""
+
+    def __init__(self, *, config: AlgorithmConfig, spaces: Any = None, **kwargs: Any) -> None:
+        # Deliberately not calling super().__init__: it builds an RLModule and a learner
+        # connector pipeline per actor that this pre-learner never uses.
+        self.config = config
+        self.observation_space, self.action_space = spaces or (None, None)
+
+    def __call__(self, batch: pa.Table | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not isinstance(batch, pa.Table):
+            batch = pa.table(dict(batch))
+        table = conform(batch, self.dataset, where=str(self.config.input_))
+        return {f"{DEFAULT_MODULE_ID}/{k}": v for k, v in self.transform(table).items()}
+
+    def transform(self, table: pa.Table) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class OfflineAlgorithmConfig(AlgorithmConfig):
+    """Defaults for env-less offline training from our Parquet datasets.
+
+    Spaces are given here (no environment is ever built); ``_is_online = False`` so RLlib creates
+    no EnvRunners; the per-iteration minimums are 0 because offline runs never count env steps.
+    """
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class)
+        self._is_online = False
+        self.observation_space = obs_space()
+        self.action_space = gym.spaces.Discrete(N_PAGES)
+        self.min_sample_timesteps_per_iteration = 0
+        self.min_time_s_per_iteration = 0
+        self.input_read_method = "read_parquet"
+        self.offline_data_class = ArrowOfflineData
+        self.materialize_data = False
+        self.materialize_mapped_data = True
+        self.dataset_num_iters_per_learner = 50
+        self.train_batch_size_per_learner = 256
+        self.iter_batches_kwargs = {"prefetch_batches": 2, "local_shuffle_buffer_size": None}
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.input_:
+            self._value_error(
+                "offline_data(input_=...) must name the dataset directory (e.g. "
+                "runs/demo/data/transitions)"
+            )
+        if not self.dataset_num_iters_per_learner or self.dataset_num_iters_per_learner < 1:
+            self._value_error(
+                "offline_data(dataset_num_iters_per_learner=N) needs N >= 1: the number of "
+                "gradient updates per train() call"
+            )
+        if self.input_read_method != "read_parquet":
+            self._value_error("input_read_method must be 'read_parquet' for our datasets")
+
+
+class OfflineAlgorithm(Algorithm):
+    """One ``train()``: ``dataset_num_iters_per_learner`` gradient updates from the Parquet data."""
+
+    def training_step(self) -> None:
+        cfg = self.config
+        with self.metrics.log_time((TIMERS, OFFLINE_SAMPLING_TIMER)):
+            iterators = self.offline_data.sample(
+                num_samples=cfg.train_batch_size_per_learner,
+                num_shards=cfg.num_learners,
+                return_iterator=True,
+            )
+            # Counted in training rows, so the learner's target-network schedule can key on it.
+            self.metrics.log_value(
+                NUM_ENV_STEPS_SAMPLED_LIFETIME,
+                cfg.train_batch_size_per_learner
+                * cfg.dataset_num_iters_per_learner
+                * max(1, cfg.num_learners),
+                reduce="lifetime_sum",
+            )
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            results = self.learner_group.update(
+                training_data=TrainingData(data_iterators=iterators),
+                minibatch_size=cfg.train_batch_size_per_learner,
+                num_iters=cfg.dataset_num_iters_per_learner,
+                timesteps={
+                    NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
+                        NUM_ENV_STEPS_SAMPLED_LIFETIME
+                    )
+                },
+                **self.offline_data.iter_batches_kwargs,
+            )
+            self.metrics.aggregate(results, key=LEARNER_RESULTS)
+
+    def get_module(self, module_id: str = DEFAULT_MODULE_ID) -> Any:
+        """The trained RLModule: from the learner (there are no EnvRunners to ask)."""
+        if self.env_runner_group is not None:
+            return super().get_module(module_id)
+        if self.learner_group.is_local:
+            return self.learner_group._learner.module[module_id]
+        module = self.config.get_rl_module_spec(inference_only=True).build()
+        module.set_state(self.learner_group.get_weights([module_id])[module_id])
+        return module
+
+    def restore_from_path(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        # Algorithm.restore_from_path syncs EnvRunners, which an env-less algorithm lacks.
+        if self.env_runner_group is None:
+            Checkpointable.restore_from_path(self, path, *args, **kwargs)
+        else:
+            super().restore_from_path(path, *args, **kwargs)

@@ -1,0 +1,224 @@
+"""Train the RL policies (``glan-ray train cql|dt``) and run them as Tune trials.
+
+One flat, validated ``RLTrainConfig`` (what the CLI's flags, ``--set`` and the sweep YAML fill)
+is turned into the RLlib ``AlgorithmConfig``. Keys that are not ``RLTrainConfig`` fields go to
+``AlgorithmConfig.training()`` (e.g. ``alpha0``, ``reward_column``) or to the network's
+``model_config`` (e.g. ``hidden``, ``embed_dim``, ``context_len``); anything else raises with the
+valid keys. Outputs under ``<out>/<algo>/``: the exported torch module (``model.pt`` +
+``config.json``, what Serve and evaluation load), the RLlib checkpoint (``rllib/``) and
+``progress.csv`` (one row of losses per iteration).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from glan_ray.models.cql import QNetConfig
+from glan_ray.models.dt import DTConfig as DTNetConfig
+
+logger = logging.getLogger(__name__)
+
+ALGOS = ("cql", "dt")
+DATASET = {"cql": "transitions", "dt": "trajectories"}
+"""Which dataset under ``data`` each algorithm reads."""
+TRAINING_KEYS = {
+    "cql": (
+        "gamma",
+        "reward_scale",
+        "tau",
+        "target_network_update_freq",
+        "alpha0",
+        "alpha_min",
+        "alpha_max",
+        "kappa_hour",
+        "kappa_freq",
+        "static_alpha",
+        "hour_ratio",
+        "freq_ratio",
+        "n_freq_buckets",
+        "grad_clip",
+    ),
+    "dt": ("reward_column", "rtg_scale", "grad_clip"),
+}
+"""Algorithm-specific keys passed to ``AlgorithmConfig.training()``."""
+MODEL_KEYS = {
+    "cql": (*(f.name for f in dataclasses.fields(QNetConfig)), "temperature"),
+    "dt": tuple(f.name for f in dataclasses.fields(DTNetConfig)),
+}
+"""Keys of the network's ``model_config``."""
+METRICS = {"cql": ("td_loss", "conservative_loss", "alpha_mean", "q_mean", "total_loss"),
+           "dt": ("total_loss", "action_accuracy", "sessions_per_window")}  # fmt: skip
+"""Learner metrics recorded per iteration (and reported to Tune)."""
+TUNE_METRIC = {"cql": ("td_loss", "min"), "dt": ("total_loss", "min")}
+
+
+@dataclass(frozen=True)
+class RLTrainConfig:
+    """Training run of an RL policy; every field can be set from the CLI or a sweep file."""
+
+    algo: str
+    """``cql`` (KLAN-IIT, discrete CQL with dynamic α) or ``dt`` (GLAN's Decision Transformer)."""
+    data: str = "runs/demo/data"
+    """Run data directory holding the ``transitions`` / ``trajectories`` datasets."""
+    out: str = "runs/demo/models"
+    """Where ``<algo>/`` (export, RLlib checkpoint, progress.csv) is written."""
+    iterations: int = 20
+    """``algo.train()`` calls."""
+    updates_per_iteration: int = 200
+    """Gradient updates per ``train()`` (RLlib's ``dataset_num_iters_per_learner``)."""
+    batch_size: int | None = None
+    """Rows (CQL: transitions; DT: windows) per update; default 256 for CQL, 64 for DT."""
+    lr: float | None = None
+    """Learning rate; default the algorithm's (3e-4 CQL, 1e-4 DT)."""
+    num_learners: int = 0
+    """Remote learner actors (0: learn in the driver/trial process)."""
+    use_gpu: bool = False
+    """One GPU per learner (on a GPU node; Tune trials then ask for it too)."""
+    seed: int = 0
+    """Seed of the networks' initialisation."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Algorithm keys (TRAINING_KEYS), e.g. ``{alpha0: 2.0}`` or ``{reward_column: reward}``."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """Network keys (MODEL_KEYS), e.g. ``{hidden: [128, 128]}`` or ``{context_len: 10}``."""
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo: unknown {self.algo!r}; expected one of {ALGOS}")
+        for name in ("iterations", "updates_per_iteration"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
+        for section, valid in (("training", TRAINING_KEYS), ("model", MODEL_KEYS)):
+            unknown = sorted(set(getattr(self, section)) - set(valid[self.algo]))
+            if unknown:
+                raise ValueError(f"unknown {self.algo} {section} key(s): {', '.join(unknown)}")
+
+    @classmethod
+    def from_flat(cls, algo: str, flat: dict[str, Any]) -> RLTrainConfig:
+        """Route flat keys (CLI ``--set``, sweep YAML) to fields, ``training`` or ``model``."""
+        if algo not in ALGOS:
+            raise ValueError(f"algo: unknown {algo!r}; expected one of {ALGOS}")
+        own = {f.name for f in dataclasses.fields(cls)} - {"algo", "training", "model"}
+        kw: dict[str, Any] = {"training": {}, "model": {}}
+        for k, v in flat.items():
+            if k in own:
+                kw[k] = v
+            elif k in TRAINING_KEYS[algo]:
+                kw["training"][k] = v
+            elif k in MODEL_KEYS[algo]:
+                kw["model"][k] = v
+            else:
+                valid = sorted(own | set(TRAINING_KEYS[algo]) | set(MODEL_KEYS[algo]))
+                raise ValueError(f"unknown {algo} key {k!r}; valid keys: {', '.join(valid)}")
+        return cls(algo=algo, **kw)
+
+    @staticmethod
+    def flat_keys(algo: str) -> set[str]:
+        own = {f.name for f in dataclasses.fields(RLTrainConfig)} - {"algo", "training", "model"}
+        return own | set(TRAINING_KEYS[algo]) | set(MODEL_KEYS[algo])
+
+    @property
+    def input_path(self) -> str:
+        return os.path.join(self.data, DATASET[self.algo])
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.out, self.algo)
+
+
+def algorithm_config(cfg: RLTrainConfig) -> Any:
+    """The RLlib ``AlgorithmConfig`` of a run."""
+    if cfg.algo == "cql":
+        from glan_ray.rllib.cql.cql import DiscreteCQLConfig as Config
+    else:
+        from glan_ray.rllib.dt.dt import DTConfig as Config
+    if not os.path.exists(cfg.input_path) and "://" not in cfg.input_path:
+        raise FileNotFoundError(f"no {DATASET[cfg.algo]} dataset at {cfg.input_path}")
+    ac = Config()
+    path = cfg.input_path if "://" in cfg.input_path else os.path.abspath(cfg.input_path)
+    training = dict(cfg.training)
+    if cfg.batch_size:
+        training["train_batch_size_per_learner"] = cfg.batch_size
+    if cfg.lr:
+        training["lr"] = cfg.lr
+    ac = (
+        ac.offline_data(
+            input_=path,
+            dataset_num_iters_per_learner=cfg.updates_per_iteration,
+        )
+        .training(**training)
+        .learners(num_learners=cfg.num_learners, num_gpus_per_learner=1 if cfg.use_gpu else 0)
+        .debugging(seed=cfg.seed)
+    )
+    if cfg.model:
+        ac = ac.rl_module(model_config=dict(cfg.model))
+    return ac
+
+
+def learner_metrics(result: dict[str, Any], algo: str) -> dict[str, float]:
+    """The per-iteration learner metrics of ``algo.train()``'s result."""
+    learner = result.get("learners", {}).get("default_policy", {})
+    return {k: float(learner[k]) for k in METRICS[algo] if k in learner}
+
+
+@dataclass
+class RLResult:
+    export: str
+    """Directory of the exported torch module (``load_checkpoint`` reads it)."""
+    checkpoint: str
+    """RLlib checkpoint directory (``Algorithm.from_checkpoint`` / ``restore_from_path``)."""
+    metrics: dict[str, float]
+    """Last iteration's learner metrics."""
+    updates_per_s: float
+    """Gradient updates per second over all iterations after the first (which starts Ray Data)."""
+
+
+def fit_rl(
+    cfg: RLTrainConfig, on_iteration: Callable[[int, dict[str, float]], None] | None = None
+) -> RLResult:
+    """Train ``cfg.iterations`` iterations; write progress.csv, the RLlib checkpoint, the export."""
+    algo = algorithm_config(cfg).build_algo()
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    rows, metrics, timed, spent = [], {}, 0, 0.0
+    try:
+        for i in range(1, cfg.iterations + 1):
+            t0 = time.perf_counter()
+            metrics = learner_metrics(algo.train(), cfg.algo)
+            dt = time.perf_counter() - t0
+            if i > 1:
+                timed, spent = timed + cfg.updates_per_iteration, spent + dt
+            rows.append({"iteration": i, "seconds": round(dt, 3), **metrics})
+            logger.info("%s iteration %d/%d (%.1fs): %s", cfg.algo, i, cfg.iterations, dt, metrics)
+            if on_iteration:
+                on_iteration(i, metrics)
+        checkpoint = algo.save_to_path(os.path.abspath(os.path.join(cfg.run_dir, "rllib")))
+        export = algo.export_model(cfg.run_dir)
+    finally:
+        algo.stop()
+    with open(os.path.join(cfg.run_dir, "progress.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    rate = timed / spent if spent else float("nan")
+    return RLResult(export=export, checkpoint=str(checkpoint), metrics=metrics, updates_per_s=rate)
+
+
+def tune_trial(config: dict[str, Any], algo: str, base: dict[str, Any]) -> None:
+    """Tune function trainable: one RL run, reporting learner metrics every iteration."""
+    from ray import tune
+
+    cfg = RLTrainConfig.from_flat(algo, {**base, **config})
+    rl = algorithm_config(cfg).build_algo()
+    try:
+        for _ in range(cfg.iterations):
+            tune.report(learner_metrics(rl.train(), algo))
+    finally:
+        rl.stop()

@@ -1,0 +1,197 @@
+"""The RL policies' torch parts without Ray: CQL loss terms, dynamic α, DT causality, KV cache,
+and DT windows/RTG on hand-built trajectories."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from glan_ray.data.windows import cut_windows
+from glan_ray.models.cql import (
+    DynamicAlpha,
+    QNetConfig,
+    QNetwork,
+    activity_ratios,
+    conservative_term,
+    double_dqn_target,
+    interest_scores,
+)
+from glan_ray.models.dt import DecisionTransformer, DTConfig, dt_loss
+from glan_ray.schema import OBS_DIM, DatasetValidationError
+
+# --- discrete CQL ------------------------------------------------------------------------
+
+
+def test_conservative_term_is_log3_for_equal_q_and_never_negative():
+    q = torch.full((4, 3), 2.5)
+    a = torch.tensor([0, 1, 2, 1])
+    assert torch.allclose(conservative_term(q, a), torch.full((4,), math.log(3)))
+    q = torch.randn(1000, 3) * 5
+    a = torch.randint(0, 3, (1000,))
+    assert (conservative_term(q, a) >= 0).all()
+    # hand value: q = (0, ln 2, 0), a = 1 -> log(1 + 2 + 1) - ln 2 = ln 2
+    c = conservative_term(torch.tensor([[0.0, math.log(2), 0.0]]), torch.tensor([1]))
+    assert c.item() == pytest.approx(math.log(2))
+
+
+def test_double_dqn_target_uses_online_argmax_and_target_value():
+    online = torch.tensor([[1.0, 5.0, 0.0], [3.0, 0.0, 0.0]])
+    target = torch.tensor([[10.0, 2.0, 30.0], [4.0, 40.0, 0.0]])
+    y = double_dqn_target(online, target, torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0]), 0.5)
+    # row 0: argmax online = 1 -> target 2.0 -> 1 + 0.5·2 = 2; row 1: done -> r = 1
+    assert y.tolist() == [2.0, 1.0]
+    assert not y.requires_grad
+
+
+def test_dynamic_alpha_follows_the_hour_curve_and_stays_in_bounds():
+    counts = np.ones(24) * 100
+    counts[3], counts[20] = 5, 400  # a quiet night hour and a busy evening hour
+    alpha = DynamicAlpha(
+        alpha0=1.0,
+        alpha_min=0.2,
+        alpha_max=3.0,
+        kappa_hour=0.5,
+        kappa_freq=0.0,
+        hour_ratio=tuple(activity_ratios(counts)),
+    )
+    hours = torch.arange(24, dtype=torch.float32) + 0.5
+    a = alpha(hours, torch.zeros(24))
+    assert a[3] > a[12] > a[20]  # quiet -> more conservative
+    rho = activity_ratios(counts)
+    assert a[12].item() == pytest.approx(rho[12] ** -0.5, rel=1e-5)
+    assert ((a >= 0.2) & (a <= 3.0)).all()
+    assert a[3].item() == pytest.approx(min(3.0, rho[3] ** -0.5))
+    # frequency term: rare entry counts (the tail bucket) raise alpha too
+    freq = DynamicAlpha(kappa_hour=0.0, kappa_freq=1.0, freq_ratio=(2.0, 1.0, 0.25))
+    f = freq(torch.zeros(4), torch.tensor([0, 1, 2, 9]))
+    assert f.tolist() == pytest.approx([0.5, 1.0, 4.0, 4.0])
+    static = DynamicAlpha(alpha0=0.7, static=True)
+    assert static(hours, torch.zeros(24)).unique().tolist() == pytest.approx([0.7])
+
+
+def test_dynamic_alpha_rejects_bad_bounds():
+    with pytest.raises(ValueError, match="alpha_min"):
+        DynamicAlpha(alpha_min=2.0, alpha_max=1.0)
+    with pytest.raises(ValueError, match="24"):
+        DynamicAlpha(hour_ratio=(1.0,) * 5)
+
+
+def test_qnetwork_shapes_and_interest_scores():
+    net = QNetwork(QNetConfig(hidden=(8, 8)))
+    q = net(torch.randn(5, OBS_DIM))
+    assert q.shape == (5, 3)
+    d = interest_scores(q, temperature=2.0)
+    assert torch.allclose(d.sum(-1), torch.ones(5))
+    assert torch.allclose(d, torch.softmax(q / 2.0, -1))
+
+
+# --- Decision Transformer ----------------------------------------------------------------
+
+
+def _dt(k: int = 6) -> DecisionTransformer:
+    torch.manual_seed(0)
+    cfg = DTConfig(context_len=k, embed_dim=32, n_heads=4, n_layers=2, dropout=0.0)
+    return DecisionTransformer(cfg).eval()
+
+
+def _inputs(b: int = 3, k: int = 6):
+    g = torch.Generator().manual_seed(1)
+    return (
+        torch.randn(b, k, generator=g),
+        torch.randn(b, k, OBS_DIM, generator=g),
+        torch.randint(0, 3, (b, k), generator=g),
+        torch.arange(k).expand(b, k),
+    )
+
+
+def test_dt_attends_only_to_the_past():
+    m = _dt()
+    rtg, obs, act, ts = _inputs()
+    base = m(rtg, obs, act, ts)
+    assert base.shape == (3, 6, 3)
+    t = 3
+    for change in ("rtg", "obs", "act"):
+        r2, o2, a2 = rtg.clone(), obs.clone(), act.clone()
+        if change == "rtg":
+            r2[:, t] += 1.0
+        elif change == "obs":
+            o2[:, t] += 1.0
+        else:
+            a2[:, t] = (a2[:, t] + 1) % 3
+        out = m(r2, o2, a2, ts)
+        assert torch.equal(out[:, :t], base[:, :t]), change  # earlier logits untouched
+        if change == "act":  # a_t is not visible to the s_t token that predicts it
+            assert torch.equal(out[:, t], base[:, t])
+        else:
+            assert not torch.allclose(out[:, t], base[:, t])
+
+
+def test_kv_cache_step_equals_full_forward():
+    m = _dt(k=6)
+    rtg, obs, act, ts = _inputs(k=6)
+    full = m(rtg, obs, act, ts)
+    cache = m.new_cache()
+    steps = [
+        m.step(cache, rtg[:, t], obs[:, t], None if t == 0 else act[:, t - 1]) for t in range(6)
+    ]
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+    assert cache.n_tokens == 3 * 6 - 1
+    # beyond K sessions the cache rolls: bounded size, still finite logits
+    for _ in range(10):
+        out = m.step(cache, rtg[:, 0], obs[:, 0], act[:, 0])
+    assert cache.n_tokens == m.cfg.max_cache_tokens and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="prev_action"):
+        m.step(m.new_cache(), rtg[:, 0], obs[:, 0], act[:, 0])
+
+
+def test_dt_loss_masks_padding():
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    actions = torch.tensor([[0, 1]])
+    mask = torch.tensor([[1.0, 0.0]])
+    expected = -torch.log_softmax(torch.tensor([2.0, 0.0, 0.0]), 0)[0]
+    assert dt_loss(logits, actions, mask).item() == pytest.approx(expected.item())
+    logits2 = logits.clone()
+    logits2[0, 1] = torch.tensor([9.0, -9.0, 3.0])  # padded position changes nothing
+    assert dt_loss(logits2, actions, mask).item() == pytest.approx(expected.item())
+
+
+# --- windows and RTG ---------------------------------------------------------------------
+
+
+def _trajectories(rewards: list[list[float]]) -> pa.Table:
+    obs = [[[float(d * 100 + t)] * OBS_DIM for t in range(len(r))] for d, r in enumerate(rewards)]
+    acts = [[t % 3 for t in range(len(r))] for r in rewards]
+    return pa.table(
+        {
+            "obs": pa.array(obs, pa.list_(pa.list_(pa.float32(), OBS_DIM))),
+            "actions": pa.array(acts, pa.list_(pa.int8())),
+            "reward": pa.array(rewards, pa.list_(pa.float32())),
+            "reward_hrm": pa.array([None] * len(rewards), pa.list_(pa.float32())),
+        }
+    )
+
+
+def test_windows_and_rtg_on_a_hand_built_trajectory():
+    t = _trajectories([[10, 20, 30, 40, 50], [7]])
+    w = cut_windows(t, k=2, reward_column="reward", rtg_scale=10.0)
+    # day 0 -> windows [0,1], [2,3], [4,pad]; day 1 -> [0,pad]
+    assert w["obs"].shape == (4, 2, OBS_DIM)
+    expected_rtg = [[15.0, 14.0], [12.0, 9.0], [5.0, 0.0], [0.7, 0.0]]
+    np.testing.assert_allclose(w["rtg"], expected_rtg, rtol=1e-6)
+    assert w["timesteps"].tolist() == [[0, 1], [2, 3], [4, 0], [0, 0]]
+    assert w["mask"].tolist() == [[1, 1], [1, 1], [1, 0], [1, 0]]
+    assert w["actions"].tolist() == [[0, 1], [2, 0], [1, 0], [0, 0]]
+    assert w["obs"][1, 1, 0] == 3.0 and w["obs"][3, 0, 0] == 100.0
+    assert w["mask"].sum() == 6  # every session exactly once
+
+
+def test_windows_refuse_unlabelled_hrm_rewards_and_unknown_columns():
+    t = _trajectories([[1.0, 2.0]])
+    with pytest.raises(DatasetValidationError, match=r"reward_hrm.*label"):
+        cut_windows(t, k=4, reward_column="reward_hrm")
+    with pytest.raises(ValueError, match="reward_column"):
+        cut_windows(t, k=4, reward_column="usage")
