@@ -216,3 +216,26 @@ def test_label_refuses_misaligned_parts(data_dir, tmp_path):
     pq.write_table(t.slice(1), part)  # drop the first session
     with pytest.raises(DatasetValidationError, match=r"user_id|session_idx"):
         label_hrm(str(copy), _random_hrm(data_dir, str(tmp_path / "hrm")))
+
+
+def test_cql_alpha_sweep_runs_two_trials(data_dir, tmp_path):
+    from glan_ray.train.tune import SweepConfig, run_sweep
+
+    sweep = SweepConfig.load(
+        "tune_configs/cql_alpha.yaml",
+        {
+            "data": data_dir,
+            "out": str(tmp_path),
+            "iterations": 2,
+            "updates_per_iteration": 4,
+            "batch_size": 64,
+            "hidden": [16],
+        },
+    )
+    sweep = SweepConfig(**{**sweep.__dict__, "num_samples": 2, "scheduler": {"type": "fifo"}})
+    summary = run_sweep(sweep)
+    assert summary["trials"] == 2 and summary["errors"] == 0
+    assert np.isfinite(summary["best_value"])
+    table = summary["table"]
+    assert {"config/alpha0", "td_loss", "conservative_loss"} <= set(table.columns)
+    assert os.path.exists(os.path.join(summary["dir"], "best_config.yaml"))
