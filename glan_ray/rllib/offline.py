@@ -49,6 +49,10 @@ class ArrowOfflineData(OfflineData):
     ``concurrency``/``num_cpus`` through ``config.offline_data(map_batches_kwargs=...)``.
     """
 
+    def __init__(self, config: AlgorithmConfig) -> None:
+        super().__init__(config)
+        self.data_read_batch_size = getattr(config, "prelearner_batch_rows", None)
+
     @property
     def default_map_batches_kwargs(self) -> dict[str, Any]:
         return {"concurrency": 1, "num_cpus": 0, "zero_copy_batch": True, "batch_format": "pyarrow"}
@@ -97,6 +101,11 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
         self.offline_data_class = ArrowOfflineData
         self.materialize_data = False
         self.materialize_mapped_data = True
+        self.prelearner_batch_rows: int = 4096
+        """Dataset rows per pre-learner call: large, so the mapping is a few vectorised calls
+        rather than one per train batch (the learner's iterator re-batches to
+        ``train_batch_size_per_learner``). RLlib's ``input_read_batch_size`` is reserved for
+        episode data, hence our own field."""
         self.dataset_num_iters_per_learner = 50
         self.train_batch_size_per_learner = 256
         self.iter_batches_kwargs = {"prefetch_batches": 2, "local_shuffle_buffer_size": None}

@@ -45,7 +45,7 @@ TRAINING_KEYS = {
         "n_freq_buckets",
         "grad_clip",
     ),
-    "dt": ("reward_column", "rtg_scale", "grad_clip"),
+    "dt": ("reward_column", "rtg_scale", "bucket_by_length", "grad_clip"),
 }
 """Algorithm-specific keys passed to ``AlgorithmConfig.training()``."""
 MODEL_KEYS = {

@@ -31,7 +31,7 @@ from glan_ray.train.checkpoint import save_checkpoint
 
 logger = logging.getLogger(__name__)
 
-_TRAINING_KEYS = ("reward_column", "rtg_scale")
+_TRAINING_KEYS = ("reward_column", "rtg_scale", "bucket_by_length")
 
 
 class DTConfig(OfflineAlgorithmConfig):
@@ -49,6 +49,10 @@ class DTConfig(OfflineAlgorithmConfig):
         ``reward`` (the naive session duration, the "w/o HRM" ablation); both in seconds."""
         self.rtg_scale: float = 3600.0
         """RTG is divided by this before the model sees it (seconds -> hours, L-RTG's unit)."""
+        self.bucket_by_length: bool = True
+        """Batch windows of similar length together (batches in random order), so the learner's
+        trimming of shared padding skips most of the K-session window; False gives i.i.d.
+        batches at the cost of computing every batch at its longest day's length."""
 
     def training(self, **kwargs: Any) -> DTConfig:
         ours = {k: kwargs.pop(k) for k in _TRAINING_KEYS if k in kwargs}

@@ -10,13 +10,34 @@ from glan_ray.rllib.dt.torch.dt_torch_rl_module import dt_config
 from glan_ray.rllib.offline import ArrowPreLearner
 
 
+def bucket_by_length(
+    windows: dict[str, np.ndarray], batch_size: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Reorder windows so each run of ``batch_size`` rows holds windows of similar length, the
+    runs in random order. The learner trims the padding every row of a batch shares, so a batch
+    of short days costs a fraction of a full K-session batch (most days are far shorter than K).
+    """
+    n = windows["mask"].sum(axis=1)  # (W,) sessions per window
+    order = np.lexsort((rng.random(len(n)), n))  # by length, ties at random
+    runs = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    perm = np.concatenate([runs[i] for i in rng.permutation(len(runs))]) if runs else order
+    return {k: v[perm] for k, v in windows.items()}
+
+
 class TrajectoriesPreLearner(ArrowPreLearner):
     """obs (W, K, D), actions, rtg, timesteps, mask (W, K); W varies with the days' lengths."""
 
     dataset = "trajectories"
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._rng = np.random.default_rng(self.config.seed)
+
     def transform(self, table: pa.Table) -> dict[str, np.ndarray]:
         k = dt_config(self.config.model_config, self.observation_space).context_len
-        return cut_windows(
+        w = cut_windows(
             table, k, reward_column=self.config.reward_column, rtg_scale=self.config.rtg_scale
         )
+        if self.config.bucket_by_length:
+            w = bucket_by_length(w, self.config.train_batch_size_per_learner, self._rng)
+        return w
