@@ -1,0 +1,37 @@
+"""Run an exported model (``glan_ray.train.checkpoint``) on dataset-like columns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from glan_ray.data.features import SPECS
+from glan_ray.train.checkpoint import load_checkpoint
+
+
+class ModelRunner:
+    """A loaded checkpoint: ``runner(columns)`` -> the model's outputs as tensors (no grad)."""
+
+    def __init__(self, path: str, expect: str | tuple[str, ...] | None = None) -> None:
+        self.path = path
+        self.model, self.normalizer, self.meta = load_checkpoint(path)
+        self.kind: str = self.meta["model"]
+        allowed = (expect,) if isinstance(expect, str) else expect
+        if allowed and self.kind not in allowed:
+            raise ValueError(f"{path} holds a '{self.kind}' model; expected {' or '.join(allowed)}")
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return self.meta.get("extra", {})
+
+    @torch.no_grad()
+    def __call__(self, cols: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        f = self.normalizer(SPECS[self.kind].build(cols))
+        t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in f.items()}
+        if self.kind == "lrtg":
+            return self.model(t["x_cat"], t["x_num"], t["seq"], t["seq_dt"])
+        if self.kind == "hrm":
+            return self.model(t["x_cat"], t["x_num"], t["page"])
+        return self.model(t["x_cat"], t["x_num"])

@@ -1,0 +1,91 @@
+"""Every arm of the simulated A/B by name, built from a directory of exported models.
+
+``models`` holds one export per model (``glan-ray train X --out MODELS``): ``lrtg``, ``hrm``,
+``isp``, ``am``, ``cql``, ``dt`` (trained on HRM rewards) and ``dt_naive`` (the same DT trained
+on the naive session duration: ``--set reward_column=reward --out`` to ``dt_naive``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from glan_ray.sim.config import SimConfig
+from glan_ray.sim.policies import FixedPagePolicy, LoggingPolicy, OraclePolicy
+from glan_ray.sim.policy import Policy
+
+
+def _path(models: str | None, name: str) -> str:
+    if not models:
+        raise ValueError(f"arm needs trained models; pass the models directory (missing {name})")
+    p = os.path.join(models, name)
+    if not os.path.exists(os.path.join(p, "model.pt")):
+        raise FileNotFoundError(f"no exported '{name}' model at {p}")
+    return p
+
+
+def _glan(dt: str, lrtg: bool, hrm: bool, name: str) -> Callable[[str | None, SimConfig], Policy]:
+    def build(m: str | None, cfg: SimConfig) -> Policy:
+        from glan_ray.policy.glan import GlanPolicy
+
+        return GlanPolicy(
+            _path(m, dt),
+            lrtg=_path(m, "lrtg") if lrtg else None,
+            hrm=_path(m, "hrm") if hrm else None,
+            name=name,
+        )
+
+    return build
+
+
+def _klan(m: str | None, cfg: SimConfig) -> Policy:
+    from glan_ray.policy.klan import KlanPolicy
+
+    return KlanPolicy(_path(m, "isp"), _path(m, "cql"), _path(m, "am"))
+
+
+def _cql(m: str | None, cfg: SimConfig) -> Policy:
+    from glan_ray.policy.klan import CQLPolicy
+
+    return CQLPolicy(_path(m, "cql"))
+
+
+def _heuristic(kind: str) -> Callable[[str | None, SimConfig], Policy]:
+    def build(m: str | None, cfg: SimConfig) -> Policy:
+        from glan_ray.policy.heuristics import LastExitPolicy, MostVisitedPolicy
+
+        return {"last_exit": LastExitPolicy, "most_visited": MostVisitedPolicy}[kind]()
+
+    return build
+
+
+def _featured(m: str | None, cfg: SimConfig) -> Policy:
+    p = FixedPagePolicy(0)
+    p.name = "always_featured"
+    return p
+
+
+ARMS: dict[str, Callable[[str | None, SimConfig], Policy]] = {
+    "logging": lambda m, cfg: LoggingPolicy(cfg),
+    "always_featured": _featured,
+    "last_exit": _heuristic("last_exit"),
+    "most_visited": _heuristic("most_visited"),
+    "klan": _klan,
+    "cql": _cql,
+    "glan": _glan("dt", lrtg=True, hrm=True, name="glan"),
+    "glan_no_lrtg": _glan("dt", lrtg=False, hrm=True, name="glan_no_lrtg"),
+    "glan_no_hrm": _glan("dt_naive", lrtg=True, hrm=False, name="glan_no_hrm"),
+    "dt": _glan("dt_naive", lrtg=False, hrm=False, name="dt"),
+    "oracle": lambda m, cfg: OraclePolicy(cfg),
+}
+"""Arm name -> builder(models_dir, sim_config)."""
+HEURISTICS = ("always_featured", "last_exit", "most_visited")
+MODEL_FREE = ("logging", *HEURISTICS, "oracle")
+
+
+def make_arm(name: str, models: str | None, cfg: SimConfig) -> Policy:
+    if name not in ARMS:
+        raise ValueError(f"unknown arm {name!r}; expected one of {', '.join(ARMS)}")
+    policy = ARMS[name](models, cfg)
+    policy.name = name
+    return policy
