@@ -229,6 +229,71 @@ def _run_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from glan_ray.eval.ab import ABConfig
+    from glan_ray.policy.registry import ARMS
+
+    d = ABConfig()
+    p = sub.add_parser(
+        "evaluate",
+        help="run the simulated A/B test of every arm and write the report",
+        description="Simulate every arm on the same new users with common random numbers (one "
+        "Ray task per arm, seed and shard), compare each with the control per user (relative "
+        "%, 95%% CI, p-value), check A/A, and write RUN/ab/ab.json, RUN/report.md, "
+        "RUN/ab_metrics.csv and PNG plots. Learned arms load RUN/models/ (or --models).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--run", required=True, help="run directory (report goes here)")
+    p.add_argument("--models", help="exported models directory (default RUN/models)")
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), metavar="ARM",
+                   help=f"arms to run; one of: {', '.join(ARMS)}")  # fmt: skip
+    p.add_argument("--control", default=d.control, help="control arm")
+    p.add_argument("--users", type=int, default=d.users, help="users per arm")
+    p.add_argument("--days", type=int, default=d.days, help="days of the test")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds), help="simulator seeds")
+    p.add_argument("--shard-users", type=int, default=d.shard_users, help="users per Ray task")
+    p.add_argument("--sim-config", metavar="YAML", help="SimConfig overrides for the test")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from ab.json")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import os
+
+    from tqdm import tqdm
+
+    from glan_ray.eval.ab import ABConfig, run_ab
+    from glan_ray.eval.report import write_report
+    from glan_ray.runtime import init_ray
+
+    if not args.report_only:
+        cfg = ABConfig(
+            arms=tuple(args.arms),
+            control=args.control,
+            users=args.users,
+            days=args.days,
+            seeds=tuple(args.seeds),
+            shard_users=args.shard_users,
+            models=args.models or os.path.join(args.run, "models"),
+            sim=_load_mapping(args.sim_config) if args.sim_config else {},
+        )
+        init_ray(args.address)
+        with tqdm(unit="task", desc="A/B", disable=None) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            result = run_ab(cfg, progress)
+        result.save(os.path.join(args.run, "ab"))
+    path = write_report(args.run)
+    with open(path) as f:
+        print(f.read().split("\n## Page")[0])
+    print(f"report: {path}")
+    return 0
+
+
 def _add_tune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tune",
@@ -278,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_label(sub)
     _add_tune(sub)
+    _add_evaluate(sub)
     return parser
 
 

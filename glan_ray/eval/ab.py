@@ -61,7 +61,7 @@ class ABConfig:
     seeds: tuple[int, ...] = (0, 1)
     """Simulator seeds; each is a fresh population realisation (units are seed × user)."""
     shard_users: int = 500
-    """Users per Ray task."""
+    """Users per Ray task (rounded up to whole RNG blocks of the simulator)."""
     models: str | None = None
     """Directory of exported models for the learned arms."""
     sim: dict[str, Any] = field(default_factory=dict)
@@ -216,10 +216,12 @@ def run_ab(cfg: ABConfig, progress: Callable[[int, int], None] | None = None) ->
     for arm in cfg.arms:  # fail fast on unknown arms or missing models, before any task runs
         make_arm(arm, cfg.models, SimConfig.from_dict({**cfg.sim, "seed": cfg.seeds[0]}))
     task = ray.remote(num_cpus=1)(run_shard)
-    shards = [
-        (cfg.first_user + s, min(cfg.shard_users, cfg.users - s))
-        for s in range(0, cfg.users, cfg.shard_users)
-    ]
+    # shards start on the simulator's RNG block boundaries (whole blocks per task)
+    block = SimConfig.from_dict({**cfg.sim, "seed": cfg.seeds[0]}).block_size
+    if cfg.first_user % block:
+        raise ValueError(f"first_user must be a multiple of the block size {block}")
+    step = -(-cfg.shard_users // block) * block
+    shards = [(cfg.first_user + s, min(step, cfg.users - s)) for s in range(0, cfg.users, step)]
     refs = [
         task.remote(arm, cfg.models, cfg.sim, seed, first, n, cfg.days)
         for arm in cfg.arms

@@ -10,6 +10,7 @@ run with the column's name instead of training on garbage).
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -168,6 +169,16 @@ class OfflineAlgorithm(Algorithm):
         module = self.config.get_rl_module_spec(inference_only=True).build()
         module.set_state(self.learner_group.get_weights([module_id])[module_id])
         return module
+
+    def cleanup(self) -> None:
+        # Drop the live Ray Data iterators before Ray may shut down, so their generators are not
+        # finalised later against a dead cluster (which prints a traceback at exit).
+        if self.offline_data is not None:
+            self.offline_data.batch_iterators = None
+        if self.learner_group is not None and self.learner_group.is_local:
+            self.learner_group._learner.iterator = None
+        gc.collect()
+        super().cleanup()
 
     def restore_from_path(self, path: Any, *args: Any, **kwargs: Any) -> None:
         # Algorithm.restore_from_path syncs EnvRunners, which an env-less algorithm lacks.

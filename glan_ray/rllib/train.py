@@ -83,6 +83,9 @@ class RLTrainConfig:
     """One GPU per learner (on a GPU node; Tune trials then ask for it too)."""
     seed: int = 0
     """Seed of the networks' initialisation."""
+    name: str | None = None
+    """Sub-directory of ``out`` for this run (default the algo), e.g. ``dt_naive`` for the DT
+    trained on the naive reward (the "w/o HRM" ablation)."""
     training: dict[str, Any] = field(default_factory=dict)
     """Algorithm keys (TRAINING_KEYS), e.g. ``{alpha0: 2.0}`` or ``{reward_column: reward}``."""
     model: dict[str, Any] = field(default_factory=dict)
@@ -123,7 +126,7 @@ class RLTrainConfig:
     @staticmethod
     def flat_keys(algo: str) -> set[str]:
         own = {f.name for f in dataclasses.fields(RLTrainConfig)} - {"algo", "training", "model"}
-        return own | set(TRAINING_KEYS[algo]) | set(MODEL_KEYS[algo])
+        return own - {"name"} | set(TRAINING_KEYS[algo]) | set(MODEL_KEYS[algo])
 
     @property
     def input_path(self) -> str:
@@ -131,7 +134,7 @@ class RLTrainConfig:
 
     @property
     def run_dir(self) -> str:
-        return os.path.join(self.out, self.algo)
+        return os.path.join(self.out, self.name or self.algo)
 
 
 def algorithm_config(cfg: RLTrainConfig) -> Any:
