@@ -7,6 +7,8 @@
      pre-learner) vs d3rlpy ``DiscreteCQL`` (MLP 28-256-256-3, batch 256);
    - Decision Transformer: ours (``glan_ray.rllib.dt``) vs d3rlpy ``DiscreteDecisionTransformer``
      (K = 20 sessions, d = 128, 3 layers, 1 head, batch 64 windows).
+   For the DT, ours is also timed with ``bucket_by_length=False`` (i.i.d. batches, each padded
+   to its longest day), to separate the length bucketing from the rest of the pipeline.
    Ours is timed over whole ``algo.train()`` calls after a warm-up call (which starts Ray Data
    and materialises the pre-learned data), so data loading, RLlib's learner bookkeeping and
    metrics are all in the figure. d3rlpy is timed on its own ``fit`` loop body (sample a
@@ -65,7 +67,7 @@ def export_npz(data: str, path: str) -> dict:
     return {"transitions": len(t), "episodes": int(done.sum())}
 
 
-def ours(algo: str, data: str, out: str, args: argparse.Namespace) -> dict:
+def ours(algo: str, data: str, out: str, args: argparse.Namespace, bucket: bool = True) -> dict:
     from glan_ray.rllib.train import RLTrainConfig, algorithm_config
 
     if algo == "cql":
@@ -78,6 +80,7 @@ def ours(algo: str, data: str, out: str, args: argparse.Namespace) -> dict:
             "embed_dim": args.embed_dim,
             "n_layers": args.n_layers,
             "n_heads": args.n_heads,
+            "bucket_by_length": bucket,
         }
     cfg = RLTrainConfig.from_flat(
         algo, {"data": data, "out": out, "updates_per_iteration": args.updates, **flat}
@@ -210,6 +213,9 @@ def main() -> None:
     for algo in ("cql", "dt"):
         row = {"ours": ours(algo, data, os.path.join(work, "out"), args)}
         print(f"{algo} ours: {row['ours']['updates_per_s']:.1f} updates/s", flush=True)
+        if algo == "dt":  # the same learner on i.i.d. batches, every batch at its longest day
+            row["ours_no_bucketing"] = ours(algo, data, os.path.join(work, "out"), args, False)
+            print(f"dt ours, no bucketing: {row['ours_no_bucketing']['updates_per_s']:.1f}")
         if not args.skip_d3rlpy:
             row["d3rlpy"] = d3rlpy(algo, npz, args)
             row["ratio_updates_per_s"] = (

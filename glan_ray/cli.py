@@ -294,6 +294,59 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pipeline(sub: argparse._SubParsersAction) -> None:
+    from glan_ray.pipeline import PRESETS, STAGES
+
+    p = sub.add_parser(
+        "pipeline",
+        help="run everything: simulate, train all models, A/B with ablations, report",
+        description="simulate -> train L-RTG, HRM, KLAN-ISP, KLAN-AM (Ray Train) -> label "
+        "trajectories with HRM -> train CQL, DT, DT on naive reward (RLlib) -> simulated A/B "
+        "of every arm -> report.md, all under --out. Finished stages are skipped on a rerun, "
+        "so a killed run resumes where it stopped. Stages: " + ", ".join(STAGES) + ".",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--preset", default="demo", choices=list(PRESETS), help="run size")
+    p.add_argument("--out", help="run directory (default runs/<preset>)")
+    p.add_argument("--seed", type=int, default=0, help="simulator seed")
+    p.add_argument("--from", dest="first_stage", choices=STAGES, help="rerun from this stage")
+    p.add_argument("--use-gpu", action="store_true", help="GPUs for trainers and learners")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
+    p.set_defaults(func=_run_pipeline)
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    from glan_ray.pipeline import STAGES, PipelineConfig, run_pipeline
+    from glan_ray.runtime import init_ray
+
+    cfg = PipelineConfig(
+        run=args.out or f"runs/{args.preset}",
+        preset=args.preset,
+        seed=args.seed,
+        first_stage=args.first_stage,
+        use_gpu=args.use_gpu,
+    )
+    init_ray(args.address)
+    t0 = __import__("time").perf_counter()
+
+    def on_stage(stage: str, status: str, rec: dict) -> None:
+        i = STAGES.index(stage) + 1
+        if status == "start":
+            print(f"[{i}/{len(STAGES)}] {stage} ...", flush=True)
+        elif status == "done":
+            print(f"[{i}/{len(STAGES)}] {stage} done in {rec['wall_s']:.0f}s", flush=True)
+        else:
+            print(f"[{i}/{len(STAGES)}] {stage} already done, skipped", flush=True)
+
+    records = run_pipeline(cfg, on_stage)
+    total = __import__("time").perf_counter() - t0
+    print(f"\n{'stage':<16} {'status':<16} {'wall s':>8} {'peak MiB':>9}")
+    for r in records:
+        print(f"{r['stage']:<16} {r['status']:<16} {r['wall_s']:>8.1f} {r['peak_mib']:>9.0f}")
+    print(f"\ntotal {total:.0f}s; report: {cfg.path('report.md')}")
+    return 0
+
+
 def _add_tune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tune",
@@ -344,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_label(sub)
     _add_tune(sub)
     _add_evaluate(sub)
+    _add_pipeline(sub)
     return parser
 
 

@@ -1,0 +1,241 @@
+"""The one-command pipeline: simulate -> supervised models -> HRM labels -> RL policies -> A/B ->
+report, every stage on Ray, every output under one run directory.
+
+Each finished stage writes ``<run>/stages/<stage>.json`` (wall time, peak memory, outputs); a
+rerun skips stages that have their marker, so a killed run resumes at the first unfinished stage
+(that stage starts over, replacing its partial outputs). ``--from STAGE`` forces a stage and the
+ones after it to run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+STAGES = (
+    "simulate",
+    "train_lrtg",
+    "train_hrm",
+    "train_isp",
+    "train_am",
+    "label_hrm",
+    "train_cql",
+    "train_dt",
+    "train_dt_naive",
+    "evaluate",
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of one pipeline run."""
+
+    users: int
+    """Users simulated for training (with RCT days for KLAN-ISP)."""
+    days: int
+    """Days simulated for training."""
+    epochs: int
+    """Epochs of each supervised model."""
+    cql_iterations: int
+    dt_iterations: int
+    updates_per_iteration: int
+    """Gradient updates per RLlib ``train()`` (CQL; the DT takes half, its updates cost more)."""
+    ab_users: int
+    ab_days: int
+    ab_seeds: tuple[int, ...]
+    train: dict[str, Any] = field(default_factory=dict)
+    """Extra supervised TrainConfig fields for every model (e.g. a smaller batch)."""
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(300, 4, 1, 2, 2, 20, 300, 2, (0,), {"batch_size": 256}),
+    "demo": Preset(3000, 14, 4, 8, 8, 300, 2000, 7, (0, 1)),
+    "small": Preset(10_000, 14, 6, 20, 20, 400, 5000, 14, (0, 1, 2)),
+    "full": Preset(100_000, 28, 8, 50, 50, 500, 20_000, 28, (0, 1, 2, 3, 4)),
+}
+"""``demo`` is the README's main job (≤ 15 min on 2 CPUs); ``tiny`` is the CI smoke run."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    run: str = "runs/demo"
+    """Run directory (local path or a shared mount on a cluster)."""
+    preset: str = "demo"
+    """Sizes: tiny, demo, small or full."""
+    seed: int = 0
+    """Simulator seed of the training population."""
+    first_stage: str | None = None
+    """Rerun from this stage even if it finished before."""
+    use_gpu: bool = False
+    """GPUs for the Ray Train workers and the RLlib learners."""
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset: unknown {self.preset!r}; expected one of {list(PRESETS)}")
+        if self.first_stage is not None and self.first_stage not in STAGES:
+            raise ValueError(f"--from: unknown stage {self.first_stage!r}; stages: {STAGES}")
+
+    @property
+    def sizes(self) -> Preset:
+        return PRESETS[self.preset]
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.run, *parts)
+
+
+def _peak_mib() -> float:
+    """Peak USS (MiB) now of this process and every Ray process of this machine (best effort)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover
+        return float("nan")
+    me = psutil.Process()
+    procs = [me, *me.children(recursive=True)]
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(p.info.get("cmdline") or [])
+        if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd:
+            procs.append(p)
+    total, seen = 0, set()
+    for p in procs:
+        if p.pid in seen:
+            continue
+        seen.add(p.pid)
+        try:
+            total += p.memory_full_info().uss
+        except (psutil.Error, OSError):
+            continue
+    return total / 2**20
+
+
+class _MemorySampler:
+    """Samples ``_peak_mib`` in a background thread while a stage runs."""
+
+    def __init__(self, every_s: float = 1.0) -> None:
+        import threading
+
+        self.peak, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+
+    def _run(self, every_s: float) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _peak_mib())
+            self._stop.wait(every_s)
+
+    def __enter__(self) -> _MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
+    s = cfg.sizes
+    data, models = cfg.path("data"), cfg.path("models")
+
+    def simulate() -> dict[str, Any]:
+        from glan_ray.data.generate import GenerateOptions, generate
+        from glan_ray.sim.config import SimConfig
+
+        opts = GenerateOptions(users=s.users, days=s.days, rct=True, overwrite=True)
+        summary = generate(SimConfig(seed=cfg.seed), opts, data)
+        return {"out": data, "summary": summary.format()}
+
+    def supervised(name: str) -> Callable[[], dict[str, Any]]:
+        def run() -> dict[str, Any]:
+            from glan_ray.train.config import train_config
+            from glan_ray.train.trainer import fit
+
+            fields = {"data": data, "out": models, "epochs": s.epochs, "use_gpu": cfg.use_gpu}
+            res = fit(name, train_config(name, {**fields, **s.train}))
+            return {"out": res.checkpoint, "metrics": {k: v for k, v in res.metrics.items()
+                                                       if k.startswith("val/")}}  # fmt: skip
+
+        return run
+
+    def label() -> dict[str, Any]:
+        from glan_ray.data.label import label_hrm
+
+        return {"sessions": label_hrm(data, os.path.join(models, "hrm"))}
+
+    def rl(algo: str, name: str, iterations: int, updates: int, **extra: Any):
+        def run() -> dict[str, Any]:
+            from glan_ray.rllib.train import RLTrainConfig, fit_rl
+
+            flat = {"data": data, "out": models, "iterations": iterations, "name": name,
+                    "updates_per_iteration": updates, "use_gpu": cfg.use_gpu, **extra}  # fmt: skip
+            res = fit_rl(RLTrainConfig.from_flat(algo, flat))
+            return {"out": res.export, "metrics": res.metrics, "updates_per_s": res.updates_per_s}
+
+        return run
+
+    def evaluate() -> dict[str, Any]:
+        from glan_ray.eval.ab import ABConfig, run_ab
+        from glan_ray.eval.report import write_report
+        from glan_ray.policy.registry import ARMS
+
+        ab = ABConfig(arms=tuple(ARMS), users=s.ab_users, days=s.ab_days, seeds=s.ab_seeds,
+                      models=models)  # fmt: skip
+        run_ab(ab).save(cfg.path("ab"))
+        return {"out": write_report(cfg.run)}
+
+    u = s.updates_per_iteration
+    return {
+        "simulate": simulate,
+        **{f"train_{m}": supervised(m) for m in ("lrtg", "hrm", "isp", "am")},
+        "label_hrm": label,
+        "train_cql": rl("cql", "cql", s.cql_iterations, u),
+        "train_dt": rl("dt", "dt", s.dt_iterations, max(1, u // 2)),
+        "train_dt_naive": rl(
+            "dt", "dt_naive", s.dt_iterations, max(1, u // 2), reward_column="reward"
+        ),
+        "evaluate": evaluate,
+    }
+
+
+def stage_marker(cfg: PipelineConfig, stage: str) -> str:
+    return cfg.path("stages", f"{stage}.json")
+
+
+def run_pipeline(
+    cfg: PipelineConfig, on_stage: Callable[[str, str, dict[str, Any]], None] | None = None
+) -> list[dict[str, Any]]:
+    """Run every unfinished stage in order; returns one record per stage (run or skipped)."""
+    fns = _stage_fns(cfg)
+    os.makedirs(cfg.path("stages"), exist_ok=True)
+    with open(cfg.path("pipeline.json"), "w") as f:
+        json.dump({"config": asdict(cfg), "preset": asdict(cfg.sizes)}, f, indent=1)
+    forced = STAGES[STAGES.index(cfg.first_stage) :] if cfg.first_stage else ()
+    records = []
+    for stage in STAGES:
+        marker = stage_marker(cfg, stage)
+        if os.path.exists(marker) and stage not in forced:
+            with open(marker) as f:
+                rec = {**json.load(f), "status": "skipped (done)"}
+            records.append(rec)
+            if on_stage:
+                on_stage(stage, "skipped", rec)
+            continue
+        if on_stage:
+            on_stage(stage, "start", {})
+        t0 = time.perf_counter()
+        with _MemorySampler() as mem:
+            out = fns[stage]()
+        rec = {"stage": stage, "wall_s": round(time.perf_counter() - t0, 1),
+               "peak_mib": round(mem.peak, 1), **out}  # fmt: skip
+        tmp = marker + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(rec, f, indent=1, default=str)
+        os.replace(tmp, marker)
+        records.append({**rec, "status": "ran"})
+        if on_stage:
+            on_stage(stage, "done", rec)
+    return records
