@@ -180,6 +180,7 @@ def _run_train_rl(args: argparse.Namespace) -> int:
     fields.update(_parse_sets(args.set))
     fields.update(data=args.data, out=args.out)
     cfg = RLTrainConfig.from_flat(args.model, fields)
+    cfg.check_input()  # before starting Ray
     init_ray(args.address)
     with tqdm(total=cfg.iterations, unit="iter", desc=f"train {args.model}", disable=None) as bar:
 

@@ -24,6 +24,39 @@ def test_help_lists_commands_and_simulate_options():
         [sys.executable, "-m", "glan_ray.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "simulate" in top
+    for cmd in ("train", "label-hrm", "tune", "evaluate", "pipeline"):
+        assert cmd in top
+
+
+@pytest.mark.parametrize(
+    ("cmd", "flags"),
+    [
+        (["train"], ["--iterations", "--updates-per-iteration", "--set", "cql", "dt"]),
+        (["label-hrm"], ["--data", "--hrm"]),
+        (["evaluate"], ["--run", "--arms", "--seeds", "--report-only"]),
+        (["pipeline"], ["--preset", "--out", "--from", "tiny", "demo"]),
+    ],
+)
+def test_every_command_explains_itself(cmd, flags):
+    from glan_ray.cli import build_parser
+
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[cmd[0]]
+    text = sub.format_help()
+    for flag in flags:
+        assert flag in text
+
+
+def test_rl_and_pipeline_client_mistakes_exit_2(tmp_path, capsys):
+    from glan_ray.cli import main
+
+    assert main(["train", "cql", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "transitions" in capsys.readouterr().err
+    code = main(["train", "dt", "--data", str(tmp_path), "--out", str(tmp_path),
+                 "--set", "alpha0=1"])  # fmt: skip
+    assert code == 2 and "alpha0" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(tmp_path), "--report-only"]) == 2
+    assert "ab.json" in capsys.readouterr().err
 
 
 def test_simulate_writes_datasets_and_prints_summary(ray_session, tmp_path, capsys):

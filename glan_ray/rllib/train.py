@@ -128,6 +128,11 @@ class RLTrainConfig:
         own = {f.name for f in dataclasses.fields(RLTrainConfig)} - {"algo", "training", "model"}
         return own - {"name"} | set(TRAINING_KEYS[algo]) | set(MODEL_KEYS[algo])
 
+    def check_input(self) -> None:
+        """Raise FileNotFoundError naming the dataset when a local input is missing."""
+        if "://" not in self.input_path and not os.path.exists(self.input_path):
+            raise FileNotFoundError(f"no {DATASET[self.algo]} dataset at {self.input_path}")
+
     @property
     def input_path(self) -> str:
         return os.path.join(self.data, DATASET[self.algo])
@@ -143,8 +148,7 @@ def algorithm_config(cfg: RLTrainConfig) -> Any:
         from glan_ray.rllib.cql.cql import DiscreteCQLConfig as Config
     else:
         from glan_ray.rllib.dt.dt import DTConfig as Config
-    if not os.path.exists(cfg.input_path) and "://" not in cfg.input_path:
-        raise FileNotFoundError(f"no {DATASET[cfg.algo]} dataset at {cfg.input_path}")
+    cfg.check_input()
     ac = Config()
     path = cfg.input_path if "://" in cfg.input_path else os.path.abspath(cfg.input_path)
     training = dict(cfg.training)
