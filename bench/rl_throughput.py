@@ -218,9 +218,10 @@ def main() -> None:
             print(f"dt ours, no bucketing: {row['ours_no_bucketing']['updates_per_s']:.1f}")
         if not args.skip_d3rlpy:
             row["d3rlpy"] = d3rlpy(algo, npz, args)
-            row["ratio_updates_per_s"] = (
-                row["ours"]["updates_per_s"] / row["d3rlpy"]["updates_per_s"]
-            )
+            base = row["d3rlpy"]["updates_per_s"]
+            row["ratio_updates_per_s"] = row["ours"]["updates_per_s"] / base
+            if "ours_no_bucketing" in row:
+                row["ratio_no_bucketing"] = row["ours_no_bucketing"]["updates_per_s"] / base
             print(
                 f"{algo} d3rlpy: {row['d3rlpy']['updates_per_s']:.1f} updates/s "
                 f"-> ratio {row['ratio_updates_per_s']:.2f}",

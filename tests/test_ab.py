@@ -4,58 +4,19 @@ written with every arm."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
-import pyarrow as pa
 import pytest
-import torch
 
-from glan_ray.data.features import SPECS, Normalizer, as_columns, feature_dims
-from glan_ray.data.tables import day_tables
 from glan_ray.eval.ab import ABConfig, run_ab, run_shard
-from glan_ray.models.cql import QNetConfig, QNetwork
-from glan_ray.models.dt import DecisionTransformer, DTConfig
 from glan_ray.policy.registry import ARMS, make_arm
 from glan_ray.sim.config import SimConfig
-from glan_ray.sim.engine import simulate
-from glan_ray.sim.policies import LoggingPolicy
-from glan_ray.train.checkpoint import save_checkpoint
-from glan_ray.train.tasks import build_model, model_config
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> str:
-    """Randomly initialised exports of every model the learned arms load."""
-    out = str(tmp_path_factory.mktemp("models"))
-    cfg = SimConfig(seed=3, block_size=100)
-    tables: dict[str, list[pa.Table]] = {}
-    for log in simulate(cfg, 0, 100, 2, LoggingPolicy(cfg), rct=True):
-        for name, t in day_tables(log, rct=True).items():
-            tables.setdefault(name, []).append(t)
-    torch.manual_seed(0)
-    small = {"d": 4, "n_experts": 2, "expert_hidden": 8, "tower_hidden": 8}
-    for name in ("lrtg", "hrm", "isp", "am"):
-        table = pa.concat_tables(tables[SPECS[name].dataset])
-        cols = as_columns(table.slice(0, 200))
-        over = {"d_model": 8, "n_layers": 1, "expert_hidden": 8} if name == "lrtg" else small
-        mc = model_config(name, feature_dims(name, cols), over)
-        feats = SPECS[name].build(cols)
-        norm = Normalizer.fit([feats], SPECS[name].normalized)
-        save_checkpoint(os.path.join(out, name), name, build_model(name, mc), mc, {}, norm)
-    q = QNetwork(QNetConfig(hidden=(8,)))
-    save_checkpoint(os.path.join(out, "cql"), "cql", q, dataclasses.asdict(q.cfg), {}, None)
-    for name in ("dt", "dt_naive"):
-        dt = DecisionTransformer(DTConfig(context_len=4, embed_dim=8, n_heads=2, n_layers=1))
-        meta = dataclasses.asdict(dt.cfg)
-        save_checkpoint(os.path.join(out, name), "dt", dt, meta, {}, None, {"rtg_scale": 3600.0})
-    return out
 
 
 @pytest.mark.parametrize("arm", list(ARMS))
-def test_every_arm_runs_in_the_simulator(arm, models):
-    r = run_shard(arm, models, {"block_size": 100}, seed=1, first=0, n=100, days=2)
+def test_every_arm_runs_in_the_simulator(arm, random_models):
+    r = run_shard(arm, random_models, {"block_size": 100}, seed=1, first=0, n=100, days=2)
     u = r["units"]
     assert u["sessions"].sum() > 0
     assign = sum(u[f"assign_{p}"] for p in ("featured", "explore", "following"))

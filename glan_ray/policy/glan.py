@@ -22,6 +22,53 @@ from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
 HOUR = 3600.0
 
 
+@torch.no_grad()
+def window_logits(
+    net: torch.nn.Module,
+    r1: np.ndarray,
+    rewards: np.ndarray,
+    past_obs: np.ndarray,
+    past_actions: np.ndarray,
+    t: np.ndarray,
+    obs_now: np.ndarray,
+    rtg_scale: float,
+) -> torch.Tensor:
+    """The DT's logits for the current entry of B user-days: (B, A).
+
+    r1 (B,) initial RTG (s); rewards (B, S) rewards of the finished sessions (s, 0 beyond);
+    past_obs (B, S, D) and past_actions (B, S) of today's sessions; t (B,) sessions finished;
+    obs_now (B, D). The window is the sessions since the last multiple of K up to the current
+    one, exactly as the training windows are cut; R̂ at session j is r1 − Σ_{j' < j} r_j'.
+    """
+    k = net.cfg.context_len
+    t = np.asarray(t, dtype=np.int64)
+    b = len(t)
+    start = (t // k) * k
+    n = t - start + 1  # (B,) sessions in the current window
+    width = int(n.max())
+    pos = np.arange(width)[None, :]  # (1, W)
+    step = start[:, None] + pos  # (B, W) session index of each position
+    valid = pos < n[:, None]
+    past = valid & (step < t[:, None])
+    s_idx = np.minimum(step, max(past_obs.shape[1] - 1, 0))
+    spent = np.concatenate([np.zeros((b, 1)), np.cumsum(rewards, 1)], 1)  # (B, S + 1)
+    rtg = np.asarray(r1)[:, None] - np.take_along_axis(spent, np.minimum(step, rewards.shape[1]), 1)
+    x_obs = np.zeros((b, width, past_obs.shape[-1]), dtype=np.float32)
+    if past_obs.shape[1]:
+        x_obs = np.where(past[..., None], past_obs[np.arange(b)[:, None], s_idx], 0.0)
+        acts = np.where(past, past_actions[np.arange(b)[:, None], s_idx], 0).astype(np.int64)
+    else:
+        acts = np.zeros((b, width), dtype=np.int64)
+    x_obs[np.arange(b), n - 1] = obs_now  # the current entry
+    logits = net(
+        torch.from_numpy((np.where(valid, rtg, 0.0) / rtg_scale).astype(np.float32)),
+        torch.from_numpy(np.asarray(x_obs, dtype=np.float32)),
+        torch.from_numpy(acts),
+        torch.from_numpy(np.where(valid, step, 0)),
+    )  # (B, W, A)
+    return logits[torch.arange(b), torch.from_numpy(n - 1)]
+
+
 class GlanPolicy(Policy):
     """DT conditioned on R̂ from L-RTG (or 7-day mean) and decremented by HRM (or naive) reward."""
 
@@ -80,29 +127,17 @@ class GlanPolicy(Policy):
             self._start_day(obs.weekday, history)
         rows = obs.rows
         self._score_sessions(rows, history)
-        t = history.length[rows].astype(np.int64)  # (B,) current 0-based session
-        start = (t // self.k) * self.k
-        n = t - start + 1  # (B,) sessions in the current window
-        width = int(n.max())
-        pos = np.arange(width)[None, :]  # (1, W)
-        step = start[:, None] + pos  # (B, W) session index of each position
-        valid = pos < n[:, None]
-        past = valid & (step < t[:, None])
-        s_idx = np.minimum(step, history.obs.shape[1] - 1)
         r = np.where(np.isnan(self._reward[rows]), 0.0, self._reward[rows])  # (B, S)
-        spent = np.concatenate([np.zeros((len(rows), 1)), np.cumsum(r, 1)], 1)  # (B, S + 1)
-        rtg = self._r1[rows, None] - np.take_along_axis(spent, np.minimum(step, r.shape[1]), 1)
-        x_obs = np.where(past[..., None], history.obs[rows[:, None], s_idx], 0.0)
-        x_obs[np.arange(len(rows)), n - 1] = obs.obs  # the current entry
-        acts = np.where(past, history.action[rows[:, None], s_idx], 0).astype(np.int64)
-        with torch.no_grad():
-            logits = self.net(
-                torch.from_numpy((np.where(valid, rtg, 0.0) / self.rtg_scale).astype(np.float32)),
-                torch.from_numpy(x_obs.astype(np.float32)),
-                torch.from_numpy(acts),
-                torch.from_numpy(np.where(valid, step, 0)),
-            )  # (B, W, A)
-        last = logits[torch.arange(len(rows)), torch.from_numpy(n - 1)]  # (B, A)
+        last = window_logits(
+            self.net,
+            self._r1[rows],
+            r,
+            history.obs[rows],
+            history.action[rows],
+            history.length[rows],
+            obs.obs,
+            self.rtg_scale,
+        )  # (B, A)
         if self.sample:
             return torch.softmax(last, -1).numpy()
         return one_hot(last.argmax(-1).numpy())

@@ -1,0 +1,156 @@
+"""One deployment per model: L-RTG, the DT policy, HRM, and KLAN's fused policy (behind a flag).
+
+Each loads an exported checkpoint named in its ``user_config`` (``{"path": ...}``), so
+``reconfigure`` swaps a checkpoint without a redeploy. DT and HRM batch concurrent requests with
+``@serve.batch`` (one forward for all users entering at once).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from ray import serve
+
+from glan_ray.policy.context import daily_columns, session_columns
+from glan_ray.policy.glan import HOUR, window_logits
+from glan_ray.policy.models import ModelRunner
+from glan_ray.schema import OBS_DIM
+
+logger = logging.getLogger(__name__)
+
+
+def day_features(feats: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """B users' DayFeatures dicts -> the column arrays ``Policy.begin_day`` receives."""
+    cols = {k: np.asarray([f[k] for f in feats]) for k in feats[0]}
+    cols["user_id"] = np.arange(len(feats))
+    return cols
+
+
+class _Loaded:
+    kind = ""
+
+    def __init__(self, user_config: dict[str, Any] | None = None) -> None:
+        self.runner: ModelRunner | None = None
+        if user_config:
+            self.reconfigure(user_config)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        path = user_config.get("path")
+        self.runner = ModelRunner(path, self.kind) if path else None
+        logger.info("%s: loaded %s", self.kind, path or "nothing (disabled)")
+
+    def loaded(self) -> str | None:
+        return self.runner.path if self.runner else None
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+class LRTGModel(_Loaded):
+    """R̂₁ = ŷ_wt (seconds); without a checkpoint, the 7-day mean usage ("w/o L-RTG")."""
+
+    kind = "lrtg"
+
+    async def r1(self, features: dict[str, Any]) -> tuple[float, str]:
+        if self.runner is None:
+            return float(features["usage_7d"]), "usage_7d"
+        cols = daily_columns(day_features([features]), int(features["weekday"]))
+        with torch.no_grad():
+            return float(self.runner(cols)["wt"][0]) * HOUR, "lrtg"
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+class HRMModel(_Loaded):
+    """r̂ = (1 − ŷ_sw)·Σ_j T̂^j in seconds for a finished session; naive usage without HRM."""
+
+    kind = "hrm"
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def reward(self, reqs: list[dict[str, Any]]) -> list[float]:
+        if self.runner is None:
+            return [float(r["usage_time"]) for r in reqs]
+        day = daily_columns(day_features([r["features"] for r in reqs]), 0)
+        rows = np.arange(len(reqs))
+        obs = np.asarray([r["obs"] for r in reqs], dtype=np.float32)
+        cols = session_columns(
+            day,
+            rows,
+            obs,
+            np.asarray([r["hour"] for r in reqs]),
+            np.asarray([r["t"] for r in reqs]),
+        )
+        cols["video_views"] = np.asarray([r["video_views"] for r in reqs])
+        cols["n_switches"] = np.asarray([r["n_switches"] for r in reqs])
+        cols["action"] = np.asarray([r["action"] for r in reqs], dtype=np.int64)
+        out = self.runner(cols)
+        r = (1.0 - out["p_sw"]) * out["dur"].sum(-1) * 60.0  # minutes -> seconds
+        return [float(x) for x in r]
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+class DTModel(_Loaded):
+    """The Decision Transformer: page probabilities for the current entry of a user-day."""
+
+    kind = "dt"
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def decide(self, reqs: list[dict[str, Any]]) -> list[list[float]]:
+        if self.runner is None:
+            raise RuntimeError("DT deployment has no checkpoint (user_config.path)")
+        b, s = len(reqs), max(len(r["actions"]) for r in reqs)
+        rewards = np.zeros((b, s))
+        past_obs = np.zeros((b, s, OBS_DIM), dtype=np.float32)
+        past_act = np.zeros((b, s), dtype=np.int64)
+        for i, r in enumerate(reqs):
+            n = len(r["actions"])
+            if n:
+                rewards[i, :n] = r["rewards"]
+                past_obs[i, :n] = r["obs"]
+                past_act[i, :n] = r["actions"]
+        logits = window_logits(
+            self.runner.model,
+            np.asarray([r["r1"] for r in reqs]),
+            rewards,
+            past_obs,
+            past_act,
+            np.asarray([len(r["actions"]) for r in reqs]),
+            np.asarray([r["obs_now"] for r in reqs], dtype=np.float32),
+            float(self.runner.extra.get("rtg_scale", HOUR)),
+        )
+        return torch.softmax(logits, -1).tolist()
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+class KlanModel:
+    """KLAN's fused policy f = w·s + (1 − w)·d (ISP, IIT-CQL, AM in one deployment)."""
+
+    def __init__(self, user_config: dict[str, Any] | None = None) -> None:
+        self.policy = None
+        if user_config:
+            self.reconfigure(user_config)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        from glan_ray.policy.klan import KlanPolicy
+
+        paths = [user_config.get(k) for k in ("isp", "cql", "am")]
+        self.policy = KlanPolicy(*paths) if all(paths) else None
+
+    async def decide(self, req: dict[str, Any]) -> list[float]:
+        from glan_ray.sim.policy import IntraDayHistory, Observation
+
+        if self.policy is None:
+            raise RuntimeError("KLAN deployment has no checkpoints (isp, cql, am)")
+        feats = req["features"]
+        self.policy.begin_day(0, day_features([feats]))
+        obs = Observation(
+            rows=np.zeros(1, dtype=np.int64),
+            user_id=np.zeros(1, dtype=np.int64),
+            obs=np.asarray([req["obs_now"]], dtype=np.float32),
+            hour=np.asarray([req["hour"]]),
+            weekday=int(feats["weekday"]),
+            entries_today=np.asarray([req["t"]]),
+            last_exit=np.zeros(1, dtype=np.int64),
+            most_visited=np.zeros(1, dtype=np.int64),
+        )
+        return self.policy.probs(obs, IntraDayHistory.empty(1, 1, OBS_DIM))[0].tolist()

@@ -1,0 +1,233 @@
+"""The Serve app over HTTP (in the shared Ray): a user-day through the L-RTG -> DT -> HRM loop
+gives the offline GLAN policy's pages, every client mistake is a 4xx naming the problem, repeated
+events are no-ops, the KLAN flag serves KLAN, and state survives a DT replica restart."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import requests
+
+from glan_ray.policy.glan import GlanPolicy
+from glan_ray.sim.config import SimConfig
+from glan_ray.sim.engine import simulate
+from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
+
+pytestmark = pytest.mark.slow
+
+DAY_KEYS = (
+    "age",
+    "region",
+    "activity",
+    "social_degree",
+    "usage_7d",
+    "usage_30d",
+    "sessions_7d",
+    "sessions_30d",
+    "page_dur_7d",
+    "page_dur_14d",
+    "page_entries_7d",
+    "page_entries_14d",
+    "seq_sessions",
+    "seq_usage",
+)
+
+
+class Recorder(Policy):
+    """Wraps a policy and records what it saw and chose, per user."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner, self.name = inner, inner.name
+        self.features: dict[str, np.ndarray] = {}
+        self.entries: dict[int, list[dict]] = {}
+
+    def begin_day(self, day: int, features: dict[str, np.ndarray]) -> None:
+        self.features = features
+        self.inner.begin_day(day, features)
+
+    def probs(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
+        p = self.inner.probs(obs, history)
+        for i, row in enumerate(obs.rows):
+            self.entries.setdefault(int(row), []).append(
+                {
+                    "obs": obs.obs[i].tolist(),
+                    "hour": float(obs.hour[i]),
+                    "weekday": obs.weekday,
+                    "action": int(np.argmax(p[i])),
+                }
+            )
+        return p
+
+
+@pytest.fixture(scope="module")
+def server(ray_session, random_models):
+    from ray import serve
+
+    from glan_ray.serving.app import build_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"models": random_models, "num_cpus": 0.1}), name="glan", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+def _features(rec: Recorder, row: int) -> dict:
+    f = {k: np.asarray(rec.features[k][row]).tolist() for k in DAY_KEYS}
+    f["weekday"] = rec.entries[row][0]["weekday"]
+    for k in ("age", "region", "activity"):
+        f[k] = int(f[k])
+    return f
+
+
+def test_a_user_day_over_http_matches_the_offline_glan_policy(server, random_models):
+    cfg = SimConfig(seed=4, block_size=100)
+    glan = GlanPolicy(f"{random_models}/dt", f"{random_models}/lrtg", f"{random_models}/hrm")
+    rec = Recorder(glan)
+    log = next(iter(simulate(cfg, 0, 100, 1, rec)))
+    s = log.sessions
+    users = [r for r, e in rec.entries.items() if len(e) >= 3][:3]
+    assert users, "need users with several sessions"
+    for row in users:
+        uid = 1000 + row
+        r = requests.post(
+            f"{server}/users/{uid}/day",
+            json={"event_id": "d0", "day": 0, "features": _features(rec, row)},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["r1_s"] == pytest.approx(glan._r1[row], rel=1e-5)
+        mine = np.flatnonzero(s["row"] == row)
+        for t, e in enumerate(rec.entries[row]):
+            r = requests.post(
+                f"{server}/users/{uid}/entry",
+                json={"event_id": f"e{t}", "obs": e["obs"], "hour": e["hour"]},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["page_index"] == e["action"] == s["action"][mine[t]]
+            end = {
+                "event_id": f"s{t}",
+                "video_views": s["views"][mine[t]].tolist(),
+                "n_switches": int(s["seq_len"][mine[t]] - 1),
+                "usage_time": float(s["usage"][mine[t]]),
+            }
+            r = requests.post(f"{server}/users/{uid}/session_end", json=end)
+            assert r.status_code == 200, r.text
+            if not np.isnan(glan._reward[row, t]):  # the day's last session is never scored
+                assert r.json()["reward_s"] == pytest.approx(glan._reward[row, t], rel=1e-4)
+        st = requests.get(f"{server}/users/{uid}/state").json()
+        assert st["sessions"] == len(rec.entries[row]) and not st["open_entry"]
+
+
+def _start(server: str, uid: int) -> None:
+    feats = {
+        k: 0
+        for k in (
+            "age",
+            "region",
+            "activity",
+            "social_degree",
+            "weekday",
+            "usage_7d",
+            "usage_30d",
+            "sessions_7d",
+            "sessions_30d",
+        )
+    }
+    feats["usage_7d"] = 600.0
+    for k in ("page_dur_7d", "page_dur_14d", "page_entries_7d", "page_entries_14d"):
+        feats[k] = [1.0, 1.0, 1.0]
+    feats["seq_sessions"], feats["seq_usage"] = [1.0] * 30, [600.0] * 30
+    r = requests.post(
+        f"{server}/users/{uid}/day", json={"event_id": "start", "day": 3, "features": feats}
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_client_mistakes_are_4xx_naming_the_problem(server):
+    obs = [0.1] * 28
+    r = requests.post(f"{server}/users/77/entry", json={"event_id": "x", "obs": obs, "hour": 9})
+    assert r.status_code == 404 and "unknown user 77" in r.text
+    _start(server, 77)
+    r = requests.post(
+        f"{server}/users/77/session_end",
+        json={"event_id": "y", "video_views": [1, 0, 0], "n_switches": 0, "usage_time": 30.0},
+    )
+    assert r.status_code == 409 and "without a matching entry" in r.text
+    r = requests.post(f"{server}/users/77/entry", json={"event_id": "x", "obs": obs[:5], "hour": 9})
+    assert r.status_code == 422 and "obs" in r.text
+    r = requests.post(f"{server}/users/77/entry", json={"event_id": "x", "obs": obs, "hour": 25})
+    assert r.status_code == 422 and "hour" in r.text
+    r = requests.post(f"{server}/users/77/entry", json={"obs": obs, "hour": 9})
+    assert r.status_code == 422 and "event_id" in r.text
+    r = requests.post(
+        f"{server}/users/77/entry", data="{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+    r = requests.post(f"{server}/users/abc/entry", json={"event_id": "x", "obs": obs, "hour": 9})
+    assert r.status_code == 422 and "user_id" in r.text
+    r = requests.post(
+        f"{server}/users/77/entry", data="x" * 70_000, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+    bad = {"event_id": "d", "day": 1, "features": {"age": 99}}
+    r = requests.post(f"{server}/users/78/day", json=bad)
+    assert r.status_code == 422 and "age" in r.text
+    # a repeated entry event is a no-op; a second entry while a session is open is a conflict
+    first = requests.post(
+        f"{server}/users/77/entry", json={"event_id": "e1", "obs": obs, "hour": 9}
+    )
+    again = requests.post(
+        f"{server}/users/77/entry", json={"event_id": "e1", "obs": obs, "hour": 9}
+    )
+    assert first.status_code == again.status_code == 200 and first.json() == again.json()
+    r = requests.post(f"{server}/users/77/entry", json={"event_id": "e2", "obs": obs, "hour": 9})
+    assert r.status_code == 409
+    st = requests.get(f"{server}/users/77/state").json()
+    assert st["open_entry"] and st["sessions"] == 0
+    assert requests.get(f"{server}/healthz").json()["status"] == "ok"
+    assert requests.get(f"{server}/docs").status_code == 200
+
+
+def test_state_survives_a_dt_replica_restart_and_klan_flag(server, random_models):
+    import ray
+    from ray import serve
+
+    _start(server, 90)
+    obs = [0.2] * 28
+    requests.post(f"{server}/users/90/entry", json={"event_id": "a", "obs": obs, "hour": 8})
+    requests.post(
+        f"{server}/users/90/session_end",
+        json={"event_id": "b", "video_views": [2, 0, 0], "n_switches": 1, "usage_time": 120.0},
+    )
+    before = requests.get(f"{server}/users/90/state").json()
+    # kill the DT and ingress replicas; Serve restarts them, the state store keeps the day
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if "DTModel" in actor["name"] or "Ingress" in actor["name"]:
+            ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+    for _ in range(60):
+        try:
+            r = requests.get(f"{server}/users/90/state", timeout=2)
+            if r.status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        __import__("time").sleep(1)
+    assert r.json() == before
+    r = requests.post(f"{server}/users/90/entry", json={"event_id": "c", "obs": obs, "hour": 9})
+    assert r.status_code == 200 and r.json()["session_idx"] == 1
+    # the KLAN flag: same app, the fused policy decides
+    from glan_ray.serving.app import build_app
+
+    serve.run(
+        build_app({"models": random_models, "num_cpus": 0.1, "policy": "klan"}),
+        name="glan",
+        route_prefix="/",
+    )
+    _start(server, 91)
+    r = requests.post(f"{server}/users/91/entry", json={"event_id": "k", "obs": obs, "hour": 9})
+    assert r.status_code == 200 and r.json()["policy"] == "klan"
+    assert sum(r.json()["probs"]) == pytest.approx(1.0)
