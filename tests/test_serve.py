@@ -4,7 +4,10 @@ events are no-ops, the KLAN flag serves KLAN, and state survives a DT replica re
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -67,9 +70,7 @@ def server(ray_session, random_models):
 
     from glan_ray.serving.app import build_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"models": random_models, "num_cpus": 0.1}), name="glan", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
@@ -215,7 +216,7 @@ def test_state_survives_a_dt_replica_restart_and_klan_flag(server, random_models
                 break
         except requests.RequestException:
             pass
-        __import__("time").sleep(1)
+        time.sleep(1)
     assert r.json() == before
     r = requests.post(f"{server}/users/90/entry", json={"event_id": "c", "obs": obs, "hour": 9})
     assert r.status_code == 200 and r.json()["session_idx"] == 1
@@ -231,3 +232,75 @@ def test_state_survives_a_dt_replica_restart_and_klan_flag(server, random_models
     r = requests.post(f"{server}/users/91/entry", json={"event_id": "k", "obs": obs, "hour": 9})
     assert r.status_code == 200 and r.json()["policy"] == "klan"
     assert sum(r.json()["probs"]) == pytest.approx(1.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    """A real redis-server on a free port; installed with apt-get when missing (CI does this)."""
+    if shutil.which("redis-server") is None and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "redis-server"], capture_output=True)
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed and apt-get could not install it")
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(50):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_with_redis_a_replica_restart_mid_day_loses_nothing(server, random_models, redis_url):
+    import ray
+    import redis
+    from ray import serve
+
+    from glan_ray.serving.app import build_app
+
+    app = build_app({"models": random_models, "num_cpus": 0.1, "state_store": redis_url})
+    serve.run(app, name="glan_redis", route_prefix="/r")
+    base = f"{server}/r"
+    _start(base, 5)
+    obs = [0.3] * 28
+    for t in range(2):
+        r = requests.post(
+            f"{base}/users/5/entry", json={"event_id": f"e{t}", "obs": obs, "hour": 7}
+        )
+        assert r.status_code == 200, r.text
+        end = {"event_id": f"s{t}", "video_views": [1, 1, 0], "n_switches": 1, "usage_time": 90.0}
+        assert requests.post(f"{base}/users/5/session_end", json=end).status_code == 200
+    before = requests.get(f"{base}/users/5/state").json()
+    assert redis.Redis.from_url(redis_url).exists("glan_ray:user:5")
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if "glan_redis" in actor["name"] and (
+            "DTModel" in actor["name"] or "Ingress" in actor["name"]
+        ):
+            ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+    for _ in range(60):
+        try:
+            r = requests.get(f"{base}/users/5/state", timeout=2)
+            if r.status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    assert r.json() == before
+    r = requests.post(f"{base}/users/5/entry", json={"event_id": "e2", "obs": obs, "hour": 9})
+    assert r.status_code == 200 and r.json()["session_idx"] == 2
+    serve.delete("glan_redis")
