@@ -51,7 +51,7 @@ def run_level(url: str, concurrency: int, n_requests: int, users: int) -> dict:
     def worker(wid: int) -> None:
         nonlocal errors
         s = requests.Session()
-        mine = [u for u in range(users) if u % concurrency == wid]
+        mine = [u for u in range(users) if u % concurrency == wid] or [wid % users]
         i = 0
         while True:
             with lock:
@@ -144,11 +144,14 @@ def main() -> None:
         )
         r.raise_for_status()
     out = {"in_process_dt": in_process(args.models), "levels": []}
+    os.makedirs(os.path.dirname(args.results), exist_ok=True)
     for c in (1, 8, 32):
         n = args.big if c == 32 else args.requests
         res = run_level(url, c, n, args.users)
         print(json.dumps(res), flush=True)
         out["levels"].append(res)
+        with open(args.results, "w") as f:  # after every level, so a stopped run keeps its figures
+            json.dump(out, f, indent=1)
     serve.shutdown()
     os.makedirs(os.path.dirname(args.results), exist_ok=True)
     with open(args.results, "w") as f:

@@ -123,6 +123,25 @@ def test_a_user_day_over_http_matches_the_offline_glan_policy(server, random_mod
         assert st["sessions"] == len(rec.entries[row]) and not st["open_entry"]
 
 
+def _kill_replicas_and_wait(base: str, uid: int, app: str = "") -> requests.Response:
+    """Kill the DT and ingress replicas (of ``app``); wait until the user's state answers again."""
+    import ray
+
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        name = actor["name"]
+        if app in name and ("DTModel" in name or "Ingress" in name):
+            ray.kill(ray.get_actor(name, namespace=actor["namespace"]), no_restart=True)
+    for _ in range(60):
+        try:
+            r = requests.get(f"{base}/users/{uid}/state", timeout=2)
+            if r.status_code == 200:
+                return r
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    raise AssertionError("the app did not come back within 60 s")
+
+
 def _start(server: str, uid: int) -> None:
     feats = {
         k: 0
@@ -194,7 +213,6 @@ def test_client_mistakes_are_4xx_naming_the_problem(server):
 
 
 def test_state_survives_a_dt_replica_restart_and_klan_flag(server, random_models):
-    import ray
     from ray import serve
 
     _start(server, 90)
@@ -206,18 +224,7 @@ def test_state_survives_a_dt_replica_restart_and_klan_flag(server, random_models
     )
     before = requests.get(f"{server}/users/90/state").json()
     # kill the DT and ingress replicas; Serve restarts them, the state store keeps the day
-    for actor in ray.util.list_named_actors(all_namespaces=True):
-        if "DTModel" in actor["name"] or "Ingress" in actor["name"]:
-            ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
-    for _ in range(60):
-        try:
-            r = requests.get(f"{server}/users/90/state", timeout=2)
-            if r.status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    assert r.json() == before
+    assert _kill_replicas_and_wait(server, 90).json() == before
     r = requests.post(f"{server}/users/90/entry", json={"event_id": "c", "obs": obs, "hour": 9})
     assert r.status_code == 200 and r.json()["session_idx"] == 1
     # the KLAN flag: same app, the fused policy decides
@@ -267,7 +274,6 @@ def redis_url():
 
 
 def test_with_redis_a_replica_restart_mid_day_loses_nothing(server, random_models, redis_url):
-    import ray
     import redis
     from ray import serve
 
@@ -287,20 +293,7 @@ def test_with_redis_a_replica_restart_mid_day_loses_nothing(server, random_model
         assert requests.post(f"{base}/users/5/session_end", json=end).status_code == 200
     before = requests.get(f"{base}/users/5/state").json()
     assert redis.Redis.from_url(redis_url).exists("glan_ray:user:5")
-    for actor in ray.util.list_named_actors(all_namespaces=True):
-        if "glan_redis" in actor["name"] and (
-            "DTModel" in actor["name"] or "Ingress" in actor["name"]
-        ):
-            ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
-    for _ in range(60):
-        try:
-            r = requests.get(f"{base}/users/5/state", timeout=2)
-            if r.status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    assert r.json() == before
+    assert _kill_replicas_and_wait(base, 5, app="glan_redis").json() == before
     r = requests.post(f"{base}/users/5/entry", json={"event_id": "e2", "obs": obs, "hour": 9})
     assert r.status_code == 200 and r.json()["session_idx"] == 2
     serve.delete("glan_redis")

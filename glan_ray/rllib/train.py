@@ -28,25 +28,24 @@ logger = logging.getLogger(__name__)
 ALGOS = ("cql", "dt")
 DATASET = {"cql": "transitions", "dt": "trajectories"}
 """Which dataset under ``data`` each algorithm reads."""
-TRAINING_KEYS = {
-    "cql": (
-        "gamma",
-        "reward_scale",
-        "tau",
-        "target_network_update_freq",
-        "alpha0",
-        "alpha_min",
-        "alpha_max",
-        "kappa_hour",
-        "kappa_freq",
-        "static_alpha",
-        "hour_ratio",
-        "freq_ratio",
-        "n_freq_buckets",
-        "grad_clip",
-    ),
-    "dt": ("reward_column", "rtg_scale", "bucket_by_length", "grad_clip"),
-}
+CQL_KEYS = (
+    "reward_scale",
+    "tau",
+    "target_network_update_freq",
+    "alpha0",
+    "alpha_min",
+    "alpha_max",
+    "kappa_hour",
+    "kappa_freq",
+    "static_alpha",
+    "hour_ratio",
+    "freq_ratio",
+    "n_freq_buckets",
+)
+"""DiscreteCQLConfig's own training() fields (defined and documented in ``cql/cql.py``)."""
+DT_KEYS = ("reward_column", "rtg_scale", "bucket_by_length")
+"""DTConfig's own training() fields (``dt/dt.py``)."""
+TRAINING_KEYS = {"cql": ("gamma", *CQL_KEYS, "grad_clip"), "dt": (*DT_KEYS, "grad_clip")}
 """Algorithm-specific keys passed to ``AlgorithmConfig.training()``."""
 MODEL_KEYS = {
     "cql": (*(f.name for f in dataclasses.fields(QNetConfig)), "temperature"),

@@ -6,7 +6,6 @@ malformed body (Pydantic names the field), 413 for an oversized one, 404 for an 
 entry). A repeated ``event_id`` returns the first response and changes nothing.
 """
 
-
 import logging
 from typing import Any
 

@@ -26,24 +26,12 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from glan_ray.models.cql import DynamicAlpha
 from glan_ray.rllib.cql.prelearner import TransitionsPreLearner
 from glan_ray.rllib.offline import OfflineAlgorithm, OfflineAlgorithmConfig
+from glan_ray.rllib.train import CQL_KEYS
 from glan_ray.train.checkpoint import save_checkpoint
 
 logger = logging.getLogger(__name__)
 
-_TRAINING_KEYS = (
-    "reward_scale",
-    "tau",
-    "target_network_update_freq",
-    "alpha0",
-    "alpha_min",
-    "alpha_max",
-    "kappa_hour",
-    "kappa_freq",
-    "static_alpha",
-    "hour_ratio",
-    "freq_ratio",
-    "n_freq_buckets",
-)
+_TRAINING_KEYS = CQL_KEYS
 
 
 class DiscreteCQLConfig(OfflineAlgorithmConfig):

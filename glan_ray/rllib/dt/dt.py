@@ -27,11 +27,12 @@ from glan_ray.data.windows import REWARD_COLUMNS
 from glan_ray.rllib.dt.prelearner import TrajectoriesPreLearner
 from glan_ray.rllib.dt.torch.dt_torch_rl_module import dt_config
 from glan_ray.rllib.offline import OfflineAlgorithm, OfflineAlgorithmConfig
+from glan_ray.rllib.train import DT_KEYS
 from glan_ray.train.checkpoint import save_checkpoint
 
 logger = logging.getLogger(__name__)
 
-_TRAINING_KEYS = ("reward_column", "rtg_scale", "bucket_by_length")
+_TRAINING_KEYS = DT_KEYS
 
 
 class DTConfig(OfflineAlgorithmConfig):
