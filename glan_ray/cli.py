@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 logger = logging.getLogger("glan_ray")
 
@@ -196,6 +197,16 @@ def _run_train_rl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _done_of_total(bar: Any) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that drives a tqdm bar."""
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return progress
+
+
 def _add_label(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "label-hrm",
@@ -220,12 +231,7 @@ def _run_label(args: argparse.Namespace) -> int:
 
     init_ray(args.address)
     with tqdm(unit="part", desc="label-hrm", disable=None) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        n = label_hrm(args.data, args.hrm, progress)
+        n = label_hrm(args.data, args.hrm, _done_of_total(bar))
     print(f"labelled {n} sessions with HRM rewards in {args.data}/trajectories")
     return 0
 
@@ -281,12 +287,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         )
         init_ray(args.address)
         with tqdm(unit="task", desc="A/B", disable=None) as bar:
-
-            def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            result = run_ab(cfg, progress)
+            result = run_ab(cfg, _done_of_total(bar))
         result.save(os.path.join(args.run, "ab"))
     path = write_report(args.run)
     with open(path) as f:

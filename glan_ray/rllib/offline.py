@@ -89,7 +89,10 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
 
     Spaces are given here (no environment is ever built); ``_is_online = False`` so RLlib creates
     no EnvRunners; the per-iteration minimums are 0 because offline runs never count env steps.
+    Subclasses list their own ``training()`` fields in ``own_training_keys``.
     """
+
+    own_training_keys: tuple[str, ...] = ()
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class)
@@ -110,6 +113,14 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
         self.dataset_num_iters_per_learner = 50
         self.train_batch_size_per_learner = 256
         self.iter_batches_kwargs = {"prefetch_batches": 2, "local_shuffle_buffer_size": None}
+
+    def training(self, **kwargs: Any) -> OfflineAlgorithmConfig:
+        """AlgorithmConfig.training() plus the subclass's ``own_training_keys``."""
+        ours = {k: kwargs.pop(k) for k in self.own_training_keys if k in kwargs}
+        super().training(**kwargs)
+        for k, v in ours.items():
+            setattr(self, k, v)
+        return self
 
     def validate(self) -> None:
         super().validate()

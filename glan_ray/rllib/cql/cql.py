@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
@@ -36,6 +35,8 @@ _TRAINING_KEYS = CQL_KEYS
 
 class DiscreteCQLConfig(OfflineAlgorithmConfig):
     """Config of ``DiscreteCQL``; ``training()`` takes the fields below plus AlgorithmConfig's."""
+
+    own_training_keys = _TRAINING_KEYS
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or DiscreteCQL)
@@ -66,13 +67,6 @@ class DiscreteCQLConfig(OfflineAlgorithmConfig):
         """ρ_n for 0..n_freq_buckets−1 entries today; None measures it like ``hour_ratio``."""
         self.n_freq_buckets: int = 16
         """Entry counts ≥ n_freq_buckets − 1 share the last bucket of ρ_n."""
-
-    def training(self, **kwargs: Any) -> DiscreteCQLConfig:
-        ours = {k: kwargs.pop(k) for k in _TRAINING_KEYS if k in kwargs}
-        super().training(**kwargs)
-        for k, v in ours.items():
-            setattr(self, k, v)
-        return self
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         from glan_ray.rllib.cql.torch.discrete_cql_torch_rl_module import (

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
@@ -39,6 +38,8 @@ class DTConfig(OfflineAlgorithmConfig):
     """Config of ``DT``. Architecture (``glan_ray.models.dt.DTConfig`` fields, incl. the window
     ``context_len``) goes through ``rl_module(model_config=...)``."""
 
+    own_training_keys = _TRAINING_KEYS
+
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or DT)
         self.prelearner_class = TrajectoriesPreLearner
@@ -54,13 +55,6 @@ class DTConfig(OfflineAlgorithmConfig):
         """Batch windows of similar length together (batches in random order), so the learner's
         trimming of shared padding skips most of the K-session window; False gives i.i.d.
         batches at the cost of computing every batch at its longest day's length."""
-
-    def training(self, **kwargs: Any) -> DTConfig:
-        ours = {k: kwargs.pop(k) for k in _TRAINING_KEYS if k in kwargs}
-        super().training(**kwargs)
-        for k, v in ours.items():
-            setattr(self, k, v)
-        return self
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         from glan_ray.rllib.dt.torch.dt_torch_rl_module import DTTorchRLModule
