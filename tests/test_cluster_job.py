@@ -22,20 +22,36 @@ SCRIPT = textwrap.dedent(
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     out = sys.argv[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    # own ports for the dashboard and each node's agent: another Ray (the test session's) may
+    # hold the defaults on this machine
+    port = free_port()
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-        "dashboard_port": port})
-    cluster.add_node(num_cpus=2)
+        "dashboard_port": port, "dashboard_agent_listen_port": free_port(),
+        "metrics_export_port": free_port()})
+    cluster.add_node(num_cpus=2, dashboard_agent_listen_port=free_port(),
+                     metrics_export_port=free_port())
     cluster.wait_for_nodes()
     try:
         client = JobSubmissionClient(f"http://127.0.0.1:{port}")
-        job = client.submit_job(
-            entrypoint=f"glan-ray simulate --users 200 --days 2 --out {out} --shard-users 100",
-            runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}},
-        )
+        # the head's job agent may come up a little after the dashboard: retry while it says so
+        for attempt in range(90):
+            try:
+                job = client.submit_job(
+                    entrypoint=f"glan-ray simulate --users 200 --days 2 --out {out} "
+                    "--shard-users 100",
+                    runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}},
+                )
+                break
+            except RuntimeError as e:
+                if "No available agent" not in str(e) or attempt == 89:
+                    raise
+                time.sleep(1)
         for _ in range(240):
             status = client.get_job_status(job)
             if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
