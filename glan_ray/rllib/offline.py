@@ -21,6 +21,7 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.training_data import TrainingData
+from ray.rllib.models.torch.torch_distributions import TorchCategorical
 from ray.rllib.offline.offline_data import OfflineData
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner
 from ray.rllib.utils.checkpoints import Checkpointable
@@ -35,6 +36,19 @@ from ray.rllib.utils.metrics import (
 from glan_ray.schema import N_PAGES, OBS_DIM, conform
 
 logger = logging.getLogger(__name__)
+
+
+class CategoricalPages:
+    """RLModule mixin: both policies' action distribution is a categorical over the pages."""
+
+    def get_inference_action_dist_cls(self) -> type:
+        return TorchCategorical
+
+    def get_exploration_action_dist_cls(self) -> type:
+        return TorchCategorical
+
+    def get_train_action_dist_cls(self) -> type:
+        return TorchCategorical
 
 
 def obs_space() -> gym.spaces.Box:

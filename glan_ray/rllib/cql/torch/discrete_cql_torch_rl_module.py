@@ -9,15 +9,15 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.utils import make_target_network
 from ray.rllib.core.rl_module.apis import TargetNetworkAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
-from ray.rllib.models.torch.torch_distributions import TorchCategorical
 
 from glan_ray.models.cql import QNetConfig, QNetwork
+from glan_ray.rllib.offline import CategoricalPages
 
 Q, Q_NEXT, Q_NEXT_TARGET = "q", "q_next", "q_next_target"
 """Forward-output keys: Q(s,·) (with grad), Q(s',·) and Q_tgt(s',·) (both without)."""
 
 
-class DiscreteCQLTorchRLModule(TorchRLModule, TargetNetworkAPI):
+class DiscreteCQLTorchRLModule(CategoricalPages, TorchRLModule, TargetNetworkAPI):
     """Greedy page = argmax_a Q(s, a); action-distribution inputs are Q/T (KLAN's interest score).
 
     ``model_config``: ``hidden`` (widths of the Q-network's hidden layers) and ``temperature``
@@ -61,12 +61,3 @@ class DiscreteCQLTorchRLModule(TorchRLModule, TargetNetworkAPI):
             out[Q_NEXT] = self.qnet(batch[Columns.NEXT_OBS])  # double DQN: argmax by online net
             out.update(self.forward_target(batch))
         return out
-
-    def get_inference_action_dist_cls(self) -> type:
-        return TorchCategorical
-
-    def get_exploration_action_dist_cls(self) -> type:
-        return TorchCategorical
-
-    def get_train_action_dist_cls(self) -> type:
-        return TorchCategorical

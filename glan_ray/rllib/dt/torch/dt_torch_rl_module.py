@@ -14,9 +14,9 @@ import gymnasium as gym
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
-from ray.rllib.models.torch.torch_distributions import TorchCategorical
 
 from glan_ray.models.dt import DecisionTransformer, DTConfig
+from glan_ray.rllib.offline import CategoricalPages
 
 LOGITS, RTG, TIMESTEPS, MASK = "logits", "rtg", "timesteps", "mask"
 
@@ -32,7 +32,7 @@ def dt_config(model_config: dict[str, Any] | None, obs_space: gym.Space | None) 
     return DTConfig(**ours)
 
 
-class DTTorchRLModule(TorchRLModule):
+class DTTorchRLModule(CategoricalPages, TorchRLModule):
     def setup(self) -> None:
         cfg = dt_config(self.model_config, self.observation_space)
         if cfg.n_actions != int(self.action_space.n):
@@ -54,12 +54,3 @@ class DTTorchRLModule(TorchRLModule):
 
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return {LOGITS: self._logits(batch)}  # (B, n ≤ K, A)
-
-    def get_inference_action_dist_cls(self) -> type:
-        return TorchCategorical
-
-    def get_exploration_action_dist_cls(self) -> type:
-        return TorchCategorical
-
-    def get_train_action_dist_cls(self) -> type:
-        return TorchCategorical
