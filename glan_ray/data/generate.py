@@ -11,11 +11,8 @@ File names are deterministic, so the same seed gives byte-identical Parquet.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +21,7 @@ import pyarrow as pa
 import ray
 from ray.data.datasource import FilenameProvider
 
-from glan_ray import schema
+from glan_ray import schema, storage
 from glan_ray.data.summary import SimSummary
 from glan_ray.data.tables import day_tables
 from glan_ray.sim.config import SimConfig
@@ -120,15 +117,15 @@ def _layout(opts: GenerateOptions, block: int, cpus: int) -> tuple[list[tuple[in
 
 def _prepare_out(out: str, opts: GenerateOptions) -> None:
     for name in schema.SCHEMAS:
-        d = os.path.join(out, name)
-        if os.path.isdir(d) and os.listdir(d):
+        d = storage.join(out, name)
+        if storage.isdir(d) and storage.listdir(d):
             if not opts.overwrite:
                 raise FileExistsError(
                     f"{d} already holds data; pass overwrite=True "
                     "(--overwrite) or choose another --out"
                 )
-            shutil.rmtree(d)
-    os.makedirs(out, exist_ok=True)
+            storage.rmtree(d)
+    storage.makedirs(out)
 
 
 def generate(
@@ -137,12 +134,10 @@ def generate(
     """Simulate ``opts.users`` × ``opts.days`` and write every dataset under ``out/<name>/``.
 
     ``progress(n)`` is called with the number of user-days finished after each wave. Returns the
-    summary, also written with the resolved configs to ``out/manifest.json``. Local paths only
-    are created here; any URI Ray Data writes to (s3://, gs://) works as ``out`` too.
+    summary, also written with the resolved configs to ``out/manifest.json``. ``out`` may be a
+    local path or a URI (``s3://``, ``gs://``: see ``glan_ray.storage``).
     """
-    local = "://" not in out
-    if local:
-        _prepare_out(out, opts)
+    _prepare_out(out, opts)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     shards, days_per_wave = _layout(opts, cfg.block_size, cpus)
     logger.info(
@@ -197,11 +192,9 @@ def generate(
             wave += 1
         for a in actors:
             ray.kill(a)
-    if local:
-        with open(os.path.join(out, MANIFEST), "w") as f:
-            json.dump(
-                {"sim_config": cfg.to_dict(), "options": opts.__dict__, "summary": total.to_dict()},
-                f,
-                indent=2,
-            )
+    storage.write_json(
+        storage.join(out, MANIFEST),
+        {"sim_config": cfg.to_dict(), "options": opts.__dict__, "summary": total.to_dict()},
+        indent=2,
+    )
     return total

@@ -6,7 +6,8 @@ pair becomes one Ray task that runs HRM on the part's sessions and rewrites the 
 with ``reward_hrm`` filled (seconds, like ``reward``). Keys are checked row by row, so a part
 whose sessions do not line up with its trajectories fails with the part's name instead of
 mislabelling anything; every file is replaced atomically (write to a temporary name, then
-rename), so an interrupted run leaves each part either old or new, and a rerun finishes the job.
+rename; on an object store such as ``s3://`` an object is replaced whole), so an interrupted run
+leaves each part either old or new, and a rerun finishes the job.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
+from glan_ray import storage
 from glan_ray.data.features import SPECS, as_columns
 from glan_ray.models.hrm import hrm_reward
 from glan_ray.schema import DatasetValidationError, conform
@@ -30,16 +32,33 @@ logger = logging.getLogger(__name__)
 
 
 def _parts(data: str, name: str) -> dict[str, str]:
-    root = os.path.join(data, name)
-    if not os.path.isdir(root):
+    root = storage.join(data, name)
+    if not storage.isdir(root):
         raise FileNotFoundError(f"no '{name}' dataset under {data}")
     out = {}
-    for part in sorted(os.listdir(root)):
-        files = sorted(f for f in os.listdir(os.path.join(root, part)) if f.endswith(".parquet"))
+    for part in storage.listdir(root):
+        files = [f for f in storage.listdir(storage.join(root, part)) if f.endswith(".parquet")]
         if len(files) != 1:
             raise DatasetValidationError(f"{root}/{part}: expected one Parquet file, got {files}")
-        out[part] = os.path.join(root, part, files[0])
+        out[part] = storage.join(root, part, files[0])
     return out
+
+
+def _read(path: str) -> pa.Table:
+    fs, inner = storage.filesystem(path)
+    return pq.read_table(inner, filesystem=fs)
+
+
+def _replace(table: pa.Table, path: str) -> None:
+    """Write ``table`` over ``path`` atomically: a local file via a renamed temporary file; an
+    object-store object is replaced whole when its upload completes."""
+    if storage.is_uri(path):
+        fs, inner = storage.filesystem(path)
+        pq.write_table(table, inner, filesystem=fs)
+        return
+    tmp = path + ".tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
 
 
 @torch.no_grad()
@@ -56,8 +75,8 @@ def hrm_rewards(hrm_path: str, sessions: pa.Table) -> np.ndarray:
 
 def label_part(sessions_file: str, trajectories_file: str, hrm_path: str) -> int:
     """Fill ``reward_hrm`` of one trajectories file from its sessions file; returns sessions."""
-    sess = conform(pq.read_table(sessions_file), "sessions", where=sessions_file)
-    traj = conform(pq.read_table(trajectories_file), "trajectories", where=trajectories_file)
+    sess = conform(_read(sessions_file), "sessions", where=sessions_file)
+    traj = conform(_read(trajectories_file), "trajectories", where=trajectories_file)
     n = traj.column("n_steps").to_numpy().astype(np.int64)
     for key in ("user_id", "day"):
         if not np.array_equal(np.repeat(traj.column(key).to_numpy(), n), sess.column(key)):
@@ -73,9 +92,7 @@ def label_part(sessions_file: str, trajectories_file: str, hrm_path: str) -> int
     col = pa.ListArray.from_arrays(offsets, pa.array(r, pa.float32()))
     i = traj.schema.get_field_index("reward_hrm")
     traj = traj.set_column(i, traj.schema.field(i), col)
-    tmp = trajectories_file + ".tmp"
-    pq.write_table(traj, tmp)
-    os.replace(tmp, trajectories_file)
+    _replace(traj, trajectories_file)
     return int(n.sum())
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from glan_ray import storage
 from glan_ray.data.features import Normalizer
 
 WEIGHTS, META = "model.pt", "config.json"
@@ -27,7 +28,12 @@ def save_checkpoint(
     """Write ``model.pt`` (state dict + metadata) and a human-readable ``config.json``.
 
     ``normalizer`` is None for models whose inputs come pre-scaled (the RL policies' ``obs``).
+    ``path`` may be a URI (``s3://...``): the files are written locally, then uploaded.
     """
+    if storage.is_uri(path):
+        with storage.staged_dir(path) as local:
+            save_checkpoint(local, name, model, model_cfg, train_cfg, normalizer, extra)
+        return
     os.makedirs(path, exist_ok=True)
     module = model.module if hasattr(model, "module") else model  # unwrap DDP
     meta = {
@@ -44,9 +50,17 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[nn.Module, Normalizer, dict]:
-    """(model in eval mode, its Normalizer, metadata) from a checkpoint directory."""
+    """(model in eval mode, its Normalizer, metadata) from a checkpoint directory.
+
+    ``path`` may be a URI: its ``model.pt`` is downloaded once per machine into the storage cache
+    (``glan_ray.storage.local_copy``).
+    """
     from glan_ray.train.tasks import build_model
 
+    if storage.is_uri(path):
+        if not storage.exists(storage.join(path, WEIGHTS)):
+            raise FileNotFoundError(f"no checkpoint at {path} (missing {WEIGHTS})")
+        path = storage.local_copy(path, only=(WEIGHTS,))
     weights = os.path.join(path, WEIGHTS)
     if not os.path.exists(weights):
         raise FileNotFoundError(f"no checkpoint at {path} (missing {WEIGHTS})")

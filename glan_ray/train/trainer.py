@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import ray
 from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from glan_ray import storage
 from glan_ray.data.features import SPECS, Normalizer, as_columns, feature_dims
 from glan_ray.data.read import read_dataset
 from glan_ray.train.config import TrainConfig
@@ -97,6 +99,13 @@ class TrainResult:
     """The Ray Train run directory (all epochs' checkpoints and results)."""
 
 
+def _export_to_uri(ckpt: ray.train.Checkpoint, target: str) -> None:
+    """Replace ``target`` (a URI) with the files of checkpoint ``ckpt``, wherever it is stored."""
+    fs, inner = storage.filesystem(target)
+    storage.rmtree(target)
+    pafs.copy_files(ckpt.path, inner, source_filesystem=ckpt.filesystem, destination_filesystem=fs)
+
+
 def fit(
     name: str,
     cfg: TrainConfig,
@@ -112,9 +121,9 @@ def fit(
     data = data or prepare(name, cfg)
     mcfg = model_config(name, data.dims, cfg.model)
     metric, mode = VAL_METRIC[name]
-    storage = cfg.storage_path or os.path.join(cfg.out, "ray_results")
-    if "://" not in storage:
-        storage = os.path.abspath(storage)
+    storage_path = cfg.storage_path or os.path.join(cfg.out, "ray_results")
+    if not storage.is_uri(storage_path):
+        storage_path = os.path.abspath(storage_path)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -131,7 +140,7 @@ def fit(
         ),
         run_config=RunConfig(
             name=run_name or f"train_{name}",
-            storage_path=storage,
+            storage_path=storage_path,
             callbacks=callbacks,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
@@ -145,11 +154,13 @@ def fit(
     ckpt = best or result.checkpoint
     if ckpt is None:
         raise RuntimeError(f"{name}: training produced no checkpoint ({result.error})")
-    target = os.path.join(cfg.out, name)
-    if export and "://" not in cfg.out:
+    target = storage.join(cfg.out, name)
+    if export and not storage.is_uri(cfg.out):
         if os.path.exists(target):
             shutil.rmtree(target)
         shutil.copytree(ckpt.path, target)
+    elif export:
+        _export_to_uri(ckpt, target)
     else:
         target = ckpt.path
     logger.info(

@@ -35,6 +35,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 
 from glan_ray.rllib.train import ALGOS, TUNE_METRIC, RLTrainConfig, tune_trial
+from glan_ray.storage import staged_dir
 from glan_ray.train.config import CONFIGS, train_config
 from glan_ray.train.tasks import VAL_METRIC
 from glan_ray.train.trainer import Prepared, fit, prepare
@@ -248,7 +249,6 @@ def _write_results(
         or c in ("trial_id", "training_iteration", "epoch", "time_total_s")
     ]
     table = df[keep].sort_values(metric, ascending=(mode == "min"))
-    local = "://" not in exp_dir
     best = results.get_best_result(metric, mode)
     best_cfg = {**sweep.base, **best.config}
     summary = {
@@ -259,12 +259,11 @@ def _write_results(
         "trials": len(df),
         "errors": sum(bool(r.error) for r in results),
     }
-    if local:
-        os.makedirs(exp_dir, exist_ok=True)
-        table.to_csv(os.path.join(exp_dir, "results.csv"), index=False)
-        with open(os.path.join(exp_dir, "results.md"), "w") as f:
+    with staged_dir(exp_dir) as out:  # a URI exp_dir: written locally, then uploaded
+        table.to_csv(os.path.join(out, "results.csv"), index=False)
+        with open(os.path.join(out, "results.md"), "w") as f:
             f.write(table.to_markdown(index=False) if _has_tabulate() else table.to_string())
-        with open(os.path.join(exp_dir, "best_config.yaml"), "w") as f:
+        with open(os.path.join(out, "best_config.yaml"), "w") as f:
             yaml.safe_dump(
                 {
                     "model": sweep.model,
