@@ -1,26 +1,40 @@
 """Load test of the Serve app's app-entry endpoint (loopback only, bounded), next to an in-process
-call of the same models (the limit).
+call of the same models (the limit) and the floor of a trivial endpoint through the same path.
 
-Starts the app from ``--models`` on a local Ray, opens ``--users`` user-days, then sends
-``--requests`` entry/session-end pairs per concurrency level (1, 8, 32) from a thread pool and
-reports p50/p99 latency and requests/s of the entry endpoint, and the error count. The in-process
-baseline times ``window_logits`` of the same DT on the same inputs. Targets on 2 cores: p50 ≤ 10
-ms, p99 ≤ 30 ms, ≥ 300 req/s, zero errors for 10k requests at concurrency 32. Writes
-``bench/results/serve_load.json``.
+For each Serve set-up (``--setups``; each a fresh local Ray with 2 CPUs, since Serve reads its
+flags when its processes start):
+
+- ``stock``: Serve's defaults; requests go through Serve's HTTP proxy;
+- ``optimized``: ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` (Ray 2.60: user code and router on the
+  replica's main loop, gRPC between deployments, buffered request logs, and direct ingress: the
+  ingress replica serves HTTP on its own port); measured both through the proxy (``proxy``) and
+  on the ingress replica's port (``direct``).
+
+Per path it measures ``GET /healthz`` (Serve's floor for a request that calls no model and no
+store) and the app loop: closed-loop workers at concurrency 1, 8 and 32 each own users and send
+entry -> session end (a new day every ``--sessions-per-day`` sessions, so no request is ever a
+409), ``--requests`` entries per level and ``--big`` at concurrency 32. Reported per level: p50 /
+p99 latency of the entry endpoint, entries/s, all HTTP requests/s, errors (any non-200), and the
+load client's own CPU per request (the client is a separate asyncio + aiohttp process with
+keep-alive connections). Targets on 2 cores: p50 <= 10 ms, p99 <= 30 ms, >= 300 entries/s,
+zero errors for 10k entries at concurrency 32. Every level is written to ``--results`` as soon
+as it finishes; ``--time-limit`` bounds the whole run (a level cut short says so).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
-import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FEATURES = {
@@ -35,97 +49,165 @@ FEATURES = {
     "seq_sessions": [4.0] * 30,
     "seq_usage": [900.0] * 30,
 }
+OPTIMIZED_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+FLOOR_REQUESTS = {1: 500, 8: 2000, 32: 4000}
+TARGETS = {"p50_ms": 10, "p99_ms": 30, "entries_per_s": 300, "errors_10k_at_32": 0}
 
 
 def _percentiles(lat: list[float]) -> dict[str, float]:
-    a = np.asarray(lat) * 1e3
+    a = np.asarray(lat or [np.nan]) * 1e3
     return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99))}
 
 
-def run_level(url: str, concurrency: int, n_requests: int, users: int) -> dict:
-    """Each worker owns users; one request = an entry then its session end (state stays valid)."""
-    lat, errors, lock = [], 0, threading.Lock()
+# -- the load client (its own process) --------------------------------------------------------
+
+
+async def _client(urls: list[str], kind: str, conc: int, n: int, args: argparse.Namespace) -> dict:
+    """Closed loop: ``conc`` workers share ``n`` units (a GET /healthz, or an entry + its end)."""
+    import aiohttp
+
+    lat, other, errors = [], [], 0
+    todo = iter(range(n))
+    deadline = time.perf_counter() + args.level_limit
     obs = [0.1] * 28
-    counter = iter(range(n_requests))
+    end = {"video_views": [1, 0, 0], "n_switches": 0, "usage_time": 60.0}
+    user0 = args.user_offset
 
-    def worker(wid: int) -> None:
+    async def call(s: aiohttp.ClientSession, path: str, body: dict | None, out: list) -> None:
         nonlocal errors
-        s = requests.Session()
-        mine = [u for u in range(users) if u % concurrency == wid] or [wid % users]
-        i = 0
-        while True:
-            with lock:
-                k = next(counter, None)
-            if k is None:
-                return
-            uid = mine[i % len(mine)]
-            i += 1
-            t0 = time.perf_counter()
-            r = s.post(
-                f"{url}/users/{uid}/entry", json={"event_id": f"e{k}", "obs": obs, "hour": 12}
-            )
-            dt = time.perf_counter() - t0
-            r2 = s.post(
-                f"{url}/users/{uid}/session_end",
-                json={
-                    "event_id": f"s{k}",
-                    "video_views": [1, 0, 0],
-                    "n_switches": 0,
-                    "usage_time": 60.0,
-                },
-            )
-            with lock:
-                lat.append(dt)
-                errors += (r.status_code != 200) + (r2.status_code != 200)
+        t0 = time.perf_counter()
+        req = s.get(path) if body is None else s.post(path, json=body)
+        async with req as r:
+            await r.read()
+            errors += r.status != 200
+        out.append(time.perf_counter() - t0)
 
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(worker, range(concurrency)))
-    wall = time.perf_counter() - t0
+    async def worker(s: aiohttp.ClientSession, wid: int) -> None:
+        url = urls[wid % len(urls)]  # users stick to one ingress replica (its cache)
+        mine = list(range(user0 + wid, user0 + args.users, conc))  # disjoint users per worker
+        day = {u: 0 for u in mine}
+        done = {u: 0 for u in mine}
+        for i, k in enumerate(todo):
+            if time.perf_counter() > deadline:
+                return
+            if kind == "health":
+                await call(s, f"{url}/healthz", None, lat)
+                continue
+            u = mine[i % len(mine)]
+            if done[u] == args.sessions_per_day:  # a new user-day (not timed as an entry)
+                day[u], done[u] = day[u] + 1, 0
+                body = {"event_id": f"d{day[u]}", "day": day[u], "features": FEATURES}
+                await call(s, f"{url}/users/{u}/day", body, other)
+            body = {"event_id": f"e{k}", "obs": obs, "hour": 12}
+            await call(s, f"{url}/users/{u}/entry", body, lat)
+            await call(s, f"{url}/users/{u}/session_end", {"event_id": f"s{k}", **end}, other)
+            done[u] += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as s:
+        if kind == "loop":  # every worker's users start day 0 (untimed)
+            for u in range(user0, user0 + args.users):
+                body = {"event_id": "d0", "day": 0, "features": FEATURES}
+                await call(s, f"{urls[0]}/users/{u}/day", body, [])
+            errors = 0
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker(s, w) for w in range(conc)))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    http = len(lat) + len(other)
     return {
-        "concurrency": concurrency,
-        "requests": n_requests,
+        "concurrency": conc,
+        "requests": len(lat),
+        "completed": len(lat) == n,
         "errors": errors,
-        "entry_req_per_s": n_requests / wall,
+        "req_per_s": len(lat) / wall,
+        "http_req_per_s": http / wall,
         **_percentiles(lat),
+        "client_cpu_ms_per_http_req": 1e3 * cpu / max(http, 1),
+        "client_cpu_share": cpu / wall,
+        "wall_s": wall,
     }
 
 
-def in_process(models: str, n: int = 500) -> dict:
-    import torch
-
-    from glan_ray.policy.glan import window_logits
-    from glan_ray.train.checkpoint import load_checkpoint
-
-    net, _, _ = load_checkpoint(os.path.join(models, "dt"))
-    torch.set_num_threads(1)
-    lat = []
-    for t in range(n):
-        k = t % 8
-        t0 = time.perf_counter()
-        window_logits(
-            net,
-            np.array([900.0]),
-            np.full((1, k), 60.0),
-            np.zeros((1, k, 28), np.float32),
-            np.zeros((1, k), np.int64),
-            np.array([k]),
-            np.full((1, 28), 0.1, np.float32),
-            3600.0,
-        )
-        lat.append(time.perf_counter() - t0)
-    return _percentiles(lat)
+def run_client(url: str, kind: str, conc: int, n: int, args: argparse.Namespace) -> dict:
+    """One level in a fresh client process, so the client's CPU is measured on its own."""
+    if kind == "loop":
+        args.user_offset += args.users  # fresh users: no state left by an earlier level
+    cmd = [sys.executable, __file__, "--client", url, kind, str(conc), str(n)]
+    cmd += ["--users", str(args.users), "--sessions-per-day", str(args.sessions_per_day)]
+    cmd += ["--user-offset", str(args.user_offset), "--level-limit", str(args.level_limit)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.level_limit + 60)
+    except subprocess.TimeoutExpired:
+        return {"concurrency": conc, "requests": 0, "completed": False, "error": "client hung"}
+    if out.returncode:
+        return {"concurrency": conc, "completed": False, "error": out.stderr[-2000:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="runs/demo/models")
-    ap.add_argument("--requests", type=int, default=2000, help="per concurrency level")
-    ap.add_argument("--big", type=int, default=10_000, help="requests of the concurrency-32 run")
-    ap.add_argument("--users", type=int, default=256)
-    ap.add_argument("--results", default=os.path.join(HERE, "results", "serve_load.json"))
-    args = ap.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# -- one Serve set-up (its own process and Ray) -----------------------------------------------
+
+
+def _direct_urls(app: str) -> str:
+    """The ingress replicas' own HTTP ports under direct ingress (Serve's target groups), as a
+    comma-separated list (a client worker keeps to one, like a sticky load balancer)."""
+    from ray.serve.context import _get_global_client
+
+    urls = []
+    for group in _get_global_client().get_serve_details().get("target_groups", []):
+        if group.get("app_name") == app and group.get("protocol") == "HTTP":
+            for target in group["targets"]:
+                if target["name"].startswith("SERVE_REPLICA"):
+                    urls.append(f"http://127.0.0.1:{target['port']}")
+    return ",".join(urls)
+
+
+def _entry_req(t: int) -> dict[str, Any]:
+    """What the ingress sends the DT for a user's entry after ``t`` sessions today."""
+    return {"r1": 900.0, "rewards": [60.0] * t, "obs": [[0.1] * 28] * t, "actions": [0] * t,
+            "obs_now": [0.1] * 28, "hour": 12.0, "t": t, "features": FEATURES}  # fmt: skip
+
+
+def _end_req(t: int) -> dict[str, Any]:
+    """What the ingress sends HRM for the end of a user's session ``t``."""
+    return {"features": FEATURES, "obs": [0.1] * 28, "hour": 12.0, "t": t, "action": 0,
+            "video_views": [1, 0, 0], "n_switches": 0, "usage_time": 60.0}  # fmt: skip
+
+
+def hops(app: str, n: int = 300) -> dict[str, Any]:
+    """One call at a time from this process to each hop the ingress makes: the DT and HRM
+    through ``DeploymentHandle``s, the state actor's read and write (plain Ray actor calls)."""
+    from ray import serve
+
+    from glan_ray.serving.state import EmbeddedStore
+
+    dt = serve.get_deployment_handle("DTModel", app)
+    hrm = serve.get_deployment_handle("HRMModel", app)
+    store = EmbeddedStore()
+    doc = {"entry": _entry_req(4), "events": {f"e{i}": {"probs": [0.3] * 3} for i in range(8)}}
+    calls = {
+        "dt_handle": lambda i: dt.decide.remote([_entry_req(i % 8)]),
+        "hrm_handle": lambda i: hrm.reward.remote([_end_req(i % 8)]),
+        "store_read_actor": lambda i: store.actor.get.remote(-1),
+        "store_write_actor": lambda i: store.actor.put_many.remote([(-1, doc, -1)]),
+    }
+
+    async def timed() -> dict[str, Any]:
+        out = {}
+        for name, call in calls.items():
+            lat = []
+            for i in range(n):
+                t0 = time.perf_counter()
+                await call(i)
+                lat.append(time.perf_counter() - t0)
+            out[name] = _percentiles(lat[n // 5 :])
+        return out
+
+    return asyncio.run(timed())
+
+
+def run_setup(setup: str, args: argparse.Namespace) -> None:
+    """Start Ray + the app under ``setup``'s flags; print one JSON line per finished level."""
+    if setup == "optimized":
+        os.environ.update(OPTIMIZED_ENV)
     from ray import serve
 
     from glan_ray.runtime import init_ray
@@ -135,27 +217,137 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"models": args.models}), name="glan", route_prefix="/")
-    url = f"http://127.0.0.1:{port}"
-    for u in range(args.users):
-        r = requests.post(
-            f"{url}/users/{u}/day", json={"event_id": "d", "day": 0, "features": FEATURES}
-        )
-        r.raise_for_status()
-    out = {"in_process_dt": in_process(args.models), "levels": []}
-    os.makedirs(os.path.dirname(args.results), exist_ok=True)
-    for c in (1, 8, 32):
-        n = args.big if c == 32 else args.requests
-        res = run_level(url, c, n, args.users)
-        print(json.dumps(res), flush=True)
-        out["levels"].append(res)
-        with open(args.results, "w") as f:  # after every level, so a stopped run keeps its figures
-            json.dump(out, f, indent=1)
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
+    app = build_app({"models": args.models, "ingress_replicas": args.ingress_replicas})
+    serve.run(app, name="glan", route_prefix="/")
+    paths = {"proxy": f"http://127.0.0.1:{port}"}
+    if setup == "optimized":
+        for _ in range(20):  # the controller publishes the replicas' ports on its next ticks
+            direct = _direct_urls("glan")
+            if direct.count(",") + 1 == args.ingress_replicas:
+                paths["direct"] = direct
+                break
+            time.sleep(0.5)
+
+    def report(kind: str, path: str, res: dict[str, Any]) -> None:
+        load = {"loadavg_1m": os.getloadavg()[0]}  # other work on the machine skews the figures
+        print(json.dumps({"setup": setup, "path": path, "kind": kind, **res, **load}), flush=True)
+
+    run_client(paths["proxy"], "loop", 8, 400, args)  # warm-up (replicas, batch queues)
+    report("hops", "handles", hops("glan"))
+    if setup == "optimized":
+        paths = {p: paths[p] for p in args.paths.split(",") if p in paths}
+    for path, url in sorted(paths.items()):  # direct first: the time limit cuts the proxy
+        run_client(url, "loop", 8, 200, args)  # warm-up of this path
+        for conc in (1, 8, 32):
+            report("health", path, run_client(url, "health", conc, FLOOR_REQUESTS[conc], args))
+        for conc in (1, 8, 32):
+            n = args.big if conc == 32 else args.requests
+            report("entry", path, run_client(url, "loop", conc, n, args))
     serve.shutdown()
-    os.makedirs(os.path.dirname(args.results), exist_ok=True)
-    with open(args.results, "w") as f:
-        json.dump(out, f, indent=1)
+
+
+# -- the in-process limit ---------------------------------------------------------------------
+
+
+def in_process(models: str, sessions_per_day: int, n: int = 400) -> dict[str, Any]:
+    """The same model code as the replicas (``DTModel._probs``, ``HRMModel._rewards``), called
+    directly: one user per call, and a batch of 32 users per call."""
+    from glan_ray.serving.models import DTModel, HRMModel
+
+    dt = DTModel.func_or_class(user_config={"path": os.path.join(models, "dt")})
+    hrm = HRMModel.func_or_class(user_config={"path": os.path.join(models, "hrm")})
+
+    out: dict[str, Any] = {}
+    for b in (1, 32):
+        lat_dt, lat_hrm = [], []
+        for i in range(n // b):
+            ts = [(i * b + j) % sessions_per_day for j in range(b)]
+            t0 = time.perf_counter()
+            dt._probs([_entry_req(t) for t in ts])
+            t1 = time.perf_counter()
+            hrm._rewards([_end_req(t) for t in ts])
+            lat_dt.append(t1 - t0)
+            lat_hrm.append(time.perf_counter() - t1)
+        per_loop = (np.mean(lat_dt) + np.mean(lat_hrm)) / b
+        out[f"batch_{b}"] = {
+            "dt": _percentiles(lat_dt),
+            "hrm": _percentiles(lat_hrm),
+            "entry_plus_end_per_s": float(1.0 / per_loop),
+        }
+    return out
+
+
+# -- driver -----------------------------------------------------------------------------------
+
+
+def _parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="runs/demo/models")
+    ap.add_argument("--requests", type=int, default=2000, help="entries at concurrency 1 and 8")
+    ap.add_argument("--big", type=int, default=10_000, help="entries at concurrency 32")
+    ap.add_argument("--users", type=int, default=256, help="users per level")
+    ap.add_argument("--sessions-per-day", type=int, default=8)
+    ap.add_argument("--setups", default="stock,optimized")
+    ap.add_argument("--ingress-replicas", type=int, default=1)
+    ap.add_argument("--paths", default="direct,proxy", help="of the optimized set-up")
+    ap.add_argument("--time-limit", type=float, default=1200.0, help="whole run (s)")
+    ap.add_argument("--level-limit", type=float, default=240.0, help="one level (s)")
+    ap.add_argument("--results", default=os.path.join(HERE, "results", "serve_load.json"))
+    ap.add_argument("--setup", help=argparse.SUPPRESS)  # internal: run one set-up
+    ap.add_argument("--client", nargs=4, help=argparse.SUPPRESS)  # internal: URLS KIND CONC N
+    ap.add_argument("--user-offset", type=int, default=0, help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = _parse()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if args.client:
+        import uvloop
+
+        urls, kind, conc, n = args.client
+        print(json.dumps(uvloop.run(_client(urls.split(","), kind, int(conc), int(n), args))))
+        return
+    if args.setup:
+        run_setup(args.setup, args)
+        return
+    deadline = time.monotonic() + args.time_limit
+    out: dict[str, Any] = {"cpus": os.cpu_count(), "targets": TARGETS}
+    out.update({"hops": [], "floor": [], "levels": []})
+    out["in_process"] = in_process(args.models, args.sessions_per_day)
+    print(json.dumps({"in_process": out["in_process"]}), flush=True)
+
+    def save() -> None:
+        os.makedirs(os.path.dirname(args.results), exist_ok=True)
+        with open(args.results, "w") as f:
+            json.dump(out, f, indent=1)
+
+    save()
+    base = [sys.executable, __file__, "--models", args.models, "--users", str(args.users)]
+    base += ["--requests", str(args.requests), "--big", str(args.big)]
+    base += ["--sessions-per-day", str(args.sessions_per_day)]
+    base += ["--level-limit", str(args.level_limit)]
+    base += ["--ingress-replicas", str(args.ingress_replicas), "--paths", args.paths]
+    for setup in args.setups.split(","):
+        proc = subprocess.Popen([*base, "--setup", setup], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        # SIGTERM at the deadline: Ray's handler exits the set-up, which shuts its Ray down
+        watchdog = threading.Timer(max(deadline - time.monotonic(), 0), proc.terminate)
+        watchdog.start()
+        for line in proc.stdout:  # one line per finished level, saved at once
+            if line.startswith("{"):
+                res = json.loads(line)
+                print(line, end="", flush=True)
+                kind = res.pop("kind")
+                out[{"hops": "hops", "health": "floor"}.get(kind, "levels")].append(res)
+                save()
+        proc.wait()
+        watchdog.cancel()
+        if time.monotonic() >= deadline:
+            out["note"] = f"stopped at the {args.time_limit:.0f} s time limit"
+            break
+    save()
 
 
 if __name__ == "__main__":

@@ -297,3 +297,61 @@ def test_with_redis_a_replica_restart_mid_day_loses_nothing(server, random_model
     r = requests.post(f"{base}/users/5/entry", json={"event_id": "e2", "obs": obs, "hour": 9})
     assert r.status_code == 200 and r.json()["session_idx"] == 2
     serve.delete("glan_redis")
+
+
+def test_two_ingress_replicas_share_one_consistent_user_day(server, random_models):
+    """Each ingress replica caches users and writes through with compare-and-set: requests of
+    one user alternating between two replicas (stale caches) still give one consistent day."""
+    from ray import serve
+
+    from glan_ray.serving.app import build_app
+
+    app = build_app({"models": random_models, "num_cpus": 0.1, "ingress_replicas": 2})
+    serve.run(app, name="glan_two", route_prefix="/two")
+    base = f"{server}/two"
+    seen = {requests.get(f"{base}/healthz").json()["replica"] for _ in range(40)}
+    assert len(seen) == 2, "the proxy should spread requests over both ingress replicas"
+    _start(base, 500)
+    obs = [0.4] * 28
+    end = {"video_views": [1, 0, 0], "n_switches": 0, "usage_time": 45.0}
+    rtg = None
+    for t in range(8):
+        r = requests.post(
+            f"{base}/users/500/entry", json={"event_id": f"e{t}", "obs": obs, "hour": 10}
+        )
+        assert r.status_code == 200 and r.json()["session_idx"] == t, r.text
+        assert rtg is None or r.json()["rtg_s"] == pytest.approx(rtg)
+        r = requests.post(f"{base}/users/500/session_end", json={"event_id": f"s{t}", **end})
+        assert r.status_code == 200 and r.json()["sessions"] == t + 1, r.text
+        rtg = r.json()["rtg_s"]
+        again = requests.post(f"{base}/users/500/session_end", json={"event_id": f"s{t}", **end})
+        assert again.json() == r.json()  # a repeat on either replica answers the same
+    st = requests.get(f"{base}/users/500/state").json()
+    assert st["sessions"] == 8 and len(st["rewards_s"]) == 8 and not st["open_entry"]
+    serve.delete("glan_two")
+
+
+def test_state_store_writes_are_compare_and_set(ray_session, redis_url):
+    """A write based on an old version fails and changes nothing (both stores); concurrent
+    writes of one version: exactly one wins."""
+    import asyncio
+
+    from glan_ray.serving.state import EmbeddedStore, RedisStore
+
+    async def check(store) -> None:
+        assert await store.get(4242) is None
+        assert await store.put(4242, {"n": 1}, 0)
+        assert not await store.put(4242, {"n": 99}, 0)  # stale: the stored version is 1
+        assert await store.get(4242) == (1, {"n": 1})
+        assert await store.put(4242, {"n": 2}, 1)
+        assert await store.get(4242) == (2, {"n": 2})
+        # concurrent writers of one version (coalesced into one call for the actor): one wins
+        done = await asyncio.gather(*(store.put(4242, {"n": 3 + i}, 2) for i in range(6)))
+        assert sum(done) == 1 and (await store.get(4242))[0] == 3
+        assert all(await asyncio.gather(*(store.put(5000 + i, {"i": i}, 0) for i in range(40))))
+
+    async def both() -> None:
+        await check(EmbeddedStore())
+        await check(RedisStore(redis_url))
+
+    asyncio.run(both())

@@ -8,6 +8,13 @@
 - ``state_store``: ``embedded`` (default) or a ``redis://`` URL.
 - ``num_gpus``: GPUs per DT replica (0 on CPU machines); ``num_cpus``: CPUs per model replica.
 - ``min_replicas`` / ``max_replicas``: autoscaling bounds of the DT deployment.
+- ``access_log``: Serve's per-request access log lines in every replica (default false: on
+  the hot path they cost more CPU than the models' small calls).
+- ``ingress_replicas``: replicas of the HTTP ingress (default 1); each caches the users it
+  serves and writes through to the state store with compare-and-set, so any number is correct.
+
+For latency, start Ray with ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` in the environment (see the
+README's serving section and ``bench/serve_load.py``).
 """
 
 from __future__ import annotations
@@ -17,51 +24,65 @@ from typing import Any
 
 from ray.serve import Application
 
+from glan_ray import storage
 from glan_ray.serving.ingress import Ingress
 from glan_ray.serving.models import DTModel, HRMModel, KlanModel, LRTGModel
 
 KNOWN = {"models", "policy", "use_lrtg", "use_hrm", "state_store", "num_gpus", "num_cpus",
-         "min_replicas", "max_replicas"}  # fmt: skip
+         "min_replicas", "max_replicas", "ingress_replicas", "access_log"}  # fmt: skip
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
+    """The GLAN app (see the module docstring for ``args``); unknown keys raise."""
     args = dict(args or {})
     unknown = sorted(set(args) - KNOWN)
     if unknown:
         raise ValueError(f"unknown app arg(s): {', '.join(unknown)}; valid: {sorted(KNOWN)}")
-    models = os.path.abspath(args.get("models", "runs/demo/models"))
+    models = str(args.get("models", "runs/demo/models"))
+    if not storage.is_uri(models):  # replicas may run in another working directory
+        models = os.path.abspath(models)
 
     def path(name: str) -> str | None:
-        p = os.path.join(models, name)
-        return p if os.path.exists(os.path.join(p, "model.pt")) else None
+        p = storage.join(models, name)
+        return p if storage.exists(storage.join(p, "model.pt")) else None
 
     if path("dt") is None:
         raise FileNotFoundError(f"no exported DT at {models}/dt (glan-ray train dt)")
     cpus = float(args.get("num_cpus", 0.25))
+    log = {"enable_access_log": bool(args.get("access_log", False))}
     lrtg = LRTGModel.options(
         user_config={"path": path("lrtg") if args.get("use_lrtg", True) else None},
         ray_actor_options={"num_cpus": cpus / 2},
+        logging_config=log,
     ).bind()
     hrm = HRMModel.options(
         user_config={"path": path("hrm") if args.get("use_hrm", True) else None},
         ray_actor_options={"num_cpus": cpus / 2},
+        logging_config=log,
     ).bind()
     dt = DTModel.options(
+        logging_config=log,
         user_config={"path": path("dt")},
         ray_actor_options={"num_cpus": cpus, "num_gpus": float(args.get("num_gpus", 0))},
         autoscaling_config={
             "min_replicas": int(args.get("min_replicas", 1)),
             "max_replicas": int(args.get("max_replicas", 2)),
-            "target_ongoing_requests": 16,
+            # each DT request is one ingress's coalesced batch: scale out when batches queue
+            "target_ongoing_requests": 1,
         },
         max_ongoing_requests=64,
     ).bind()
     klan_paths = {k: path(k) for k in ("isp", "cql", "am")}
     klan = (
-        KlanModel.options(user_config=klan_paths, ray_actor_options={"num_cpus": cpus / 2}).bind()
+        KlanModel.options(
+            user_config=klan_paths, ray_actor_options={"num_cpus": cpus / 2}, logging_config=log
+        ).bind()
         if all(klan_paths.values())
         else None
     )
-    return Ingress.options(user_config={"policy": args.get("policy", "glan")}).bind(
-        lrtg, dt, hrm, klan, args.get("state_store")
+    ingress = Ingress.options(
+        user_config={"policy": args.get("policy", "glan")},
+        num_replicas=int(args.get("ingress_replicas", 1)),
+        logging_config=log,
     )
+    return ingress.bind(lrtg, dt, hrm, klan, args.get("state_store"))

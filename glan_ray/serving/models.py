@@ -1,8 +1,10 @@
 """One deployment per model: L-RTG, the DT policy, HRM, and KLAN's fused policy (behind a flag).
 
 Each loads an exported checkpoint named in its ``user_config`` (``{"path": ...}``), so
-``reconfigure`` swaps a checkpoint without a redeploy. DT and HRM batch concurrent requests with
-``@serve.batch`` (one forward for all users entering at once).
+``reconfigure`` swaps a checkpoint without a redeploy. DT and HRM take lists of users (each
+ingress replica coalesces its concurrent requests into one call) and batch the calls of several
+ingress replicas again with ``@serve.batch`` (no wait, so a lone request is never delayed): one
+forward for all users entering at once.
 """
 
 from __future__ import annotations
@@ -29,10 +31,26 @@ def day_features(feats: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return cols
 
 
+def _n_users(calls: list[list[Any]]) -> int:
+    """Batch size of coalesced calls for ``@serve.batch``: the users, not the calls."""
+    return sum(len(c) for c in calls)
+
+
+def _split(flat: list[Any], calls: list[list[Any]]) -> list[list[Any]]:
+    """Cut one batched result back into the calls it came from."""
+    out, i = [], 0
+    for c in calls:
+        out.append(flat[i : i + len(c)])
+        i += len(c)
+    return out
+
+
 class _Loaded:
     kind = ""
 
     def __init__(self, user_config: dict[str, Any] | None = None) -> None:
+        # Small models on a shared CPU: intra-op threads only contend with the other replicas.
+        torch.set_num_threads(1)
         self.runner: ModelRunner | None = None
         if user_config:
             self.reconfigure(user_config)
@@ -60,14 +78,18 @@ class LRTGModel(_Loaded):
             return float(self.runner(cols)["wt"][0]) * HOUR, "lrtg"
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
 class HRMModel(_Loaded):
     """r̂ = (1 − ŷ_sw)·Σ_j T̂^j in seconds for a finished session; naive usage without HRM."""
 
     kind = "hrm"
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def reward(self, reqs: list[dict[str, Any]]) -> list[float]:
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=_n_users)
+    async def reward(self, calls: list[list[dict[str, Any]]]) -> list[list[float]]:
+        """Each call is a list of sessions (an ingress's coalesced batch): one forward for all."""
+        return _split(self._rewards([r for call in calls for r in call]), calls)
+
+    def _rewards(self, reqs: list[dict[str, Any]]) -> list[float]:
         if self.runner is None:
             return [float(r["usage_time"]) for r in reqs]
         day = daily_columns(day_features([r["features"] for r in reqs]), 0)
@@ -88,14 +110,22 @@ class HRMModel(_Loaded):
         return [float(x) for x in r]
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 class DTModel(_Loaded):
     """The Decision Transformer: page probabilities for the current entry of a user-day."""
 
     kind = "dt"
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def decide(self, reqs: list[dict[str, Any]]) -> list[list[float]]:
+    async def target_gain(self) -> float:
+        """g of R̂₁ = g · ŷ_wt, from the DT's export (1 when it names none), as ``GlanPolicy``."""
+        return float(self.runner.extra.get("target_gain", 1.0)) if self.runner else 1.0
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=_n_users)
+    async def decide(self, calls: list[list[dict[str, Any]]]) -> list[list[list[float]]]:
+        """Each call is a list of entries (an ingress's coalesced batch): one forward for all."""
+        return _split(self._probs([r for call in calls for r in call]), calls)
+
+    def _probs(self, reqs: list[dict[str, Any]]) -> list[list[float]]:
         if self.runner is None:
             raise RuntimeError("DT deployment has no checkpoint (user_config.path)")
         b, s = len(reqs), max(len(r["actions"]) for r in reqs)
@@ -126,6 +156,7 @@ class KlanModel:
     """KLAN's fused policy f = w·s + (1 − w)·d (ISP, IIT-CQL, AM in one deployment)."""
 
     def __init__(self, user_config: dict[str, Any] | None = None) -> None:
+        torch.set_num_threads(1)
         self.policy = None
         if user_config:
             self.reconfigure(user_config)
