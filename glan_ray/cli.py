@@ -250,7 +250,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "RUN/ab_metrics.csv and PNG plots. Learned arms load RUN/models/ (or --models).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--run", required=True, help="run directory (report goes here)")
+    p.add_argument("--run", required=True, help="run directory or URI (report goes here)")
     p.add_argument("--models", help="exported models directory (default RUN/models)")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), metavar="ARM",
                    help=f"arms to run; one of: {', '.join(ARMS)}")  # fmt: skip
@@ -260,20 +260,41 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds), help="simulator seeds")
     p.add_argument("--shard-users", type=int, default=d.shard_users, help="users per Ray task")
     p.add_argument("--sim-config", metavar="YAML", help="SimConfig overrides for the test")
+    p.add_argument(
+        "--arm-option",
+        action="append",
+        default=[],
+        metavar="ARM.KEY=VALUE",
+        help="an arm's builder option, e.g. glan.target_gain=1.5 (repeatable)",
+    )
     p.add_argument("--report-only", action="store_true", help="rewrite the report from ab.json")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
     p.set_defaults(func=_run_evaluate)
 
 
-def _run_evaluate(args: argparse.Namespace) -> int:
-    import os
+def _arm_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["glan.target_gain=1.5"]`` -> ``{"glan": {"target_gain": 1.5}}`` (values as YAML)."""
+    import yaml
 
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        arm, dot, name = key.partition(".")
+        if not (sep and dot and arm and name):
+            raise ValueError(f"--arm-option: expected ARM.KEY=VALUE, got {item!r}")
+        out.setdefault(arm, {})[name] = yaml.safe_load(value)
+    return out
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from glan_ray import storage
     from glan_ray.eval.ab import ABConfig, run_ab
-    from glan_ray.eval.report import write_report
+    from glan_ray.eval.publish import publish_evaluation
     from glan_ray.runtime import init_ray
 
+    result = None
     if not args.report_only:
         cfg = ABConfig(
             arms=tuple(args.arms),
@@ -282,16 +303,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             days=args.days,
             seeds=tuple(args.seeds),
             shard_users=args.shard_users,
-            models=args.models or os.path.join(args.run, "models"),
+            models=args.models or storage.join(args.run, "models"),
             sim=_load_mapping(args.sim_config) if args.sim_config else {},
+            options=_arm_options(args.arm_option),
         )
         init_ray(args.address)
         with tqdm(unit="task", desc="A/B", disable=None) as bar:
             result = run_ab(cfg, _done_of_total(bar))
-        result.save(os.path.join(args.run, "ab"))
-    path = write_report(args.run)
-    with open(path) as f:
-        print(f.read().split("\n## Page")[0])
+    path, markdown = publish_evaluation(args.run, result)
+    print(markdown.split("\n## Page")[0])
     print(f"report: {path}")
     return 0
 
@@ -309,7 +329,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--preset", default="demo", choices=list(PRESETS), help="run size")
-    p.add_argument("--out", help="run directory (default runs/<preset>)")
+    p.add_argument("--out", help="run directory or URI (s3://B/run; default runs/<preset>)")
     p.add_argument("--seed", type=int, default=0, help="simulator seed")
     p.add_argument("--from", dest="first_stage", choices=STAGES, help="rerun from this stage")
     p.add_argument("--use-gpu", action="store_true", help="GPUs for trainers and learners")

@@ -4,18 +4,19 @@ report, every stage on Ray, every output under one run directory.
 Each finished stage writes ``<run>/stages/<stage>.json`` (wall time, peak memory, outputs); a
 rerun skips stages that have their marker, so a killed run resumes at the first unfinished stage
 (that stage starts over, replacing its partial outputs). ``--from STAGE`` forces a stage and the
-ones after it to run again.
+ones after it to run again. The run directory may be a URI (``s3://bucket/run``): markers,
+datasets, model exports, Ray Train results and the report all go there (``glan_ray.storage``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from glan_ray import storage
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Preset:
     cql_iterations: int
     dt_iterations: int
     updates_per_iteration: int
-    """Gradient updates per RLlib ``train()`` (CQL; the DT takes half, its updates cost more)."""
+    """Gradient updates per RLlib ``train()`` (CQL and DT alike)."""
     ab_users: int
     ab_days: int
     ab_seeds: tuple[int, ...]
@@ -66,7 +67,7 @@ PRESETS: dict[str, Preset] = {
 @dataclass(frozen=True)
 class PipelineConfig:
     run: str = "runs/demo"
-    """Run directory (local path or a shared mount on a cluster)."""
+    """Run directory: a local path, or on a cluster a shared mount or URI (``s3://``, ``gs://``)."""
     preset: str = "demo"
     """Sizes: tiny, demo, small or full."""
     seed: int = 0
@@ -87,7 +88,7 @@ class PipelineConfig:
         return PRESETS[self.preset]
 
     def path(self, *parts: str) -> str:
-        return os.path.join(self.run, *parts)
+        return storage.join(self.run, *parts)
 
 
 def _peak_mib() -> float:
@@ -164,7 +165,7 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
     def label() -> dict[str, Any]:
         from glan_ray.data.label import label_hrm
 
-        return {"sessions": label_hrm(data, os.path.join(models, "hrm"))}
+        return {"sessions": label_hrm(data, storage.join(models, "hrm"))}
 
     def rl(algo: str, name: str, iterations: int, updates: int, **extra: Any):
         def run() -> dict[str, Any]:
@@ -179,13 +180,12 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
 
     def evaluate() -> dict[str, Any]:
         from glan_ray.eval.ab import ABConfig, run_ab
-        from glan_ray.eval.report import write_report
+        from glan_ray.eval.publish import publish_evaluation
         from glan_ray.policy.registry import ARMS
 
         ab = ABConfig(arms=tuple(ARMS), users=s.ab_users, days=s.ab_days, seeds=s.ab_seeds,
                       models=models)  # fmt: skip
-        run_ab(ab).save(cfg.path("ab"))
-        return {"out": write_report(cfg.run)}
+        return {"out": publish_evaluation(cfg.run, run_ab(ab))[0]}
 
     u = s.updates_per_iteration
     return {
@@ -193,10 +193,8 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
         **{f"train_{m}": supervised(m) for m in ("lrtg", "hrm", "isp", "am")},
         "label_hrm": label,
         "train_cql": rl("cql", "cql", s.cql_iterations, u),
-        "train_dt": rl("dt", "dt", s.dt_iterations, max(1, u // 2)),
-        "train_dt_naive": rl(
-            "dt", "dt_naive", s.dt_iterations, max(1, u // 2), reward_column="reward"
-        ),
+        "train_dt": rl("dt", "dt", s.dt_iterations, u),
+        "train_dt_naive": rl("dt", "dt_naive", s.dt_iterations, u, reward_column="reward"),
         "evaluate": evaluate,
     }
 
@@ -210,16 +208,16 @@ def run_pipeline(
 ) -> list[dict[str, Any]]:
     """Run every unfinished stage in order; returns one record per stage (run or skipped)."""
     fns = _stage_fns(cfg)
-    os.makedirs(cfg.path("stages"), exist_ok=True)
-    with open(cfg.path("pipeline.json"), "w") as f:
-        json.dump({"config": asdict(cfg), "preset": asdict(cfg.sizes)}, f, indent=1)
+    storage.makedirs(cfg.path("stages"))
+    storage.write_json(
+        cfg.path("pipeline.json"), {"config": asdict(cfg), "preset": asdict(cfg.sizes)}, indent=1
+    )
     forced = STAGES[STAGES.index(cfg.first_stage) :] if cfg.first_stage else ()
     records = []
     for stage in STAGES:
         marker = stage_marker(cfg, stage)
-        if os.path.exists(marker) and stage not in forced:
-            with open(marker) as f:
-                rec = {**json.load(f), "status": "skipped (done)"}
+        if stage not in forced and storage.exists(marker):
+            rec = {**storage.read_json(marker), "status": "skipped (done)"}
             records.append(rec)
             if on_stage:
                 on_stage(stage, "skipped", rec)
@@ -231,10 +229,7 @@ def run_pipeline(
             out = fns[stage]()
         rec = {"stage": stage, "wall_s": round(time.perf_counter() - t0, 1),
                "peak_mib": round(mem.peak, 1), **out}  # fmt: skip
-        tmp = marker + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(rec, f, indent=1, default=str)
-        os.replace(tmp, marker)
+        storage.write_json(marker, rec, indent=1, default=str)  # atomic: a marker is whole
         records.append({**rec, "status": "ran"})
         if on_stage:
             on_stage(stage, "done", rec)

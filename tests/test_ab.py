@@ -32,6 +32,29 @@ def test_unknown_arm_and_missing_models_are_named(tmp_path):
         make_arm("glan", str(tmp_path), SimConfig())
 
 
+def test_arm_options_reach_the_glan_policy_and_are_checked(random_models):
+    from glan_ray.policy.glan import GlanPolicy
+    from glan_ray.sim.engine import simulate
+
+    cfg = SimConfig(block_size=100)
+    with pytest.raises(ValueError, match=r"'last_exit'.*target_gain.*valid: none"):
+        make_arm("last_exit", random_models, cfg, {"target_gain": 2.0})
+    with pytest.raises(ValueError, match=r"unknown option.*gain"):
+        make_arm("glan", random_models, cfg, {"gain": 2.0})
+    with pytest.raises(ValueError, match="target_gain must be > 0"):
+        make_arm("glan", random_models, cfg, {"target_gain": 0.0})
+    # the export carries no target_gain -> 1; an option overrides it; R̂₁ scales with it
+    default = make_arm("glan_no_lrtg", random_models, cfg)
+    double = make_arm("glan_no_lrtg", random_models, cfg, {"target_gain": 2.0})
+    assert isinstance(double, GlanPolicy) and double.target_gain == 2.0
+    assert default.target_gain == 1.0
+    for p in (default, double):  # one simulated day each; R̂₁ stays set after the day
+        for _ in simulate(cfg, 0, 100, 1, p):
+            pass
+    np.testing.assert_allclose(double._r1, 2.0 * default._r1)
+    assert (default._r1 > 0).any()
+
+
 def test_ab_crn_ties_aa_is_not_significant_and_report_has_every_arm(ray_session, tmp_path):
     from glan_ray.eval.report import write_report
 

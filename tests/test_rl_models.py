@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from glan_ray.data.windows import cut_windows
+from glan_ray.data.windows import cut_windows, deterministic_days
 from glan_ray.models.cql import (
     DynamicAlpha,
     QNetConfig,
@@ -20,7 +20,7 @@ from glan_ray.models.cql import (
     double_dqn_target,
     interest_scores,
 )
-from glan_ray.models.dt import DecisionTransformer, DTConfig, dt_loss
+from glan_ray.models.dt import DecisionTransformer, DTConfig, dt_loss, propensity_weights
 from glan_ray.schema import OBS_DIM, DatasetValidationError
 
 # --- discrete CQL ------------------------------------------------------------------------
@@ -159,6 +159,30 @@ def test_dt_loss_masks_padding():
     assert dt_loss(logits2, actions, mask).item() == pytest.approx(expected.item())
 
 
+def test_weighted_dt_loss_by_hand():
+    # two sessions, uniform logits: CE = ln 3 each; one with logits favouring its action
+    logits = torch.tensor([[[0.0, 0.0, 0.0], [math.log(2), 0.0, 0.0]]])  # (1, 2, 3)
+    actions = torch.tensor([[1, 0]])
+    mask = torch.ones(1, 2)
+    ce = torch.tensor([math.log(3), math.log(4) - math.log(2)])
+    w = torch.tensor([[3.0, 1.0]])
+    expected = (3 * ce[0] + ce[1]) / 4
+    assert dt_loss(logits, actions, mask, w).item() == pytest.approx(expected.item())
+    # weights of masked positions do not count
+    assert dt_loss(logits, actions, torch.tensor([[1.0, 0.0]]), w).item() == pytest.approx(
+        math.log(3)
+    )
+    # unit weights = the unweighted loss
+    assert dt_loss(logits, actions, mask, torch.ones(1, 2)).item() == pytest.approx(
+        dt_loss(logits, actions, mask).item()
+    )
+
+
+def test_propensity_weights_are_capped_inverse_propensities():
+    mu = torch.tensor([1.0, 0.5, 0.1, 0.01])
+    assert propensity_weights(mu, 20.0).tolist() == pytest.approx([1.0, 2.0, 10.0, 20.0])
+
+
 # --- windows and RTG ---------------------------------------------------------------------
 
 
@@ -195,3 +219,19 @@ def test_windows_refuse_unlabelled_hrm_rewards_and_unknown_columns():
         cut_windows(t, k=4, reward_column="reward_hrm")
     with pytest.raises(ValueError, match="reward_column"):
         cut_windows(t, k=4, reward_column="usage")
+
+
+def test_windows_carry_the_logged_propensity_and_deterministic_days_are_found():
+    t = _trajectories([[1.0, 2.0, 3.0], [4.0, 5.0], [6.0], []])
+    mu = pa.array([[1.0, 1.0, 1.0], [0.5, 1.0], [0.25], []], pa.list_(pa.float32()))
+    assert cut_windows(t, k=2, reward_column="reward")["propensity"].tolist() == [[1, 1]] * 4
+    t = t.append_column("propensity", mu)
+    w = cut_windows(t, k=2, reward_column="reward")
+    assert w["propensity"].tolist() == [[1.0, 1.0], [1.0, 1.0], [0.5, 1.0], [0.25, 1.0]]
+    # a day all at probability 1 (an RCT treatment day) and an empty day are deterministic
+    assert deterministic_days(t).tolist() == [True, False, False, True]
+    assert deterministic_days(t.slice(1)).tolist() == [False, False, True]
+    zero = pa.array([[1.0, 1.0, 0.0], [0.5, 1.0], [0.25], []], pa.list_(pa.float32()))
+    bad = t.set_column(t.column_names.index("propensity"), "propensity", zero)
+    with pytest.raises(DatasetValidationError, match="propensity"):
+        cut_windows(bad, k=2, reward_column="reward")

@@ -168,6 +168,8 @@ def test_label_hrm_fills_rewards_in_seconds_then_dt_trains_on_them(data_dir, tmp
     result = fit_rl(_cfg("dt", data_dir, str(tmp_path / "run"), iterations=2, embed_dim=16))
     net, _, meta = load_checkpoint(result.export)
     assert meta["model"] == "dt" and meta["train_config"]["reward_column"] == "reward_hrm"
+    assert meta["train_config"]["propensity_weighting"] is True
+    assert meta["extra"]["target_gain"] == meta["train_config"]["target_gain"] == 2.0
     assert os.path.exists(os.path.join(result.export, "progress.csv"))
     assert type(net).__name__ == "DecisionTransformer"
 
@@ -190,6 +192,24 @@ def test_unlabelled_rewards_and_bad_rows_fail_with_the_column_name(data_dir, tmp
             algo.train()
     finally:
         algo.stop()
+
+
+def test_dt_refuses_data_whose_every_day_is_deterministic(data_dir, tmp_path):
+    from glan_ray.rllib.train import algorithm_config
+
+    src = sorted(glob.glob(f"{data_dir}/trajectories/*/*.parquet"))[0]
+    t = pq.read_table(src)
+    ones = [[1.0] * len(x) for x in t.column("propensity").to_pylist()]
+    i = t.schema.get_field_index("propensity")
+    t = t.set_column(i, "propensity", pa.array(ones, pa.list_(pa.float32())))
+    part = tmp_path / "det" / "trajectories" / "part-0"
+    part.mkdir(parents=True)
+    pq.write_table(t, part / "x.parquet")
+    det = str(tmp_path / "det")
+    with pytest.raises(ValueError, match=r"deterministic policy.*'propensity'"):
+        algorithm_config(_cfg("dt", det, str(tmp_path)))
+    # opting out of the filter accepts the same data
+    algorithm_config(_cfg("dt", det, str(tmp_path), skip_deterministic_days=False))
 
 
 def test_rl_train_config_names_unknown_keys(tmp_path):

@@ -21,7 +21,7 @@ from glan_ray.schema import OBS_DIM, DatasetValidationError
 
 REWARD_COLUMNS = ("reward", "reward_hrm")
 """Trajectory columns that can serve as the DT's per-session reward."""
-WINDOW_KEYS = ("obs", "actions", "rtg", "timesteps", "mask")
+WINDOW_KEYS = ("obs", "actions", "rtg", "timesteps", "mask", "propensity")
 """What ``cut_windows`` returns."""
 
 
@@ -41,13 +41,34 @@ def _flat(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
     return col.values, offsets - offsets[0]
 
 
+def deterministic_days(table: pa.Table) -> np.ndarray:
+    """(N,) bool: user-days on which every page was chosen with probability 1.
+
+    An RCT treatment day lands the user on one fixed page all day; its later actions are copies
+    of the first, so a sequence model learns "repeat the previous page" from them instead of a
+    choice. Days without sessions count as deterministic (they hold no decision).
+    """
+    if "propensity" not in table.column_names:
+        return np.zeros(table.num_rows, dtype=bool)
+    mu = table.column("propensity")
+    n = np.asarray(pc.list_value_length(mu).to_numpy(zero_copy_only=False), np.int64)  # (N,)
+    values = np.asarray(pc.list_flatten(mu).to_numpy(zero_copy_only=False), np.float64)
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])  # (N,) first session of each day
+    mins = np.ones(len(n))
+    if values.size:
+        mins[n > 0] = np.minimum.reduceat(values, start[n > 0])
+    return mins >= 1.0
+
+
 def cut_windows(
     table: pa.Table, k: int, reward_column: str = "reward_hrm", rtg_scale: float = 3600.0
 ) -> dict[str, np.ndarray]:
     """Trajectories (one row per user-day) -> W windows of K sessions.
 
     Returns obs (W, K, D) float32, actions (W, K) int64, rtg (W, K) float32 (RTG / rtg_scale),
-    timesteps (W, K) int64 (session index within the day), mask (W, K) float32.
+    timesteps (W, K) int64 (session index within the day), mask (W, K) float32 and propensity
+    (W, K) float32: the logging policy's probability of the logged page (1 on padding, and
+    everywhere when the table has no ``propensity`` column).
     """
     if reward_column not in REWARD_COLUMNS:
         raise ValueError(f"reward_column must be one of {REWARD_COLUMNS}; got {reward_column!r}")
@@ -88,4 +109,15 @@ def cut_windows(
     out["rtg"][w, p] = rtg / rtg_scale
     out["timesteps"][w, p] = step
     out["mask"][w, p] = 1.0
+    out["propensity"] = np.ones((win_start[-1], k), np.float32)
+    if "propensity" in table.column_names:
+        mu, mu_off = _flat(table, "propensity")
+        if not np.array_equal(offsets, mu_off):
+            raise DatasetValidationError(
+                "columns 'actions' and 'propensity' differ in length on some rows"
+            )
+        mu = np.asarray(mu.to_numpy(zero_copy_only=False), np.float32)
+        if not ((mu > 0) & (mu <= 1)).all():
+            raise DatasetValidationError("column 'propensity': values outside (0, 1]")
+        out["propensity"][w, p] = mu
     return out

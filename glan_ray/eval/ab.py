@@ -64,6 +64,9 @@ class ABConfig:
     """Users per Ray task (rounded up to whole RNG blocks of the simulator)."""
     models: str | None = None
     """Directory of exported models for the learned arms."""
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Arm -> builder options (``policy.registry.ARM_OPTIONS``), e.g. ``{"glan": {"target_gain":
+    1.5}}``; arms not listed use their models' defaults."""
     sim: dict[str, Any] = field(default_factory=dict)
     """SimConfig overrides (besides the seed)."""
     first_user: int = 50_000_000
@@ -74,6 +77,9 @@ class ABConfig:
         object.__setattr__(self, "seeds", tuple(self.seeds))
         if min(self.users, self.days, self.shard_users, len(self.seeds)) < 1:
             raise ValueError(f"users, days, shard_users and seeds must be >= 1: {self}")
+        stray = sorted(set(self.options) - set(self.arms))
+        if stray:
+            raise ValueError(f"options: arm(s) {', '.join(stray)} not in arms {self.arms}")
 
 
 class TimedPolicy(Policy):
@@ -96,13 +102,21 @@ class TimedPolicy(Policy):
 
 
 def run_shard(
-    arm: str, models: str | None, sim: dict[str, Any], seed: int, first: int, n: int, days: int
+    arm: str,
+    models: str | None,
+    sim: dict[str, Any],
+    seed: int,
+    first: int,
+    n: int,
+    days: int,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Simulate one shard under one arm; per-user sums and per-day totals."""
+    """Simulate one shard under one arm (``options``: the arm's builder options); per-user sums
+    and per-day totals."""
     from glan_ray.policy.registry import make_arm
 
     cfg = SimConfig.from_dict({**sim, "seed": seed})
-    policy = TimedPolicy(make_arm(arm, models, cfg))
+    policy = TimedPolicy(make_arm(arm, models, cfg, options))
     u: dict[str, np.ndarray] = {
         k: np.zeros(n)
         for k in ("active_days", "usage", "watch", "views", "dropoffs", "sessions", "lt_active")
@@ -214,7 +228,8 @@ def run_ab(cfg: ABConfig, progress: Callable[[int, int], None] | None = None) ->
     from glan_ray.policy.registry import make_arm
 
     for arm in cfg.arms:  # fail fast on unknown arms or missing models, before any task runs
-        make_arm(arm, cfg.models, SimConfig.from_dict({**cfg.sim, "seed": cfg.seeds[0]}))
+        sim = SimConfig.from_dict({**cfg.sim, "seed": cfg.seeds[0]})
+        make_arm(arm, cfg.models, sim, cfg.options.get(arm))
     task = ray.remote(num_cpus=1)(run_shard)
     # shards start on the simulator's RNG block boundaries (whole blocks per task)
     block = SimConfig.from_dict({**cfg.sim, "seed": cfg.seeds[0]}).block_size
@@ -223,7 +238,7 @@ def run_ab(cfg: ABConfig, progress: Callable[[int, int], None] | None = None) ->
     step = -(-cfg.shard_users // block) * block
     shards = [(cfg.first_user + s, min(step, cfg.users - s)) for s in range(0, cfg.users, step)]
     refs = [
-        task.remote(arm, cfg.models, cfg.sim, seed, first, n, cfg.days)
+        task.remote(arm, cfg.models, cfg.sim, seed, first, n, cfg.days, cfg.options.get(arm))
         for arm in cfg.arms
         for seed in cfg.seeds
         for first, n in shards

@@ -211,8 +211,23 @@ class DecisionTransformer(nn.Module):
         return self.head(self.ln_f(x[:, -1]))  # (B, A)
 
 
-def dt_loss(logits: Tensor, actions: Tensor, mask: Tensor) -> Tensor:
-    """Masked cross-entropy Σ mask·CE / Σ mask: logits (B, K, A), actions (B, K), mask (B, K)."""
+def dt_loss(logits: Tensor, actions: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Masked, optionally weighted cross-entropy Σ w·mask·CE / Σ w·mask.
+
+    logits (B, K, A), actions (B, K), mask (B, K), weight (B, K) or None (all ones).
+    """
     ce = F.cross_entropy(logits.flatten(0, 1), actions.long().flatten(), reduction="none")
     m = mask.flatten().to(ce.dtype)  # (B·K,)
-    return (ce * m).sum() / m.sum().clamp_min(1.0)
+    if weight is not None:
+        m = m * weight.flatten().to(ce.dtype)
+    return (ce * m).sum() / m.sum().clamp_min(1e-8 if weight is not None else 1.0)
+
+
+def propensity_weights(propensity: Tensor, max_weight: float) -> Tensor:
+    """Inverse-propensity weights min(1/μ(a|s), max_weight), same shape as ``propensity``.
+
+    Weighting the cross-entropy by them makes the DT learn p(a | s, R̂) as if the logs had been
+    collected by a uniform policy, so the logging policy's exposure bias (its favourite page)
+    stops being the answer whatever R̂ is asked for.
+    """
+    return propensity.clamp_min(1e-6).reciprocal().clamp_max(max_weight)

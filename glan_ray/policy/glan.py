@@ -1,6 +1,7 @@
 """GLAN's policy loop per user-day (GLAN §5.3.1, SPEC §3.3) and its ablations.
 
-Start of day: R̂₁ = L-RTG's ŷ_wt (or the 7-day mean usage: "w/o L-RTG"). Each app entry: the DT
+Start of day: R̂₁ = g · L-RTG's ŷ_wt (or g · the 7-day mean usage: "w/o L-RTG"), g the DT's
+``target_gain`` (stored in its export; 1 = ask for the forecast itself). Each app entry: the DT
 sees the day's sessions so far as (R̂, s, a) tokens and picks the page from the s_t token. Each
 finished session: r̂ from HRM (or the naive session duration: "w/o HRM"), R̂_{t+1} = R̂_t − r̂_t.
 
@@ -79,12 +80,18 @@ class GlanPolicy(Policy):
         hrm: str | None = None,
         name: str = "glan",
         sample: bool = False,
+        target_gain: float | None = None,
     ) -> None:
         self.name = name
         self.dt = ModelRunner(dt, "dt")
         self.net = self.dt.model
         self.k = self.net.cfg.context_len
         self.rtg_scale = float(self.dt.extra.get("rtg_scale", HOUR))
+        self.target_gain = float(
+            self.dt.extra.get("target_gain", 1.0) if target_gain is None else target_gain
+        )
+        if self.target_gain <= 0:
+            raise ValueError(f"target_gain must be > 0; got {self.target_gain}")
         self.lrtg = ModelRunner(lrtg, "lrtg") if lrtg else None
         self.hrm = ModelRunner(hrm, "hrm") if hrm else None
         self.sample = sample
@@ -102,7 +109,7 @@ class GlanPolicy(Policy):
             r1 = self.lrtg(self._day)["wt"].numpy() * HOUR  # ŷ_wt is in hours
         else:
             r1 = np.asarray(self._day["usage_7d"], dtype=np.float64)  # 7-day mean, seconds
-        self._r1 = r1.astype(np.float64)
+        self._r1 = self.target_gain * r1.astype(np.float64)
         self._reward = np.full(history.usage.shape, np.nan)
 
     def _score_sessions(self, rows: np.ndarray, history: IntraDayHistory) -> None:

@@ -7,9 +7,10 @@ on the naive session duration: ``--set reward_column=reward --out`` to ``dt_naiv
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from typing import Any
 
+from glan_ray import storage
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.policies import FixedPagePolicy, LoggingPolicy, OraclePolicy
 from glan_ray.sim.policy import Policy
@@ -18,14 +19,14 @@ from glan_ray.sim.policy import Policy
 def _path(models: str | None, name: str) -> str:
     if not models:
         raise ValueError(f"arm needs trained models; pass the models directory (missing {name})")
-    p = os.path.join(models, name)
-    if not os.path.exists(os.path.join(p, "model.pt")):
+    p = storage.join(models, name)
+    if not storage.exists(storage.join(p, "model.pt")):
         raise FileNotFoundError(f"no exported '{name}' model at {p}")
     return p
 
 
-def _glan(dt: str, lrtg: bool, hrm: bool, name: str) -> Callable[[str | None, SimConfig], Policy]:
-    def build(m: str | None, cfg: SimConfig) -> Policy:
+def _glan(dt: str, lrtg: bool, hrm: bool, name: str) -> Callable[..., Policy]:
+    def build(m: str | None, cfg: SimConfig, target_gain: float | None = None) -> Policy:
         from glan_ray.policy.glan import GlanPolicy
 
         return GlanPolicy(
@@ -33,6 +34,7 @@ def _glan(dt: str, lrtg: bool, hrm: bool, name: str) -> Callable[[str | None, Si
             lrtg=_path(m, "lrtg") if lrtg else None,
             hrm=_path(m, "hrm") if hrm else None,
             name=name,
+            target_gain=target_gain,
         )
 
     return build
@@ -65,7 +67,7 @@ def _featured(m: str | None, cfg: SimConfig) -> Policy:
     return p
 
 
-ARMS: dict[str, Callable[[str | None, SimConfig], Policy]] = {
+ARMS: dict[str, Callable[..., Policy]] = {
     "logging": lambda m, cfg: LoggingPolicy(cfg),
     "always_featured": _featured,
     "last_exit": _heuristic("last_exit"),
@@ -78,14 +80,26 @@ ARMS: dict[str, Callable[[str | None, SimConfig], Policy]] = {
     "dt": _glan("dt_naive", lrtg=False, hrm=False, name="dt"),
     "oracle": lambda m, cfg: OraclePolicy(cfg),
 }
-"""Arm name -> builder(models_dir, sim_config)."""
+"""Arm name -> builder(models_dir, sim_config, **options)."""
+ARM_OPTIONS: dict[str, tuple[str, ...]] = {
+    a: ("target_gain",) for a in ("glan", "glan_no_lrtg", "glan_no_hrm", "dt")
+}
+"""Options an arm's builder takes (GLAN arms: the DT's ``target_gain`` override)."""
 HEURISTICS = ("always_featured", "last_exit", "most_visited")
 MODEL_FREE = ("logging", *HEURISTICS, "oracle")
 
 
-def make_arm(name: str, models: str | None, cfg: SimConfig) -> Policy:
+def make_arm(
+    name: str, models: str | None, cfg: SimConfig, options: dict[str, Any] | None = None
+) -> Policy:
+    """Build arm ``name``; ``options`` (``ARM_OPTIONS[name]``) override its model defaults."""
     if name not in ARMS:
         raise ValueError(f"unknown arm {name!r}; expected one of {', '.join(ARMS)}")
-    policy = ARMS[name](models, cfg)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(ARM_OPTIONS.get(name, ())))
+    if unknown:
+        valid = ", ".join(ARM_OPTIONS.get(name, ())) or "none"
+        raise ValueError(f"arm {name!r}: unknown option(s) {', '.join(unknown)}; valid: {valid}")
+    policy = ARMS[name](models, cfg, **options)
     policy.name = name
     return policy

@@ -43,7 +43,15 @@ CQL_KEYS = (
     "n_freq_buckets",
 )
 """DiscreteCQLConfig's own training() fields (defined and documented in ``cql/cql.py``)."""
-DT_KEYS = ("reward_column", "rtg_scale", "bucket_by_length")
+DT_KEYS = (
+    "reward_column",
+    "rtg_scale",
+    "skip_deterministic_days",
+    "propensity_weighting",
+    "max_weight",
+    "target_gain",
+    "bucket_by_length",
+)
 """DTConfig's own training() fields (``dt/dt.py``)."""
 TRAINING_KEYS = {"cql": ("gamma", *CQL_KEYS, "grad_clip"), "dt": (*DT_KEYS, "grad_clip")}
 """Algorithm-specific keys passed to ``AlgorithmConfig.training()``."""
@@ -128,9 +136,28 @@ class RLTrainConfig:
         return own - {"name"} | set(TRAINING_KEYS[algo]) | set(MODEL_KEYS[algo])
 
     def check_input(self) -> None:
-        """Raise FileNotFoundError naming the dataset when a local input is missing."""
+        """Raise FileNotFoundError naming the dataset when a local input is missing, and
+        ValueError when the DT would skip every day (all played by deterministic policies)."""
         if "://" not in self.input_path and not os.path.exists(self.input_path):
             raise FileNotFoundError(f"no {DATASET[self.algo]} dataset at {self.input_path}")
+        if self.algo == "dt" and self.training.get("skip_deterministic_days", True):
+            import pyarrow as pa
+            import pyarrow.dataset as pads
+
+            from glan_ray import storage
+            from glan_ray.data.windows import deterministic_days
+
+            fs, inner = storage.filesystem(self.input_path)
+            ds = pads.dataset(inner, filesystem=fs, format="parquet")
+            for batch in ds.to_batches(columns=["propensity"]):
+                if not deterministic_days(pa.Table.from_batches([batch])).all():
+                    return
+            raise ValueError(
+                f"every user-day in {self.input_path} was played by a deterministic policy "
+                "(column 'propensity' is 1 on all sessions), so the DT has no decision to learn "
+                "from; simulate with a stochastic logging policy or set "
+                "skip_deterministic_days=False"
+            )
 
     @property
     def input_path(self) -> str:
@@ -150,6 +177,9 @@ def algorithm_config(cfg: RLTrainConfig) -> Any:
     cfg.check_input()
     ac = Config()
     path = cfg.input_path if "://" in cfg.input_path else os.path.abspath(cfg.input_path)
+    # RLlib's OfflineData wraps one input in pathlib.Path, which turns "s3://b" into "s3:/b"; a
+    # one-element list reaches ray.data.read_parquet unchanged.
+    input_: str | list[str] = [path] if "://" in path else path
     training = dict(cfg.training)
     if cfg.batch_size:
         training["train_batch_size_per_learner"] = cfg.batch_size
@@ -157,7 +187,7 @@ def algorithm_config(cfg: RLTrainConfig) -> Any:
         training["lr"] = cfg.lr
     ac = (
         ac.offline_data(
-            input_=path,
+            input_=input_,
             dataset_num_iters_per_learner=cfg.updates_per_iteration,
         )
         .training(**training)
@@ -191,28 +221,34 @@ def fit_rl(
     cfg: RLTrainConfig, on_iteration: Callable[[int, dict[str, float]], None] | None = None
 ) -> RLResult:
     """Train ``cfg.iterations`` iterations; write progress.csv, the RLlib checkpoint, the export."""
+    from glan_ray import storage
+
     algo = algorithm_config(cfg).build_algo()
-    os.makedirs(cfg.run_dir, exist_ok=True)
     rows, metrics, timed, spent = [], {}, 0, 0.0
-    try:
-        for i in range(1, cfg.iterations + 1):
-            t0 = time.perf_counter()
-            metrics = learner_metrics(algo.train(), cfg.algo)
-            dt = time.perf_counter() - t0
-            if i > 1:
-                timed, spent = timed + cfg.updates_per_iteration, spent + dt
-            rows.append({"iteration": i, "seconds": round(dt, 3), **metrics})
-            logger.info("%s iteration %d/%d (%.1fs): %s", cfg.algo, i, cfg.iterations, dt, metrics)
-            if on_iteration:
-                on_iteration(i, metrics)
-        checkpoint = algo.save_to_path(os.path.abspath(os.path.join(cfg.run_dir, "rllib")))
-        export = algo.export_model(cfg.run_dir)
-    finally:
-        algo.stop()
-    with open(os.path.join(cfg.run_dir, "progress.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    # a URI run_dir is written locally, then uploaded (local: run_dir itself)
+    with storage.staged_dir(cfg.run_dir) as run_dir:
+        try:
+            for i in range(1, cfg.iterations + 1):
+                t0 = time.perf_counter()
+                metrics = learner_metrics(algo.train(), cfg.algo)
+                dt = time.perf_counter() - t0
+                if i > 1:
+                    timed, spent = timed + cfg.updates_per_iteration, spent + dt
+                rows.append({"iteration": i, "seconds": round(dt, 3), **metrics})
+                logger.info("%s iteration %d/%d (%.1fs): %s", cfg.algo, i, cfg.iterations, dt,
+                            metrics)  # fmt: skip
+                if on_iteration:
+                    on_iteration(i, metrics)
+            checkpoint = algo.save_to_path(os.path.abspath(os.path.join(run_dir, "rllib")))
+            export = algo.export_model(run_dir)
+        finally:
+            algo.stop()
+        with open(os.path.join(run_dir, "progress.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if storage.is_uri(cfg.run_dir):
+        export, checkpoint = cfg.run_dir, storage.join(cfg.run_dir, "rllib")
     rate = timed / spent if spent else float("nan")
     return RLResult(export=export, checkpoint=str(checkpoint), metrics=metrics, updates_per_s=rate)
 

@@ -3,7 +3,7 @@
     config = (
         DTConfig()
         .offline_data(input_="runs/demo/data/trajectories")
-        .training(reward_column="reward_hrm", lr=1e-4)
+        .training(reward_column="reward_hrm", lr=3e-4)
         .rl_module(model_config={"context_len": 20, "embed_dim": 128, "n_layers": 3})
     )
     algo = config.build_algo()
@@ -12,7 +12,11 @@
 Reads the ``trajectories`` dataset (one row per user-day); ``TrajectoriesPreLearner`` cuts each
 day into windows of K sessions with R̂_t = Σ_{t'≥t} r_t' from ``reward_column`` (``reward_hrm``
 for GLAN, ``reward`` = naive duration for the "w/o HRM" ablation), scaled by ``rtg_scale``.
-Loss: cross-entropy of the logged page from the s_t token, padding masked out.
+Loss: cross-entropy of the logged page from the s_t token, padding masked out, weighted by the
+inverse logging propensity (``propensity_weighting``); days played by a deterministic policy
+(RCT treatment days) are left out (``skip_deterministic_days``). Both are our additions to the
+GLAN recipe: without them the DT imitates the logging policy's favourite page (see the README's
+"Why GLAN needs de-biased logs").
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class DTConfig(OfflineAlgorithmConfig):
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or DT)
         self.prelearner_class = TrajectoriesPreLearner
-        self.lr = 1e-4
+        self.lr = 3e-4
         self.grad_clip = 1.0
         self.train_batch_size_per_learner = 64
         self.reward_column: str = "reward_hrm"
@@ -51,6 +55,21 @@ class DTConfig(OfflineAlgorithmConfig):
         ``reward`` (the naive session duration, the "w/o HRM" ablation); both in seconds."""
         self.rtg_scale: float = 3600.0
         """RTG is divided by this before the model sees it (seconds -> hours, L-RTG's unit)."""
+        self.skip_deterministic_days: bool = True
+        """Leave out user-days whose every page had probability 1 (RCT treatment days: one fixed
+        page all day). Trained on them the DT learns to repeat its previous page, which at
+        serving time means repeating its own first choice all day."""
+        self.propensity_weighting: bool = True
+        """Weight each session's cross-entropy by 1/μ(a|s) (capped at ``max_weight``) so the DT
+        learns p(a | s, R̂) as under a uniform logging policy; unweighted, it inherits the
+        logging policy's favourite page, whatever R̂ it is conditioned on."""
+        self.max_weight: float = 50.0
+        """Cap of the inverse-propensity weights (bounds their variance)."""
+        self.target_gain: float = 2.0
+        """Inference only, stored in the export: the day's target R̂₁ is this × the L-RTG (or
+        7-day mean) forecast. The forecast is the expected usage under the logging policy; a
+        DT asked for exactly that reproduces average behaviour, asked for more it picks the
+        pages that reached more (``bench/glan_gain.py`` sweeps it on held-out users)."""
         self.bucket_by_length: bool = True
         """Batch windows of similar length together (batches in random order), so the learner's
         trimming of shared padding skips most of the K-session window; False gives i.i.d.
@@ -72,6 +91,10 @@ class DTConfig(OfflineAlgorithmConfig):
             self._value_error(
                 f"reward_column must be one of {REWARD_COLUMNS}; got {self.reward_column!r}"
             )
+        if self.target_gain <= 0:
+            self._value_error(f"target_gain must be > 0; got {self.target_gain}")
+        if self.max_weight < 1:
+            self._value_error(f"max_weight must be >= 1; got {self.max_weight}")
         if self.rtg_scale <= 0:
             self._value_error(f"rtg_scale must be > 0; got {self.rtg_scale}")
         try:
@@ -95,8 +118,8 @@ class DT(OfflineAlgorithm):
             "dt",
             module.dt,
             dataclasses.asdict(module.dt.cfg),
-            {"reward_column": self.config.reward_column, "rtg_scale": self.config.rtg_scale},
+            {k: getattr(self.config, k) for k in _TRAINING_KEYS},
             normalizer=None,
-            extra={"rtg_scale": self.config.rtg_scale},
+            extra={"rtg_scale": self.config.rtg_scale, "target_gain": self.config.target_gain},
         )
         return path

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pyarrow as pa
 
-from glan_ray.data.windows import cut_windows
+from glan_ray.data.windows import cut_windows, deterministic_days
 from glan_ray.rllib.dt.torch.dt_torch_rl_module import dt_config
 from glan_ray.rllib.offline import ArrowPreLearner
+
+logger = logging.getLogger(__name__)
 
 
 def bucket_by_length(
@@ -35,6 +39,11 @@ class TrajectoriesPreLearner(ArrowPreLearner):
 
     def transform(self, table: pa.Table) -> dict[str, np.ndarray]:
         k = dt_config(self.config.model_config, self.observation_space).context_len
+        if self.config.skip_deterministic_days:
+            fixed = deterministic_days(table)
+            if fixed.any():
+                logger.info("left out %d of %d deterministic user-days", fixed.sum(), len(fixed))
+                table = table.filter(pa.array(~fixed))
         w = cut_windows(
             table, k, reward_column=self.config.reward_column, rtg_scale=self.config.rtg_scale
         )

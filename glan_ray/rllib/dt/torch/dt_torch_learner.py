@@ -8,8 +8,8 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
-from glan_ray.models.dt import dt_loss
-from glan_ray.rllib.dt.torch.dt_torch_rl_module import LOGITS, MASK
+from glan_ray.models.dt import dt_loss, propensity_weights
+from glan_ray.rllib.dt.torch.dt_torch_rl_module import LOGITS, MASK, PROPENSITY
 
 ACTION_ACCURACY, SESSIONS_PER_WINDOW = "action_accuracy", "sessions_per_window"
 
@@ -21,7 +21,10 @@ class DTTorchLearner(TorchLearner):
         logits = fwd_out[LOGITS]  # (B, n, A): the module drops all-padding positions
         n = logits.size(1)
         actions, mask = batch[Columns.ACTIONS][:, :n], batch[MASK][:, :n]  # (B, n), (B, n)
-        loss = dt_loss(logits, actions, mask)
+        weight = None
+        if config.propensity_weighting:
+            weight = propensity_weights(batch[PROPENSITY][:, :n], config.max_weight)  # (B, n)
+        loss = dt_loss(logits, actions, mask, weight)
         with torch.no_grad():
             hit = (logits.argmax(-1) == actions).float() * mask
             self.metrics.log_dict(

@@ -1,8 +1,8 @@
 """RLModule wrapping ``glan_ray.models.dt.DecisionTransformer``.
 
 Batches are DT windows (``glan_ray.data.windows.WINDOW_KEYS``): obs (B, K, D), actions, rtg,
-timesteps, mask (B, K). Inference returns the page for the last valid session of each window;
-step-by-step serving uses the bare model's KV cache instead (``DecisionTransformer.step``).
+timesteps, mask, propensity (B, K). Inference returns the page for the last valid session of each
+window; step-by-step serving uses the bare model's KV cache instead (``DecisionTransformer.step``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from glan_ray.models.dt import DecisionTransformer, DTConfig
 from glan_ray.rllib.offline import CategoricalPages
 
-LOGITS, RTG, TIMESTEPS, MASK = "logits", "rtg", "timesteps", "mask"
+LOGITS, RTG, TIMESTEPS, MASK, PROPENSITY = "logits", "rtg", "timesteps", "mask", "propensity"
 
 
 def dt_config(model_config: dict[str, Any] | None, obs_space: gym.Space | None) -> DTConfig:
