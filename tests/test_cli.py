@@ -57,6 +57,23 @@ def test_rl_and_pipeline_client_mistakes_exit_2(tmp_path, capsys):
     assert code == 2 and "alpha0" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path), "--report-only"]) == 2
     assert "ab.json" in capsys.readouterr().err
+    # arm options are checked before any Ray work
+    assert main(["evaluate", "--run", str(tmp_path), "--arm-option", "glan"]) == 2
+    assert "ARM.KEY=VALUE" in capsys.readouterr().err
+    bad = ["evaluate", "--run", str(tmp_path), "--arm-option", "last_exit.target_gain=2"]
+    assert main(bad) == 2
+    assert "'last_exit': unknown option(s) target_gain; valid: none" in capsys.readouterr().err
+    bad = ["evaluate", "--run", str(tmp_path), "--arms", "logging", "--arm-option", "glan.x=1"]
+    assert main(bad) == 2
+    assert "glan" in capsys.readouterr().err
+
+
+def test_arm_options_parse_values_as_yaml():
+    from glan_ray.cli import _arm_options
+
+    got = _arm_options(["glan.target_gain=1.5", "dt.target_gain=2", "glan_no_hrm.target_gain=3"])
+    assert got == {"glan": {"target_gain": 1.5}, "dt": {"target_gain": 2},
+                   "glan_no_hrm": {"target_gain": 3}}  # fmt: skip
 
 
 def test_simulate_writes_datasets_and_prints_summary(ray_session, tmp_path, capsys):

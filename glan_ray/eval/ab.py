@@ -77,9 +77,17 @@ class ABConfig:
         object.__setattr__(self, "seeds", tuple(self.seeds))
         if min(self.users, self.days, self.shard_users, len(self.seeds)) < 1:
             raise ValueError(f"users, days, shard_users and seeds must be >= 1: {self}")
+        from glan_ray.policy.registry import ARM_OPTIONS
+
         stray = sorted(set(self.options) - set(self.arms))
         if stray:
             raise ValueError(f"options: arm(s) {', '.join(stray)} not in arms {self.arms}")
+        for arm, opts in self.options.items():
+            unknown = sorted(set(opts) - set(ARM_OPTIONS.get(arm, ())))
+            if unknown:
+                valid = ", ".join(ARM_OPTIONS.get(arm, ())) or "none"
+                raise ValueError(f"arm {arm!r}: unknown option(s) {', '.join(unknown)}; "
+                                 f"valid: {valid}")  # fmt: skip
 
 
 class TimedPolicy(Policy):

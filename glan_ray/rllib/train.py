@@ -149,6 +149,8 @@ class RLTrainConfig:
 
             fs, inner = storage.filesystem(self.input_path)
             ds = pads.dataset(inner, filesystem=fs, format="parquet")
+            if "propensity" not in ds.schema.names:  # no files, or a schema conform() rejects
+                return
             for batch in ds.to_batches(columns=["propensity"]):
                 if not deterministic_days(pa.Table.from_batches([batch])).all():
                     return
