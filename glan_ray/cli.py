@@ -333,6 +333,10 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="simulator seed")
     p.add_argument("--from", dest="first_stage", choices=STAGES, help="rerun from this stage")
     p.add_argument("--use-gpu", action="store_true", help="GPUs for trainers and learners")
+    p.add_argument("--serve", action="store_true",
+                   help="then serve the trained models over HTTP until Ctrl-C")  # fmt: skip
+    p.add_argument("--serve-host", default="127.0.0.1", help="HTTP host of --serve")
+    p.add_argument("--serve-port", type=int, default=8000, help="HTTP port of --serve")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
     p.set_defaults(func=_run_pipeline)
 
@@ -366,6 +370,18 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     for r in records:
         print(f"{r['stage']:<16} {r['status']:<16} {r['wall_s']:>8.1f} {r['peak_mib']:>9.0f}")
     print(f"\ntotal {total:.0f}s; report: {cfg.path('report.md')}")
+    if args.serve:
+        from glan_ray.pipeline import serve_models
+
+        url = serve_models(cfg, args.serve_host, args.serve_port)
+        print(f"serving the GLAN loop at {url} (OpenAPI docs at {url}/docs); Ctrl-C stops")
+        try:
+            while True:
+                __import__("time").sleep(3600)
+        except KeyboardInterrupt:
+            from ray import serve
+
+            serve.shutdown()
     return 0
 
 

@@ -234,3 +234,20 @@ def run_pipeline(
         if on_stage:
             on_stage(stage, "done", rec)
     return records
+
+
+def serve_models(cfg: PipelineConfig, host: str = "127.0.0.1", port: int = 8000) -> str:
+    """Start the Serve app (``glan_ray.serving``) on this run's exported models; returns its URL.
+
+    Needs a finished ``train_dt`` stage (the DT export); L-RTG and HRM are used when present.
+    Runs on the connected Ray; ``ray.serve.shutdown()`` stops it.
+    """
+    from ray import serve
+
+    from glan_ray.serving.app import build_app
+
+    if not storage.exists(stage_marker(cfg, "train_dt")):
+        raise FileNotFoundError(f"--serve: no trained DT in {cfg.run} (stage train_dt not done)")
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app({"models": cfg.path("models")}), name="glan", route_prefix="/")
+    return f"http://{host}:{port}"

@@ -87,3 +87,28 @@ def test_ab_crn_ties_aa_is_not_significant_and_report_has_every_arm(ray_session,
         assert f"| {arm} |" in text
     for f in ("metric_bars.png", "daily.png", "page_assign.png", "ab_metrics.csv"):
         assert os.path.getsize(tmp_path / f) > 0
+
+
+def test_direct_comparisons_pick_the_best_heuristic_and_match_compare():
+    from glan_ray.eval.ab import METRICS, ABResult
+    from glan_ray.eval.stats import compare
+
+    rng = np.random.default_rng(0)
+    arms = ("logging", "always_featured", "last_exit", "klan", "glan", "glan_no_hrm")
+    base = rng.gamma(2.0, 500.0, 400)
+    lift = {"logging": 1.0, "always_featured": 0.9, "last_exit": 1.1, "klan": 1.2, "glan": 1.25,
+            "glan_no_hrm": 1.15}  # fmt: skip
+    units = {}
+    for a in arms:
+        u = {k: np.ones(400) for k in {x for pair in METRICS.values() for x in pair if x}}
+        u["usage"] = base * lift[a] * rng.uniform(0.95, 1.05, 400)
+        u["days"] = np.full(400, 7.0)
+        units[a] = u
+    res = ABResult(ABConfig(arms=arms, users=400, days=7, seeds=(0,)), units, {}, {})
+    assert res.direct_pairs() == [("glan", "klan"), ("glan", "last_exit"), ("klan", "last_exit"),
+                                  ("glan", "glan_no_hrm")]  # fmt: skip
+    row = res.direct()[0]
+    want = compare(units["glan"]["usage"], units["klan"]["usage"], units["glan"]["days"],
+                   units["klan"]["days"], paired=True)  # fmt: skip
+    assert row["usage_time"] == want.to_dict()
+    assert row["usage_time"]["rel_pct"] > 0 and row["usage_time"]["p_value"] < 0.05

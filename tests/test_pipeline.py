@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import urllib.request
 
 import pytest
 
-from glan_ray.pipeline import STAGES, PipelineConfig, run_pipeline, stage_marker
+from glan_ray.pipeline import STAGES, PipelineConfig, run_pipeline, serve_models, stage_marker
 from glan_ray.policy.registry import ARMS
+from glan_ray.schema import OBS_DIM, PAGES, SEQ_LEN
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +38,36 @@ def test_tiny_pipeline_runs_resumes_and_reports_every_arm(ray_session, tmp_path)
     assert again[-1]["status"] == "ran"
     redo = run_pipeline(PipelineConfig(run=cfg.run, preset="tiny", first_stage="train_dt_naive"))
     assert [r["status"] for r in redo[-2:]] == ["ran", "ran"]
+
+    # --serve: the run's models answer the loop over HTTP
+    from ray import serve
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = serve_models(cfg, port=port)
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=30) as r:
+            assert r.status == 200
+        three, month = [1.0, 1.0, 1.0], [1.0] * SEQ_LEN
+        feats = {"age": 1, "region": 2, "activity": 1, "social_degree": 3.0, "weekday": 2,
+                 "usage_7d": 600.0, "usage_30d": 600.0, "sessions_7d": 4.0, "sessions_30d": 4.0,
+                 "page_dur_7d": three, "page_dur_14d": three, "page_entries_7d": three,
+                 "page_entries_14d": three, "seq_sessions": month, "seq_usage": month}  # fmt: skip
+        day = _post(f"{url}/users/7/day", {"event_id": "d", "day": 0, "features": feats})
+        assert day["r1_s"] >= 0
+        entry = _post(f"{url}/users/7/entry", {"event_id": "e", "obs": [0.1] * OBS_DIM, "hour": 9})
+        assert entry["page"] in PAGES and len(entry["probs"]) == len(PAGES)
+    finally:
+        serve.shutdown()
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
 
 
 def test_pipeline_config_names_bad_values():

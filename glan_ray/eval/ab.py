@@ -198,6 +198,30 @@ class ABResult:
             for m, (y, x) in METRICS.items()
         }  # fmt: skip
 
+    def direct_pairs(self) -> list[tuple[str, str]]:
+        """The head-to-head questions of SPEC §4 among the arms present: GLAN vs KLAN, each vs
+        the best heuristic (by usage time), and GLAN vs its ablations."""
+        from glan_ray.policy.registry import HEURISTICS
+
+        arms = set(self.config.arms)
+        heur = [a for a in HEURISTICS if a in arms]
+        best = max(heur, key=lambda a: self.value(a, "usage_time")) if heur else None
+        pairs = [("glan", "klan"), ("glan", best), ("klan", best), ("glan", "glan_no_lrtg"),
+                 ("glan", "glan_no_hrm"), ("glan_no_hrm", "glan_no_lrtg")]  # fmt: skip
+        return [(a, b) for a, b in pairs if a in arms and b in arms]
+
+    def direct(self, metrics: tuple[str, ...] = ("usage_time", "dau")) -> list[dict[str, Any]]:
+        """Paired comparisons of ``direct_pairs`` (arm a against arm b) on ``metrics``."""
+        out = []
+        for a, b in self.direct_pairs():
+            ua, ub = self.units[a], self.units[b]
+            row: dict[str, Any] = {"arm": a, "vs": b}
+            for m in metrics:
+                y, x = METRICS[m]
+                row[m] = compare(ua[y], ub[y], ua[x], ub[x], paired=True).to_dict()
+            out.append(row)
+        return out
+
     def uplift_captured(self, metric: str = "usage_time") -> dict[str, float]:
         arms = self.config.arms
         if "logging" not in arms or "oracle" not in arms:
@@ -210,6 +234,7 @@ class ABResult:
             "config": asdict(self.config),
             "metrics": {a: {m: self.value(a, m) for m in METRICS} for a in self.config.arms},
             "vs_control": self.comparisons(),
+            "direct": self.direct(),
             "aa": self.aa(),
             "uplift_captured_usage_time": self.uplift_captured("usage_time"),
             "uplift_captured_dau": self.uplift_captured("dau"),

@@ -126,6 +126,16 @@ def markdown(summary: dict[str, Any], figures: list[str]) -> str:
         a = " | ".join(f"{m[f'assign_ratio_{p}']:.3f}" for p in PAGES)
         e = " | ".join(f"{m[f'effective_entries_{p}']:.3f}" for p in PAGES)
         lines.append(f"| {arm} | {a} | {e} |")
+    if summary.get("direct"):
+        lines += ["", "## Head to head (paired, arm vs arm)", "",
+                  "| arm | vs | usage_time | dau |", "|---|---|---|---|"]  # fmt: skip
+        for row in summary["direct"]:
+            cells = [
+                f"{row[m]['rel_pct']:+.2f}% [{row[m]['ci_low_pct']:+.2f}, "
+                f"{row[m]['ci_high_pct']:+.2f}] p={_fmt_p(row[m]['p_value'])}"
+                for m in ("usage_time", "dau")
+            ]
+            lines.append(f"| {row['arm']} | {row['vs']} | " + " | ".join(cells) + " |")
     aa = summary["aa"]
     sig = [m for m, c in aa.items() if c["p_value"] < 0.05]
     lines += [
