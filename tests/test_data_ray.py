@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from glan_ray import schema
-from glan_ray.data.generate import GenerateOptions, generate
+from glan_ray.data.generate import GenerateOptions, actor_cpus, generate
 from glan_ray.data.read import read_dataset
 from glan_ray.schema import DatasetValidationError
 from glan_ray.sim.config import SimConfig
@@ -158,3 +158,14 @@ def test_reader_casts_compatible_types(ray_session, tmp_path):
     batch = next(iter(ds.iter_batches(batch_format="pyarrow", batch_size=10)))
     assert batch.schema.field("action").type == pa.int8()
     assert ds.count() == t.num_rows
+
+
+def test_simulator_actors_leave_one_whole_cpu_for_ray_data_tasks():
+    # On one CPU the actors reserve nothing (a reserved half CPU deadlocked the write tasks).
+    assert actor_cpus(1, 1) == 0.0
+    assert actor_cpus(2, 2) == 0.5
+    assert actor_cpus(8, 8) == 7 / 8
+    assert actor_cpus(8, 2) == 1.0
+    for cpus in range(1, 17):
+        for n in range(1, cpus + 1):
+            assert cpus - n * actor_cpus(cpus, n) >= 1.0 - 1e-9

@@ -128,6 +128,15 @@ def _prepare_out(out: str, opts: GenerateOptions) -> None:
     storage.makedirs(out)
 
 
+def actor_cpus(cpus: int, n_actors: int) -> float:
+    """CPUs each of ``n_actors`` simulator actors reserves on a cluster of ``cpus`` CPUs.
+
+    Together they leave one whole CPU free: Ray Data's metadata and write tasks ask for one CPU
+    each, and with none free they would wait for the actors forever (a deadlock on one CPU).
+    """
+    return min(1.0, max(cpus - 1, 0) / max(n_actors, 1))
+
+
 def generate(
     cfg: SimConfig, opts: GenerateOptions, out: str, progress: Callable[[int], Any] | None = None
 ) -> SimSummary:
@@ -153,9 +162,8 @@ def generate(
     total, wave = SimSummary(), 0
     for g in range(0, len(shards), cpus):
         group = shards[g : g + cpus]
-        # Half a CPU per actor leaves room for Ray Data's write tasks next to them.
         actors = [
-            ShardSimulator.options(num_cpus=0.5).remote(
+            ShardSimulator.options(num_cpus=actor_cpus(cpus, len(group))).remote(
                 cfg.to_dict(), f, n, opts.days, opts.rct, opts.policy
             )
             for f, n in group
