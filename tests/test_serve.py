@@ -86,6 +86,36 @@ def _features(rec: Recorder, row: int) -> dict:
 
 
 def test_a_user_day_over_http_matches_the_offline_glan_policy(server, random_models):
+    _user_days_match_the_offline_policy(server, random_models, uid0=1000)
+
+
+def test_colocated_models_serve_the_same_user_days(server, random_models):
+    """``colocate_models``: DT and HRM run inside the ingress replica (no deployments of their
+    own) and the loop still gives the offline GLAN policy's pages and rewards."""
+    from ray import serve
+
+    from glan_ray.serving.app import build_app
+
+    app = build_app({"models": random_models, "num_cpus": 0.1, "colocate_models": True})
+    serve.run(app, name="glan_local", route_prefix="/local")
+    deployments = serve.status().applications["glan_local"].deployments
+    assert "Ingress" in deployments and not {"DTModel", "HRMModel"} & set(deployments)
+    _user_days_match_the_offline_policy(f"{server}/local", random_models, uid0=3000)
+    # the checkpoints are the ingress's user_config: without HRM, r̂ is the naive usage time
+    args = {"models": random_models, "num_cpus": 0.1, "colocate_models": True, "use_hrm": False}
+    serve.run(build_app(args), name="glan_local", route_prefix="/local")
+    base = f"{server}/local"
+    _start(base, 3999)
+    obs = [0.2] * 28
+    r = requests.post(f"{base}/users/3999/entry", json={"event_id": "a", "obs": obs, "hour": 8})
+    assert r.status_code == 200, r.text
+    end = {"event_id": "b", "video_views": [2, 0, 0], "n_switches": 1, "usage_time": 77.0}
+    r = requests.post(f"{base}/users/3999/session_end", json=end)
+    assert r.status_code == 200 and r.json()["reward_s"] == pytest.approx(77.0), r.text
+    serve.delete("glan_local")
+
+
+def _user_days_match_the_offline_policy(server: str, random_models: str, uid0: int) -> None:
     cfg = SimConfig(seed=4, block_size=100)
     glan = GlanPolicy(f"{random_models}/dt", f"{random_models}/lrtg", f"{random_models}/hrm")
     rec = Recorder(glan)
@@ -94,7 +124,7 @@ def test_a_user_day_over_http_matches_the_offline_glan_policy(server, random_mod
     users = [r for r, e in rec.entries.items() if len(e) >= 3][:3]
     assert users, "need users with several sessions"
     for row in users:
-        uid = 1000 + row
+        uid = uid0 + row
         r = requests.post(
             f"{server}/users/{uid}/day",
             json={"event_id": "d0", "day": 0, "features": _features(rec, row)},

@@ -12,6 +12,11 @@
   the hot path they cost more CPU than the models' small calls).
 - ``ingress_replicas``: replicas of the HTTP ingress (default 1); each caches the users it
   serves and writes through to the state store with compare-and-set, so any number is correct.
+- ``colocate_models``: false (default) serves DT and HRM as their own deployments behind
+  ``DeploymentHandle``s; true loads them inside each ingress replica instead (in-process calls,
+  still coalesced per batch of requests; the checkpoints become the ingress's ``user_config``
+  ``dt`` / ``hrm``). That saves two handle hops per entry + session end on a small CPU box, at
+  the cost of scaling the DT with the ingress rather than on its own.
 
 For latency, start Ray with ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` in the environment (see the
 README's serving section and ``bench/serve_load.py``).
@@ -29,7 +34,8 @@ from glan_ray.serving.ingress import Ingress
 from glan_ray.serving.models import DTModel, HRMModel, KlanModel, LRTGModel
 
 KNOWN = {"models", "policy", "use_lrtg", "use_hrm", "state_store", "num_gpus", "num_cpus",
-         "min_replicas", "max_replicas", "ingress_replicas", "access_log"}  # fmt: skip
+         "min_replicas", "max_replicas", "ingress_replicas", "access_log",
+         "colocate_models"}  # fmt: skip
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
@@ -50,16 +56,18 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         raise FileNotFoundError(f"no exported DT at {models}/dt (glan-ray train dt)")
     cpus = float(args.get("num_cpus", 0.25))
     log = {"enable_access_log": bool(args.get("access_log", False))}
+    colocate = bool(args.get("colocate_models", False))
+    hrm_path = path("hrm") if args.get("use_hrm", True) else None
     lrtg = LRTGModel.options(
         user_config={"path": path("lrtg") if args.get("use_lrtg", True) else None},
         ray_actor_options={"num_cpus": cpus / 2},
         logging_config=log,
     ).bind()
     hrm = HRMModel.options(
-        user_config={"path": path("hrm") if args.get("use_hrm", True) else None},
+        user_config={"path": hrm_path},
         ray_actor_options={"num_cpus": cpus / 2},
         logging_config=log,
-    ).bind()
+    )
     dt = DTModel.options(
         logging_config=log,
         user_config={"path": path("dt")},
@@ -71,7 +79,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
             "target_ongoing_requests": 1,
         },
         max_ongoing_requests=64,
-    ).bind()
+    )
     klan_paths = {k: path(k) for k in ("isp", "cql", "am")}
     klan = (
         KlanModel.options(
@@ -80,9 +88,20 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         if all(klan_paths.values())
         else None
     )
+    user_config: dict[str, Any] = {"policy": args.get("policy", "glan")}
+    options: dict[str, Any] = {}
+    if colocate:  # the models live in the ingress: its user_config names their checkpoints
+        user_config.update(dt=path("dt"), hrm=hrm_path)
+        options["ray_actor_options"] = {
+            "num_cpus": cpus * 1.5,
+            "num_gpus": float(args.get("num_gpus", 0)),
+        }
     ingress = Ingress.options(
-        user_config={"policy": args.get("policy", "glan")},
+        user_config=user_config,
         num_replicas=int(args.get("ingress_replicas", 1)),
         logging_config=log,
+        **options,
     )
-    return ingress.bind(lrtg, dt, hrm, klan, args.get("state_store"))
+    if colocate:
+        return ingress.bind(lrtg, None, None, klan, args.get("state_store"))
+    return ingress.bind(lrtg, dt.bind(), hrm.bind(), klan, args.get("state_store"))

@@ -28,6 +28,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from glan_ray.schema import PAGES
+from glan_ray.serving.models import DTModel, HRMModel
 from glan_ray.serving.schemas import (
     Entry,
     EntryResponse,
@@ -90,11 +91,15 @@ def _unknown(user_id: int) -> HTTPException:
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
 @serve.ingress(api)
 class Ingress:
+    """``dt`` / ``hrm`` are the model deployments' handles, or None when the models are
+    colocated (``build_app(colocate_models=True)``): then ``user_config`` names their
+    checkpoints (``dt``, ``hrm``) and this replica runs them in-process."""
+
     def __init__(
         self,
         lrtg: DeploymentHandle,
-        dt: DeploymentHandle,
-        hrm: DeploymentHandle,
+        dt: DeploymentHandle | None,
+        hrm: DeploymentHandle | None,
         klan: DeploymentHandle | None = None,
         state_store: str | None = None,
         user_config: dict[str, Any] | None = None,
@@ -104,6 +109,8 @@ class Ingress:
         self.store_kind = state_store or "embedded"
         self.cache: OrderedDict[int, Versioned] = OrderedDict()
         self.policy = "glan"
+        self.local_dt: Any = None  # DTModel's class, in this replica (colocated models)
+        self.local_hrm: Any = None
         if user_config:
             self.reconfigure(user_config)
 
@@ -111,6 +118,11 @@ class Ingress:
         policy = user_config.get("policy", "glan")
         if policy not in ("glan", "klan"):
             raise ValueError(f"policy must be glan or klan, got {policy!r}")
+        if self.dt is None:  # colocated: (re)load a checkpoint only when its path changes
+            if self.local_dt is None or self.local_dt.loaded() != user_config.get("dt"):
+                self.local_dt = DTModel.func_or_class({"path": user_config.get("dt")})
+            if self.local_hrm is None or self.local_hrm.loaded() != user_config.get("hrm"):
+                self.local_hrm = HRMModel.func_or_class({"path": user_config.get("hrm")})
         self.policy = policy
 
     # -- state: cached reads, compare-and-set writes ------------------------------------------
@@ -158,11 +170,20 @@ class Ingress:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _decide(self, reqs: list[Doc]) -> list[list[float]]:
+        if self.dt is None:
+            return self.local_dt._probs(reqs)
         return await self.dt.decide.remote(reqs)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _reward(self, reqs: list[Doc]) -> list[float]:
+        if self.hrm is None:
+            return self.local_hrm._rewards(reqs)
         return await self.hrm.reward.remote(reqs)
+
+    async def _target_gain(self) -> float:
+        if self.dt is None:
+            return await self.local_dt.target_gain()
+        return await self.dt.target_gain.remote()
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -179,7 +200,7 @@ class Ingress:
                 return old["events"][body.event_id], None
             feats = body.features.model_dump()
             (r1, source), gain = await asyncio.gather(
-                self.lrtg.r1.remote(feats), self.dt.target_gain.remote()
+                self.lrtg.r1.remote(feats), self._target_gain()
             )
             r1 *= gain
             resp = {"user_id": user_id, "day": body.day, "r1_s": r1, "source": source}
