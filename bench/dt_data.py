@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import tempfile
 import time
@@ -35,6 +34,7 @@ import pyarrow.dataset as pads
 import ray
 import torch
 
+from glan_ray import storage
 from glan_ray.data.generate import GenerateOptions, generate
 from glan_ray.data.label import label_hrm
 from glan_ray.data.windows import cut_windows, deterministic_days
@@ -203,9 +203,7 @@ def main() -> None:
     }
     out = {"config": vars(args), "rows": rows, "reference_arms": refs_out,
            "mean_usage_rel_pct": summary}  # fmt: skip
-    os.makedirs(os.path.dirname(args.results), exist_ok=True)
-    with open(args.results, "w") as f:
-        json.dump(out, f, indent=1)
+    storage.write_json(args.results, out, indent=1)
     print(f"wrote {args.results}")
 
 

@@ -11,12 +11,12 @@ gain) and prints usage time and DAU relative to logging, and the page-assign sha
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
 import ray
 
+from glan_ray import storage
 from glan_ray.eval.ab import run_shard
 from glan_ray.eval.stats import compare
 from glan_ray.schema import PAGES
@@ -64,9 +64,7 @@ def main() -> None:
     logging_usage = float(np.sum(base["usage"]) / np.sum(base["days"]))
     out = {"config": vars(args), "rows": rows, "best_glan_gain": best["target_gain"],
            "logging_usage_per_day": logging_usage}  # fmt: skip
-    os.makedirs(os.path.dirname(args.results), exist_ok=True)
-    with open(args.results, "w") as f:
-        json.dump(out, f, indent=1)
+    storage.write_json(args.results, out, indent=1)
     print(f"wrote {args.results}")
 
 
