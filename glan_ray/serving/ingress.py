@@ -171,13 +171,13 @@ class Ingress:
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _decide(self, reqs: list[Doc]) -> list[list[float]]:
         if self.dt is None:
-            return self.local_dt._probs(reqs)
+            return self.local_dt.probs(reqs)
         return await self.dt.decide.remote(reqs)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _reward(self, reqs: list[Doc]) -> list[float]:
         if self.hrm is None:
-            return self.local_hrm._rewards(reqs)
+            return self.local_hrm.rewards(reqs)
         return await self.hrm.reward.remote(reqs)
 
     async def _target_gain(self) -> float:

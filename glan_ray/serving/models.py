@@ -87,9 +87,10 @@ class HRMModel(_Loaded):
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=_n_users)
     async def reward(self, calls: list[list[dict[str, Any]]]) -> list[list[float]]:
         """Each call is a list of sessions (an ingress's coalesced batch): one forward for all."""
-        return _split(self._rewards([r for call in calls for r in call]), calls)
+        return _split(self.rewards([r for call in calls for r in call]), calls)
 
-    def _rewards(self, reqs: list[dict[str, Any]]) -> list[float]:
+    def rewards(self, reqs: list[dict[str, Any]]) -> list[float]:
+        """r̂ (s) of each session, in-process (the batched handle call and a colocated ingress)."""
         if self.runner is None:
             return [float(r["usage_time"]) for r in reqs]
         day = daily_columns(day_features([r["features"] for r in reqs]), 0)
@@ -123,9 +124,11 @@ class DTModel(_Loaded):
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=_n_users)
     async def decide(self, calls: list[list[dict[str, Any]]]) -> list[list[list[float]]]:
         """Each call is a list of entries (an ingress's coalesced batch): one forward for all."""
-        return _split(self._probs([r for call in calls for r in call]), calls)
+        return _split(self.probs([r for call in calls for r in call]), calls)
 
-    def _probs(self, reqs: list[dict[str, Any]]) -> list[list[float]]:
+    def probs(self, reqs: list[dict[str, Any]]) -> list[list[float]]:
+        """Page probabilities of each entry, in-process (the batched handle call and a colocated
+        ingress)."""
         if self.runner is None:
             raise RuntimeError("DT deployment has no checkpoint (user_config.path)")
         b, s = len(reqs), max(len(r["actions"]) for r in reqs)
