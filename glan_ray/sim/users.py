@@ -54,7 +54,7 @@ def make_users(cfg: SimConfig, first_user: int, n_users: int) -> Users:
             "affinity": aff,
             "rate_noise": rng.lognormal(0.0, cfg.rate_std, size=n),
             "dur_scale": rng.lognormal(0.0, cfg.duration_scale_std, size=n),
-            "fatigue_sens": rng.lognormal(0.0, 0.35, size=n),
+            "fatigue_sens": rng.lognormal(0.0, cfg.fatigue_sens_sigma, size=n),
             "live_sens": rng.gamma(2.0, 0.5, size=n),
             "active_noise": rng.normal(0.0, 0.5, size=n),
         }
