@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from glan_ray import storage
+from glan_ray.schema import PAGES
 from glan_ray.sim.config import SimConfig
-from glan_ray.sim.policies import FixedPagePolicy, LoggingPolicy, OraclePolicy
+from glan_ray.sim.policies import FixedPagePolicy, LoggingPolicy, OraclePolicy, UniformPolicy
 from glan_ray.sim.policy import Policy
 
 
@@ -61,15 +62,19 @@ def _heuristic(kind: str) -> Callable[[str | None, SimConfig], Policy]:
     return build
 
 
-def _featured(m: str | None, cfg: SimConfig) -> Policy:
-    p = FixedPagePolicy(0)
-    p.name = "always_featured"
-    return p
+def _constant(page: str) -> Callable[[str | None, SimConfig], Policy]:
+    """Builder of the arm that always lands on ``page`` (model-free)."""
+
+    def build(m: str | None, cfg: SimConfig) -> Policy:
+        return FixedPagePolicy(PAGES.index(page))
+
+    return build
 
 
 ARMS: dict[str, Callable[..., Policy]] = {
     "logging": lambda m, cfg: LoggingPolicy(cfg),
-    "always_featured": _featured,
+    **{f"always_{p}": _constant(p) for p in PAGES},
+    "uniform": lambda m, cfg: UniformPolicy(),
     "last_exit": _heuristic("last_exit"),
     "most_visited": _heuristic("most_visited"),
     "klan": _klan,
@@ -85,7 +90,11 @@ ARM_OPTIONS: dict[str, tuple[str, ...]] = {
     a: ("target_gain",) for a in ("glan", "glan_no_lrtg", "glan_no_hrm", "dt")
 }
 """Options an arm's builder takes (GLAN arms: the DT's ``target_gain`` override)."""
-HEURISTICS = ("always_featured", "last_exit", "most_visited")
+CONSTANT_ARMS = tuple(f"always_{p}" for p in PAGES)
+"""The constant-page arms (``always_featured``, ``always_explore``, ``always_following``): the
+candidates for the A/B's best constant page."""
+HEURISTICS = (*CONSTANT_ARMS, "uniform", "last_exit", "most_visited")
+"""Model-free arms besides the control and the oracle."""
 MODEL_FREE = ("logging", *HEURISTICS, "oracle")
 
 
