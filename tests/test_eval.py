@@ -59,6 +59,14 @@ def test_aa_on_identical_distributions_is_rarely_significant():
     assert uplift_captured(12.0, 10.0, 14.0) == pytest.approx(0.5)
 
 
+def test_uplift_captured_against_the_best_constant_page_by_hand():
+    # personalization uplift captured: best constant 120, oracle 140, arm 135 -> 15 / 20
+    assert uplift_captured(135.0, 120.0, 140.0) == pytest.approx(0.75)
+    # lower is better (PDR): best constant 0.15, oracle 0.10, arm 0.12 -> -0.03 / -0.05
+    assert uplift_captured(0.12, 0.15, 0.10) == pytest.approx(0.6)
+    assert np.isnan(uplift_captured(1.0, 2.0, 2.0))  # no headroom
+
+
 # --- OPE on a tiny bandit ----------------------------------------------------------------
 
 P_X = np.array([0.3, 0.7])

@@ -8,7 +8,9 @@ pairs. The A/A check splits control's users into two disjoint halves and compare
 Metrics per arm (``METRICS``): DAU, LT (GLAN eq. 31 at the last day), app usage time, watch
 time and video views per user-day, PDR (drop-offs / sessions), effective page entries per page
 per user-day (sessions with ≥ ``EFFECTIVE_S`` seconds on the page), page assign ratios, and the
-policy's inference latency per decision.
+policy's inference latency per decision. Beside the control, arms are compared with the best
+constant page of the same run (``best_constant``; direction per metric in ``DIRECTION``):
+personalization uplift captured and paired head-to-heads of KLAN and GLAN against it.
 """
 
 from __future__ import annotations
@@ -44,13 +46,23 @@ METRICS: dict[str, tuple[str, str | None]] = {
     **{f"assign_ratio_{p}": (f"assign_{p}", "sessions") for p in PAGES},
 }
 """Metric -> (numerator, denominator) of per-unit sums; the metric is ΣY / ΣX over units."""
+DIRECTION: dict[str, str] = {
+    m: "min" if m == "pdr" else "max" for m in METRICS if not m.startswith("assign_ratio_")
+}
+"""Metric -> the better direction, ``"max"`` or ``"min"`` (as ``train.tasks.VAL_METRIC``); page
+assign ratios describe a policy and have none."""
+UPLIFT_METRICS = ("usage_time", "dau")
+"""Metrics with uplift captured and personalization uplift captured in ``ab.json``."""
 
 
 @dataclass(frozen=True)
 class ABConfig:
     """One simulated A/B test."""
 
-    arms: tuple[str, ...] = ("logging", "last_exit", "most_visited", "always_featured", "oracle")
+    arms: tuple[str, ...] = (
+        "logging", "last_exit", "most_visited", "always_featured", "always_explore",
+        "always_following", "uniform", "oracle",
+    )  # fmt: skip
     """Arm names (``glan_ray.policy.registry.ARMS``); ``control`` is added if missing."""
     control: str = "logging"
     """The arm every other is compared with."""
@@ -198,17 +210,39 @@ class ABResult:
             for m, (y, x) in METRICS.items()
         }  # fmt: skip
 
+    def best(self, candidates: tuple[str, ...], metric: str = "usage_time") -> str | None:
+        """The arm of ``candidates`` present in this run with the best ``metric``
+        (``DIRECTION``); None when none is present."""
+        present = [a for a in candidates if a in self.config.arms]
+        if not present:
+            return None
+        pick = min if DIRECTION[metric] == "min" else max
+        return pick(present, key=lambda a: self.value(a, metric))
+
+    def best_constant(self) -> dict[str, dict[str, Any]]:
+        """Metric -> ``{"arm", "value"}``: the best constant-page arm of this run on each metric
+        with a direction (highest, or lowest for PDR); empty without constant arms."""
+        from glan_ray.policy.registry import CONSTANT_ARMS
+
+        out: dict[str, dict[str, Any]] = {}
+        for m in DIRECTION:
+            arm = self.best(CONSTANT_ARMS, m)
+            if arm is not None:
+                out[m] = {"arm": arm, "value": self.value(arm, m)}
+        return out
+
     def direct_pairs(self) -> list[tuple[str, str]]:
-        """The head-to-head questions of SPEC §4 among the arms present: GLAN vs KLAN, each vs
-        the best heuristic (by usage time), and GLAN vs its ablations."""
-        from glan_ray.policy.registry import HEURISTICS
+        """The head-to-head questions of SPEC §4 among the arms present: GLAN vs KLAN, KLAN and
+        GLAN vs the best constant page and vs the best heuristic (both by usage time), and GLAN
+        vs its ablations."""
+        from glan_ray.policy.registry import CONSTANT_ARMS, HEURISTICS
 
         arms = set(self.config.arms)
-        heur = [a for a in HEURISTICS if a in arms]
-        best = max(heur, key=lambda a: self.value(a, "usage_time")) if heur else None
-        pairs = [("glan", "klan"), ("glan", best), ("klan", best), ("glan", "glan_no_lrtg"),
-                 ("glan", "glan_no_hrm"), ("glan_no_hrm", "glan_no_lrtg")]  # fmt: skip
-        return [(a, b) for a, b in pairs if a in arms and b in arms]
+        const, heur = self.best(CONSTANT_ARMS), self.best(HEURISTICS)
+        pairs = [("glan", "klan"), ("klan", const), ("glan", const), ("glan", heur),
+                 ("klan", heur), ("glan", "glan_no_lrtg"), ("glan", "glan_no_hrm"),
+                 ("glan_no_hrm", "glan_no_lrtg")]  # fmt: skip
+        return list(dict.fromkeys((a, b) for a, b in pairs if a in arms and b in arms))
 
     def direct(self, metrics: tuple[str, ...] = ("usage_time", "dau")) -> list[dict[str, Any]]:
         """Paired comparisons of ``direct_pairs`` (arm a against arm b) on ``metrics``."""
@@ -223,11 +257,22 @@ class ABResult:
         return out
 
     def uplift_captured(self, metric: str = "usage_time") -> dict[str, float]:
+        """Arm -> (arm − logging) / (oracle − logging) on ``metric``; empty without both."""
         arms = self.config.arms
         if "logging" not in arms or "oracle" not in arms:
             return {}
         lo, hi = self.value("logging", metric), self.value("oracle", metric)
         return {a: uplift_captured(self.value(a, metric), lo, hi) for a in arms}
+
+    def personalization_uplift_captured(self, metric: str = "usage_time") -> dict[str, float]:
+        """Arm -> (arm − best constant) / (oracle − best constant) on ``metric``: the share of
+        the oracle's gain over the best constant page an arm recovers; empty without the oracle
+        or a constant arm."""
+        const = self.best_constant().get(metric)
+        if const is None or "oracle" not in self.config.arms:
+            return {}
+        lo, hi = const["value"], self.value("oracle", metric)
+        return {a: uplift_captured(self.value(a, metric), lo, hi) for a in self.config.arms}
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -236,8 +281,12 @@ class ABResult:
             "vs_control": self.comparisons(),
             "direct": self.direct(),
             "aa": self.aa(),
-            "uplift_captured_usage_time": self.uplift_captured("usage_time"),
-            "uplift_captured_dau": self.uplift_captured("dau"),
+            "best_constant": self.best_constant(),
+            **{f"uplift_captured_{m}": self.uplift_captured(m) for m in UPLIFT_METRICS},
+            **{
+                f"personalization_uplift_captured_{m}": self.personalization_uplift_captured(m)
+                for m in UPLIFT_METRICS
+            },
             "latency_ms": self.latency_ms,
             "daily": {a: {k: v.tolist() for k, v in d.items()} for a, d in self.daily.items()},
         }
@@ -298,4 +347,12 @@ def run_ab(cfg: ABConfig, progress: Callable[[int, int], None] | None = None) ->
     return ABResult(cfg, units, daily, latency)
 
 
-__all__ = ["METRICS", "ABConfig", "ABResult", "run_ab", "run_shard"]
+__all__ = [
+    "DIRECTION",
+    "METRICS",
+    "UPLIFT_METRICS",
+    "ABConfig",
+    "ABResult",
+    "run_ab",
+    "run_shard",
+]

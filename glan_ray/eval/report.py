@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from glan_ray.eval.ab import METRICS
+from glan_ray.eval.ab import DIRECTION, METRICS
 from glan_ray.schema import PAGES
 
 HEADLINE = ("usage_time", "dau", "lt", "watch_time", "video_views", "pdr")
@@ -20,15 +20,30 @@ def _fmt_p(p: float) -> str:
     return "<1e-4" if p < 1e-4 else f"{p:.3g}"
 
 
+def _uplift(summary: dict[str, Any], kind: str, metric: str, arm: str) -> float:
+    """An arm's ``kind`` (``uplift_captured`` | ``personalization_uplift_captured``) on ``metric``
+    from the summary; NaN where it was not computed (or an older ``ab.json`` lacks it)."""
+    return summary.get(f"{kind}_{metric}", {}).get(arm, float("nan"))
+
+
 def write_csv(summary: dict[str, Any], path: str) -> None:
+    """One row per arm × metric: the comparison with control, the run's best constant arm and
+    value on the metric, uplift captured and personalization uplift captured (blank where the
+    metric has none)."""
+    best = summary.get("best_constant", {})
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["arm", "metric", "value", "control", "rel_pct", "ci_low_pct", "ci_high_pct",
-                    "p_value", "units"])  # fmt: skip
+                    "p_value", "units", "best_constant_arm", "best_constant", "uplift_captured",
+                    "personalization_uplift_captured"])  # fmt: skip
         for arm, metrics in summary["vs_control"].items():
             for m, c in metrics.items():
+                b = best.get(m, {})
+                ups = [_uplift(summary, k, m, arm) if f"{k}_{m}" in summary else ""
+                       for k in ("uplift_captured", "personalization_uplift_captured")]  # fmt: skip
                 w.writerow([arm, m, c["arm"], c["control"], c["rel_pct"], c["ci_low_pct"],
-                            c["ci_high_pct"], c["p_value"], c["n"]])  # fmt: skip
+                            c["ci_high_pct"], c["p_value"], c["n"], b.get("arm", ""),
+                            b.get("value", ""), *ups])  # fmt: skip
 
 
 def plot(summary: dict[str, Any], out: str) -> list[str]:
@@ -89,6 +104,22 @@ def plot(summary: dict[str, Any], out: str) -> list[str]:
     return files
 
 
+def _best_constant_lines(summary: dict[str, Any]) -> list[str]:
+    """The best constant-page arm of the run per headline metric (none: no lines)."""
+    best = summary.get("best_constant", {})
+    rows = [m for m in HEADLINE if m in best]
+    if not rows:
+        return []
+    lines = ["", "## Best constant page (per metric, among the constant-page arms of this run)", "",
+             "Personalization uplift captured = (arm − best constant) / (oracle − best constant) "
+             "on usage time.", "", "| metric | better | best constant arm | value |",
+             "|---|---|---|---|"]  # fmt: skip
+    for m in rows:
+        better = "lower" if DIRECTION[m] == "min" else "higher"
+        lines.append(f"| {m} | {better} | {best[m]['arm']} | {best[m]['value']:.4g} |")
+    return lines
+
+
 def markdown(summary: dict[str, Any], figures: list[str]) -> str:
     cfg = summary["config"]
     control = cfg["control"]
@@ -100,10 +131,10 @@ def markdown(summary: dict[str, Any], figures: list[str]) -> str:
         f"{list(cfg['seeds'])} ({units} units per arm, the same users and random numbers in "
         f"every arm; paired comparisons against **{control}**, 95% CI, two-sided p).",
         "",
-        "| arm | " + " | ".join(HEADLINE) + " | uplift captured (usage) | latency ms |",
-        "|---|" + "---|" * (len(HEADLINE) + 2),
+        "| arm | " + " | ".join(HEADLINE) + " | uplift captured (usage) | personalization uplift "
+        "captured (usage) | latency ms |",
+        "|---|" + "---|" * (len(HEADLINE) + 3),
     ]
-    up = summary.get("uplift_captured_usage_time", {})
     for arm, metrics in summary["vs_control"].items():
         cells = []
         for m in HEADLINE:
@@ -115,9 +146,11 @@ def markdown(summary: dict[str, Any], figures: list[str]) -> str:
                     f"{c['rel_pct']:+.2f}% [{c['ci_low_pct']:+.2f}, {c['ci_high_pct']:+.2f}] "
                     f"p={_fmt_p(c['p_value'])}"
                 )
-        u = up.get(arm, float("nan"))
+        u = _uplift(summary, "uplift_captured", "usage_time", arm)
+        pu = _uplift(summary, "personalization_uplift_captured", "usage_time", arm)
         lat = summary["latency_ms"].get(arm, float("nan"))
-        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {u:.2f} | {lat:.3f} |")
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {u:.2f} | {pu:.2f} | {lat:.3f} |")
+    lines += _best_constant_lines(summary)
     lines += ["", "## Page assign ratios and effective page entries per user-day", "",
               "| arm | " + " | ".join(f"assign {p}" for p in PAGES) + " | "
               + " | ".join(f"effective {p}" for p in PAGES) + " |",
@@ -126,6 +159,7 @@ def markdown(summary: dict[str, Any], figures: list[str]) -> str:
         a = " | ".join(f"{m[f'assign_ratio_{p}']:.3f}" for p in PAGES)
         e = " | ".join(f"{m[f'effective_entries_{p}']:.3f}" for p in PAGES)
         lines.append(f"| {arm} | {a} | {e} |")
+    const = summary.get("best_constant", {}).get("usage_time", {}).get("arm")
     if summary.get("direct"):
         lines += ["", "## Head to head (paired, arm vs arm)", "",
                   "| arm | vs | usage_time | dau |", "|---|---|---|---|"]  # fmt: skip
@@ -135,7 +169,8 @@ def markdown(summary: dict[str, Any], figures: list[str]) -> str:
                 f"{row[m]['ci_high_pct']:+.2f}] p={_fmt_p(row[m]['p_value'])}"
                 for m in ("usage_time", "dau")
             ]
-            lines.append(f"| {row['arm']} | {row['vs']} | " + " | ".join(cells) + " |")
+            vs = row["vs"] + (" (best constant)" if row["vs"] == const else "")
+            lines.append(f"| {row['arm']} | {vs} | " + " | ".join(cells) + " |")
     aa = summary["aa"]
     sig = [m for m, c in aa.items() if c["p_value"] < 0.05]
     lines += [

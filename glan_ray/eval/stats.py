@@ -89,7 +89,9 @@ def compare(
     )
 
 
-def uplift_captured(arm: float, logging: float, oracle: float) -> float:
-    """(arm − logging) / (oracle − logging): the share of the oracle's gain an arm recovers."""
-    gap = oracle - logging
-    return float((arm - logging) / gap) if gap else float("nan")
+def uplift_captured(arm: float, base: float, oracle: float) -> float:
+    """(arm − base) / (oracle − base): the share of the oracle's gain over ``base`` an arm
+    recovers (``base`` = logging: uplift captured; = the best constant page: personalization
+    uplift captured). Holds for either metric direction: the sign follows the oracle's."""
+    gap = oracle - base
+    return float((arm - base) / gap) if gap else float("nan")
