@@ -56,7 +56,8 @@ def test_tiny_pipeline_runs_resumes_and_reports_every_arm(ray_session, tmp_path)
                  "page_entries_14d": three, "seq_sessions": month, "seq_usage": month}  # fmt: skip
         day = _post(f"{url}/users/7/day", {"event_id": "d", "day": 0, "features": feats})
         assert day["r1_s"] >= 0
-        entry = _post(f"{url}/users/7/entry", {"event_id": "e", "obs": [0.1] * OBS_DIM, "hour": 9})
+        body = {"event_id": "e", "day": 0, "obs": [0.1] * OBS_DIM, "hour": 9}
+        entry = _post(f"{url}/users/7/entry", body)
         assert entry["page"] in PAGES and len(entry["probs"]) == len(PAGES)
     finally:
         serve.shutdown()

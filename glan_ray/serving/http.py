@@ -29,8 +29,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 64 * 1024
 RETRY_AFTER_S = 2
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-"""Routes that answer without the API key (probes of a load balancer or orchestrator)."""
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json"})
+"""Routes that answer without the API key: the probes of a load balancer or orchestrator, and
+the API's description (``/docs`` and its files under ``/docs-assets/``)."""
 
 
 class Unavailable(Exception):
@@ -96,7 +97,8 @@ class ApiKey:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = getattr(scope["app"].state, "api_key", None) if "app" in scope else None
-        if not key or scope["type"] != "http" or _route(scope) in OPEN_PATHS:
+        route = _route(scope) if scope["type"] == "http" else ""
+        if not key or not route or route in OPEN_PATHS or route.startswith("/docs-assets/"):
             await self.app(scope, receive, send)
             return
         auth = dict(scope["headers"]).get(b"authorization", b"")

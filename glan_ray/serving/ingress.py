@@ -40,14 +40,16 @@ from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from glan_ray.schema import PAGES
-from glan_ray.serving import http
+from glan_ray.serving import docs, http
 from glan_ray.serving.batching import NonFiniteOutput, finite, per_item
 from glan_ray.serving.models import DTModel, HRMModel
 from glan_ray.serving.schemas import (
     MAX_USER_ID,
     Entry,
     EntryResponse,
+    Health,
     Problem,
+    Ready,
     SessionEnd,
     SessionEndResponse,
     StartDay,
@@ -92,11 +94,14 @@ api = FastAPI(
     description="Personalized landing pages: GLAN's L-RTG -> DT -> HRM loop (or KLAN). "
     "Every POST carries an event_id: retrying with the same id and body is always safe.",
     version="2",
+    docs_url=None,  # docs.install serves /docs from local files
+    redoc_url=None,
 )
 api.add_middleware(http.ApiKey)
 api.add_middleware(http.BodyLimit)  # outermost: nothing reads a body over the limit
 api.add_exception_handler(RequestValidationError, http.validation_problem)
 api.add_exception_handler(http.Unavailable, http.unavailable)
+docs.install(api)
 
 UserId = Path(ge=0, le=MAX_USER_ID, description="the user's id")
 
@@ -256,20 +261,25 @@ class Ingress:
 
     # -- endpoints ----------------------------------------------------------------------------
 
-    @api.get("/healthz")
+    @api.get("/healthz", operation_id="health", response_model=Health)
     async def health(self) -> dict[str, Any]:
         """Liveness: this replica answers (it does not touch the store; see /readyz)."""
         replica = serve.get_replica_context().replica_id.unique_id
         return {"status": "ok", "policy": self.policy, "state_store": self.store_kind,
                 "replica": replica}  # fmt: skip
 
-    @api.get("/readyz", responses={503: ERRORS[503]})
+    @api.get("/readyz", operation_id="ready", response_model=Ready, responses={503: ERRORS[503]})
     async def ready(self) -> dict[str, Any]:
         """Readiness: the state store answers (503 with Retry-After while it does not)."""
         await self.store.ping()
         return {"status": "ready", "state_store": self.store_kind}
 
-    @api.post("/users/{user_id}/day", response_model=StartDayResponse, responses=USER_ERRORS)
+    @api.post(
+        "/users/{user_id}/day",
+        operation_id="start_day",
+        response_model=StartDayResponse,
+        responses={k: v for k, v in USER_ERRORS.items() if k != 404},
+    )
     async def start_day(self, body: StartDay, user_id: int = UserId) -> Doc:
         """Start the user's day: R̂₁ from L-RTG. Days only move forward."""
 
@@ -295,7 +305,12 @@ class Ingress:
 
         return await self._update(user_id, f"day:{body.event_id}", _digest(body), step)
 
-    @api.post("/users/{user_id}/entry", response_model=EntryResponse, responses=USER_ERRORS)
+    @api.post(
+        "/users/{user_id}/entry",
+        operation_id="entry",
+        response_model=EntryResponse,
+        responses=USER_ERRORS,
+    )
     async def entry(self, body: Entry, user_id: int = UserId) -> Doc:
         """An app entry: the landing page to show."""
 
@@ -326,7 +341,10 @@ class Ingress:
         return await self._update(user_id, f"entry:{body.event_id}", _digest(body), step)
 
     @api.post(
-        "/users/{user_id}/session_end", response_model=SessionEndResponse, responses=USER_ERRORS
+        "/users/{user_id}/session_end",
+        operation_id="session_end",
+        response_model=SessionEndResponse,
+        responses=USER_ERRORS,
     )
     async def session_end(self, body: SessionEnd, user_id: int = UserId) -> Doc:
         """The open entry's session ended: its reward r̂ and the next return-to-go."""
@@ -356,6 +374,7 @@ class Ingress:
 
     @api.get(
         "/users/{user_id}/state",
+        operation_id="user_state",
         response_model=UserState,
         responses={k: USER_ERRORS[k] for k in (401, 404, 422, 503)},
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from glan_ray.data.features import CAT_CARDINALITIES
 from glan_ray.schema import N_PAGES, PAGES, SEQ_LEN
@@ -26,10 +26,18 @@ MAX_DAY = 1_000_000
 MAX_USER_ID = 2**53 - 1
 """User ids stay exact in every JSON client (IEEE doubles)."""
 
+
+def _integral(v: object) -> object:
+    """3.0 is the integer 3 (as in JSON Schema); 3.5, true and "3" stay refused (strict)."""
+    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**63 else v
+
+
+Int = Annotated[int, BeforeValidator(_integral)]
+"""A strict integer that also takes an integral JSON number such as 3.0."""
 Seconds = Annotated[float, Field(ge=0, le=DAY_S)]
 Count = Annotated[float, Field(ge=0, le=MAX_SESSIONS_PER_DAY)]
 PageEntries = Annotated[float, Field(ge=0, le=MAX_ENTRIES_PER_PAGE)]
-Views = Annotated[int, Field(ge=0, le=MAX_VIEWS)]
+Views = Annotated[int, Field(ge=0, le=MAX_VIEWS), BeforeValidator(_integral)]
 
 
 def _per_page(what: str) -> object:
@@ -59,15 +67,15 @@ class Body(BaseModel):
 class DayFeatures(Body):
     """The user's start-of-day features (the ``daily`` dataset's x and t fields)."""
 
-    age: int = Field(ge=0, lt=CAT_CARDINALITIES["age"], description="age bucket (category)")
-    region: int = Field(ge=0, lt=CAT_CARDINALITIES["region"], description="region (category)")
-    activity: int = Field(
+    age: Int = Field(ge=0, lt=CAT_CARDINALITIES["age"], description="age bucket (category)")
+    region: Int = Field(ge=0, lt=CAT_CARDINALITIES["region"], description="region (category)")
+    activity: Int = Field(
         ge=0, lt=CAT_CARDINALITIES["activity"], description="activity level (category)"
     )
     social_degree: float = Field(
         ge=0, le=MAX_FOLLOWED, description="followed creators who go live (count)"
     )
-    weekday: int = Field(ge=0, le=6, description="day of the week of this day, 0 = Monday")
+    weekday: Int = Field(ge=0, le=6, description="day of the week of this day, 0 = Monday")
     usage_7d: Seconds = Field(description="mean daily usage time over the last 7 days (s)")
     usage_30d: Seconds = Field(description="mean daily usage time over the last 30 days (s)")
     sessions_7d: Count = Field(description="mean daily app entries over the last 7 days (count)")
@@ -88,9 +96,23 @@ class DayFeatures(Body):
     )
 
 
+EXAMPLE_FEATURES = {
+    "age": 2, "region": 5, "activity": 1, "social_degree": 12.0, "weekday": 2,
+    "usage_7d": 1500.0, "usage_30d": 1400.0, "sessions_7d": 4.0, "sessions_30d": 3.5,
+    "page_dur_7d": [900.0, 300.0, 200.0], "page_dur_14d": [850.0, 320.0, 180.0],
+    "page_entries_7d": [3.0, 1.0, 0.5], "page_entries_14d": [2.8, 1.1, 0.6],
+    "seq_sessions": [4.0] * SEQ_LEN, "seq_usage": [1500.0] * SEQ_LEN,
+}  # fmt: skip
+
+
 class StartDay(Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"event_id": "d-42", "day": 42, "features": EXAMPLE_FEATURES}]
+        }
+    )
     event_id: str = EventId
-    day: int = Field(
+    day: Int = Field(
         ge=0, le=MAX_DAY, description="day number; only moves forward (a new day > the last)"
     )
     features: DayFeatures
@@ -104,8 +126,13 @@ class StartDayResponse(BaseModel):
 
 
 class Entry(Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"event_id": "e-42-0", "day": 42, "obs": [0.1] * 28, "hour": 13.5}]
+        }
+    )
     event_id: str = EventId
-    day: int = Field(ge=0, le=MAX_DAY, description="the day this entry belongs to (the current)")
+    day: Int = Field(ge=0, le=MAX_DAY, description="the day this entry belongs to (the current)")
     obs: list[Annotated[float, Field(ge=-10.0, le=10.0)]] = Field(
         min_length=28,
         max_length=28,
@@ -124,10 +151,23 @@ class EntryResponse(BaseModel):
 
 
 class SessionEnd(Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "s-42-0",
+                    "day": 42,
+                    "video_views": [5, 2, 0],
+                    "n_switches": 1,
+                    "usage_time": 420.0,
+                }
+            ]
+        }
+    )
     event_id: str = EventId
-    day: int = Field(ge=0, le=MAX_DAY, description="the day this session belongs to")
+    day: Int = Field(ge=0, le=MAX_DAY, description="the day this session belongs to")
     video_views: list[Views] = _per_page("videos viewed in this session (count)")
-    n_switches: int = Field(ge=0, le=127, description="page switches in this session (count)")
+    n_switches: Int = Field(ge=0, le=127, description="page switches in this session (count)")
     usage_time: Seconds = Field(description="session usage time (s): the naive reward")
 
 
@@ -154,3 +194,15 @@ class Problem(BaseModel):
     detail: str | list[dict[str, object]] = Field(
         description="the problem; for 422 a list of {loc, msg, type} per invalid field"
     )
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok: this replica answers")
+    policy: str = Field(description="glan or klan")
+    state_store: str = Field(description="sqlite or redis")
+    replica: str = Field(description="the answering ingress replica's id")
+
+
+class Ready(BaseModel):
+    status: str = Field(description="ready: the state store answers")
+    state_store: str = Field(description="sqlite or redis")

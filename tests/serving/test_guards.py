@@ -41,7 +41,9 @@ def test_bodies_are_strict():
     assert Entry.model_validate({**ok, "hour": 9}).hour == 9.0  # an int is a number
     _fails(Entry, {**ok, "hour": True}, "hour")  # no true -> 1
     _fails(Entry, {**ok, "hour": "9"}, "hour")
-    _fails(Entry, {**ok, "day": 3.0}, "day")
+    assert Entry.model_validate({**ok, "day": 3.0}).day == 3  # integral, as JSON Schema says
+    _fails(Entry, {**ok, "day": 3.5}, "day")
+    _fails(Entry, {**ok, "day": "3"}, "day")
     _fails(Entry, {**ok, "extra": 1}, "extra")
     _fails(Entry, {**ok, "event_id": "has space"}, "event_id")
     _fails(Entry, {**ok, "obs": [float("inf"), *OBS[1:]]}, "obs")
