@@ -40,7 +40,7 @@ from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from glan_ray.schema import PAGES
-from glan_ray.serving import docs, http
+from glan_ray.serving import docs, features, http
 from glan_ray.serving.batching import NonFiniteOutput, finite, per_item
 from glan_ray.serving.models import DTModel, HRMModel
 from glan_ray.serving.schemas import (
@@ -300,6 +300,7 @@ class Ingress:
             state = {
                 **{"day": body.day, "features": feats, "r1": r1, "open": None},
                 **{"rewards": [], "obs": [], "hours": [], "actions": []},
+                **features.day_context(body.last_exit_page, old),
             }
             return resp, state
 
@@ -323,8 +324,9 @@ class Ingress:
                     409, "the previous entry's session has not ended (POST .../session_end first)"
                 )
             t = len(state["actions"])
+            obs = features.entry_obs(state, body.hour, body.live_count)
             req = {"r1": state["r1"], "rewards": state["rewards"], "obs": state["obs"],
-                   "actions": state["actions"], "obs_now": body.obs, "hour": body.hour, "t": t,
+                   "actions": state["actions"], "obs_now": obs, "hour": body.hour, "t": t,
                    "features": state["features"]}  # fmt: skip
             if self.policy == "klan":
                 if self.klan is None:
@@ -335,7 +337,7 @@ class Ingress:
             page = max(range(len(probs)), key=probs.__getitem__)
             resp = {"page": PAGES[page], "page_index": page, "probs": probs, "rtg_s": _rtg(state),
                     "session_idx": t, "policy": self.policy}  # fmt: skip
-            opened = {"obs": body.obs, "hour": body.hour, "action": page}
+            opened = {"obs": obs, "hour": body.hour, "action": page}
             return resp, {**state, "open": opened}
 
         return await self._update(user_id, f"entry:{body.event_id}", _digest(body), step)
@@ -367,7 +369,9 @@ class Ingress:
             new = {**state, "open": None, "obs": [*state["obs"], entry["obs"]],
                    "hours": [*state["hours"], entry["hour"]],
                    "actions": [*state["actions"], entry["action"]],
-                   "rewards": [*state["rewards"], reward]}  # fmt: skip
+                   "rewards": [*state["rewards"], reward],
+                   **features.after_session(state, entry["action"], body.page_durations_s,
+                                            body.exit_page)}  # fmt: skip
             return {"reward_s": reward, "rtg_s": _rtg(new), "sessions": t + 1}, new
 
         return await self._update(user_id, f"end:{body.event_id}", _digest(body), step)

@@ -9,7 +9,7 @@ silently ignored field).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -37,6 +37,8 @@ Int = Annotated[int, BeforeValidator(_integral)]
 Seconds = Annotated[float, Field(ge=0, le=DAY_S)]
 Count = Annotated[float, Field(ge=0, le=MAX_SESSIONS_PER_DAY)]
 PageEntries = Annotated[float, Field(ge=0, le=MAX_ENTRIES_PER_PAGE)]
+Page = Literal["featured", "explore", "following"]
+assert Page.__args__ == PAGES, "schema.PAGES is the one list of pages"
 Views = Annotated[int, Field(ge=0, le=MAX_VIEWS), BeforeValidator(_integral)]
 
 
@@ -116,6 +118,11 @@ class StartDay(Body):
         ge=0, le=MAX_DAY, description="day number; only moves forward (a new day > the last)"
     )
     features: DayFeatures
+    last_exit_page: Page | None = Field(
+        default=None,
+        description="the page the user's last session (on an earlier day) exited from; omitted: "
+        "as the server saw the previous day end, else featured",
+    )
 
 
 class StartDayResponse(BaseModel):
@@ -126,19 +133,21 @@ class StartDayResponse(BaseModel):
 
 
 class Entry(Body):
+    """An app entry: what the client knows now. The server adds the day's features and what it
+    holds of the day so far (entries, consumption per page, the last drop-off and exit page)
+    and builds the model's observation with the simulator's and training's own definition."""
+
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"event_id": "e-42-0", "day": 42, "obs": [0.1] * 28, "hour": 13.5}]
+            "examples": [{"event_id": "e-42-0", "day": 42, "hour": 13.5, "live_count": 2}]
         }
     )
     event_id: str = EventId
     day: Int = Field(ge=0, le=MAX_DAY, description="the day this entry belongs to (the current)")
-    obs: list[Annotated[float, Field(ge=-10.0, le=10.0)]] = Field(
-        min_length=28,
-        max_length=28,
-        description="observation vector (schema.OBS_FEATURES), each in [-10, 10]",
+    hour: float = Field(ge=0, lt=24, description="local time of the entry (h, e.g. 13.5)")
+    live_count: Int = Field(
+        ge=0, le=MAX_FOLLOWED, description="followed creators live right now (count)"
     )
-    hour: float = Field(ge=0, lt=24, description="local hour of the entry (h), e.g. 13.5")
 
 
 class EntryResponse(BaseModel):
@@ -151,24 +160,26 @@ class EntryResponse(BaseModel):
 
 
 class SessionEnd(Body):
+    """The session of the open entry ended: what the user did on each page."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {
-                    "event_id": "s-42-0",
-                    "day": 42,
-                    "video_views": [5, 2, 0],
-                    "n_switches": 1,
-                    "usage_time": 420.0,
-                }
+                {"event_id": "s-42-0", "day": 42, "page_durations_s": [310.0, 80.0, 0.0],
+                 "video_views": [5, 2, 0], "n_switches": 1, "usage_time": 420.0,
+                 "exit_page": "explore"}
             ]
         }
-    )
+    )  # fmt: skip
     event_id: str = EventId
     day: Int = Field(ge=0, le=MAX_DAY, description="the day this session belongs to")
+    page_durations_s: list[Seconds] = _per_page("consumption time in this session (s)")
     video_views: list[Views] = _per_page("videos viewed in this session (count)")
     n_switches: Int = Field(ge=0, le=127, description="page switches in this session (count)")
-    usage_time: Seconds = Field(description="session usage time (s): the naive reward")
+    usage_time: Seconds = Field(
+        description="session usage time (s), the page durations plus browsing: the naive reward"
+    )
+    exit_page: Page = Field(description="the page the user left the app from")
 
 
 class SessionEndResponse(BaseModel):

@@ -29,6 +29,11 @@ def serve_http(ray_session) -> str:
     serve.shutdown()
 
 
+def app_args(models: str, tmp, **over) -> dict:
+    """``build_app`` args of a test app: small replicas, its state in ``tmp``."""
+    return {"models": models, "num_cpus": 0.1, "state_store": f"sqlite://{tmp}/state.db", **over}
+
+
 @pytest.fixture(scope="session")
 def state_db(tmp_path_factory) -> str:
     """The SQLite file of the ``server`` app's state."""
@@ -58,8 +63,9 @@ FEATURES = {
     "seq_sessions": [1.0] * 30,
     "seq_usage": [600.0] * 30,
 }
-OBS = [0.2] * 28
-END = {"video_views": [2, 0, 0], "n_switches": 1, "usage_time": 77.0}
+ENTRY = {"hour": 9.0, "live_count": 1}
+END = {"page_durations_s": [60.0, 10.0, 0.0], "video_views": [2, 0, 0], "n_switches": 1,
+       "usage_time": 77.0, "exit_page": "explore"}  # fmt: skip
 
 
 def start(base: str, uid: int, day: int = 3, event_id: str = "start", **over) -> requests.Response:
@@ -68,7 +74,7 @@ def start(base: str, uid: int, day: int = 3, event_id: str = "start", **over) ->
 
 
 def entry(base: str, uid: int, event_id: str, day: int = 3, **over) -> requests.Response:
-    body = {"event_id": event_id, "day": day, "obs": OBS, "hour": 9.0, **over}
+    body = {"event_id": event_id, "day": day, **ENTRY, **over}
     return requests.post(f"{base}/users/{uid}/entry", json=body, timeout=60)
 
 

@@ -17,7 +17,7 @@ from glan_ray.serving import http
 from glan_ray.serving.batching import NonFiniteOutput, per_item
 from glan_ray.serving.schemas import DayFeatures, Entry, SessionEnd, StartDay
 from glan_ray.serving.state import SQLiteStore, StoreUnavailable
-from tests.serving.conftest import END, FEATURES, OBS
+from tests.serving.conftest import END, ENTRY, FEATURES
 
 # -- bodies ------------------------------------------------------------------------------------
 
@@ -36,7 +36,7 @@ def test_day_features_are_finite_and_bounded(bad):
 
 
 def test_bodies_are_strict():
-    ok = {"event_id": "e", "day": 3, "obs": OBS, "hour": 9.0}
+    ok = {"event_id": "e", "day": 3, **ENTRY}
     assert Entry.model_validate(ok).hour == 9.0
     assert Entry.model_validate({**ok, "hour": 9}).hour == 9.0  # an int is a number
     _fails(Entry, {**ok, "hour": True}, "hour")  # no true -> 1
@@ -46,11 +46,15 @@ def test_bodies_are_strict():
     _fails(Entry, {**ok, "day": "3"}, "day")
     _fails(Entry, {**ok, "extra": 1}, "extra")
     _fails(Entry, {**ok, "event_id": "has space"}, "event_id")
-    _fails(Entry, {**ok, "obs": [float("inf"), *OBS[1:]]}, "obs")
+    _fails(Entry, {**ok, "live_count": float("inf")}, "live_count")
+    _fails(Entry, {**ok, "live_count": 1.5}, "live_count")
+    _fails(Entry, {**ok, "obs": [0.1] * 28}, "obs")  # the server builds the observation
     _fails(DayFeatures, {**FEATURES, "age": True}, "age")
     end = {"event_id": "s", "day": 3, **END}
     _fails(SessionEnd, {**end, "video_views": [10**30, 0, 0]}, "video_views")
     _fails(SessionEnd, {**end, "usage_time": 1e309}, "usage_time")
+    _fails(SessionEnd, {**end, "exit_page": "home"}, "exit_page")
+    _fails(SessionEnd, {**end, "page_durations_s": [1.0, 2.0]}, "page_durations_s")
     _fails(StartDay, {"event_id": "d", "day": -1, "features": FEATURES}, "day")
 
 
@@ -75,8 +79,8 @@ def test_hrm_batch_isolates_an_overflowing_session(random_models):
     from glan_ray.serving.models import HRMModel
 
     hrm = HRMModel.func_or_class({"path": f"{random_models}/hrm"})
-    good = {"features": {**FEATURES, "weekday": 0}, "obs": OBS, "hour": 9.0, "t": 0, "action": 0,
-            "video_views": [1, 0, 0], "n_switches": 0, "usage_time": 30.0}  # fmt: skip
+    good = {"features": {**FEATURES, "weekday": 0}, "obs": [0.1] * 28, "hour": 9.0, "t": 0,
+            "action": 0, "video_views": [1, 0, 0], "n_switches": 0, "usage_time": 30.0}  # fmt: skip
     bad = {**good, "video_views": [10**30, 0, 0]}
     alone = hrm.rewards([good])[0]
     out = per_item(hrm.rewards, [good, bad, good])

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.serving.conftest import END, FEATURES, OBS, end, entry, start
+from tests.serving.conftest import END, ENTRY, FEATURES, end, entry, start
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +25,17 @@ def _raw(url: str, text: str) -> requests.Response:
 def test_non_finite_and_overflowing_numbers_are_422_and_poison_nothing(server):
     assert start(server, 100).status_code == 200
     for bad in ("Infinity", "-Infinity", "NaN", "1e309", "1e308"):
-        body = json.dumps({"event_id": "e", "day": 3, "obs": OBS, "hour": 9.0})
+        body = json.dumps({"event_id": "e", "day": 3, **ENTRY})
         r = _raw(f"{server}/users/100/entry", body.replace('"hour": 9.0', f'"hour": {bad}'))
         assert r.status_code == 422 and "hour" in r.text, (bad, r.text)
         r.json()  # the answer is valid JSON (no NaN echoed)
-        obs = json.dumps(OBS).replace("0.2", bad, 1)
-        r = _raw(f"{server}/users/100/entry", body.replace(json.dumps(OBS), obs))
-        assert r.status_code == 422 and "obs" in r.text, (bad, r.text)
+        r = _raw(
+            f"{server}/users/100/entry", body.replace('"live_count": 1', f'"live_count": {bad}')
+        )
+        assert r.status_code == 422 and "live_count" in r.text, (bad, r.text)
+        durations = json.dumps({"event_id": "s", "day": 3, **END}).replace("60.0", bad)
+        r = _raw(f"{server}/users/100/session_end", durations)
+        assert r.status_code == 422 and "page_durations_s" in r.text, (bad, r.text)
         feats = json.dumps({**FEATURES, "usage_7d": 1.0}).replace("1.0", bad, 1)
         r = _raw(f"{server}/users/101/day", f'{{"event_id": "d", "day": 0, "features": {feats}}}')
         assert r.status_code == 422, (bad, r.text)
@@ -53,13 +57,13 @@ def test_strict_types_and_a_422_that_does_not_echo_large_input(server):
     for over in ({"hour": True}, {"hour": "9"}, {"day": 3.5}, {"day": True}, {"day": "3"}):
         r = entry(server, 102, "x", **over)
         assert r.status_code == 422 and next(iter(over)) in r.text, (over, r.text)
-    r = requests.post(f"{server}/users/102/entry", json={"event_id": 5, "day": 3, "obs": OBS,
+    r = requests.post(f"{server}/users/102/entry", json={"event_id": 5, "day": 3, "live_count": 1,
                                                          "hour": 9.0}, timeout=60)  # fmt: skip
     assert r.status_code == 422 and "event_id" in r.text
     big = "z" * 60_000  # under the body limit, invalid
     r = entry(server, 102, big)
     assert r.status_code == 422 and "event_id" in r.text and len(r.content) < 2000
-    r = requests.post(f"{server}/users/102/entry", json={"obs": [big[:2000]] * 28}, timeout=60)
+    r = requests.post(f"{server}/users/102/entry", json={"hour": [big[:2000]] * 28}, timeout=60)
     assert r.status_code == 422 and len(r.content) < 8000 and big[:2000] not in r.text
 
 
@@ -125,7 +129,7 @@ def test_client_errors_are_never_500(server):
 def _chunks(total: int, piece: bytes = b" " * 65536):
     for _ in range(total // len(piece)):
         yield piece
-    yield json.dumps({"event_id": "c", "day": 3, "obs": OBS, "hour": 9.0}).encode()
+    yield json.dumps({"event_id": "c", "day": 3, **ENTRY}).encode()
 
 
 def test_the_body_limit_holds_for_chunked_uploads(server):
@@ -142,11 +146,11 @@ def test_a_locked_store_is_503_with_retry_after_and_recovers(server, state_db):
     db = requests.get(f"{server}/healthz", timeout=60).json()
     assert db["status"] == "ok" and db["state_store"] == "sqlite"
     assert requests.get(f"{server}/readyz", timeout=60).status_code == 200
-    assert start(server, 500).status_code == 200
+    assert start(server, 5500).status_code == 200
     other = sqlite3.connect(state_db, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")  # another writer holds the file's write lock
     try:
-        r = entry(server, 500, "e")
+        r = entry(server, 5500, "e")
         assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0, r.text
         r = requests.get(f"{server}/readyz", timeout=60)
         assert r.status_code == 503 and "Retry-After" in r.headers
@@ -155,7 +159,7 @@ def test_a_locked_store_is_503_with_retry_after_and_recovers(server, state_db):
         other.execute("ROLLBACK")
         other.close()
     assert requests.get(f"{server}/readyz", timeout=60).status_code == 200
-    r = entry(server, 500, "e")  # the client's retry of the same event
+    r = entry(server, 5500, "e")  # the client's retry of the same event
     assert r.status_code == 200 and r.json()["session_idx"] == 0
 
 
