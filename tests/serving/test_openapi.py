@@ -42,13 +42,15 @@ def test_docs_are_served_without_a_cdn(server):
 
 
 def test_schemathesis_finds_no_failure(server, tmp_path):
-    """Every check but ``ignored_auth`` (the key is optional: this app has none configured)."""
+    """Every check but ``ignored_auth`` (the key is optional: this app has none configured).
+    One worker: hypothesis' ``ast.parse`` of filter lambdas in two threads at once can trip
+    CPython 3.11.7's "AST constructor recursion depth mismatch" (a tool error, not a finding)."""
     st = shutil.which("st") or shutil.which("schemathesis")
     assert st, "schemathesis is a test dependency (pip install -e '.[test]')"
     cmd = [
         st, "run", f"{server}/openapi.json", "--checks", "all", "--exclude-checks", "ignored_auth",
         "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", "30",
-        "--workers", "2", "--request-timeout", "60", "--seed", "0",
+        "--workers", "1", "--request-timeout", "60", "--seed", "0",
         "--generation-database", "none", "--no-color",
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
