@@ -3,7 +3,6 @@ retries every 5xx and lost connection with the same event id loses and duplicate
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 import time
@@ -102,10 +101,9 @@ def _kill_ingress(app: str) -> None:
 
 
 def test_store_and_ingress_killed_mid_load_lose_and_duplicate_nothing(
-    serve_http, random_models, tmp_path
+    serve_http, random_models, tmp_path, redis_url
 ):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+    """``redis_url`` only makes sure redis-server is installed (it skips otherwise)."""
     from ray import serve
 
     from glan_ray.serving.app import build_app

@@ -224,3 +224,15 @@ def test_validation_problem_never_echoes_large_input():
     body = json.loads(resp.body)  # serialisable: the NaN is not echoed
     assert resp.status_code == 422 and len(resp.body) < 1000
     assert [("input" in p) for p in body["detail"]] == [False, False, True]
+
+
+def test_serving_imports_no_training_code():
+    """Inference loads exports only: no Train/Tune/RLlib/Data, and of ``glan_ray.train`` only the
+    checkpoint reader (``policy.models`` loads exports with it)."""
+    code = (
+        "import sys, glan_ray.serving.app;"
+        "print(sorted(m for m in sys.modules if m.startswith(('ray.train', 'ray.tune', "
+        "'ray.rllib', 'ray.data', 'glan_ray.train.', 'glan_ray.rllib'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['glan_ray.train.checkpoint']"
