@@ -42,6 +42,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -101,8 +102,8 @@ async def _client(urls: list[str], kind: str, conc: int, n: int, args: argparse.
     lat, ends, other, errors = [], [], [], 0
     todo = iter(range(n))
     deadline = time.perf_counter() + args.level_limit
-    obs = [0.1] * 28
-    end = {"video_views": [1, 0, 0], "n_switches": 0, "usage_time": 60.0}
+    end = {"page_durations_s": [50.0, 0.0, 0.0], "video_views": [1, 0, 0], "n_switches": 0,
+           "usage_time": 60.0, "exit_page": "featured"}  # fmt: skip
     user0 = args.user_offset
 
     async def call(s: aiohttp.ClientSession, path: str, body: dict | None, out: list) -> None:
@@ -130,9 +131,10 @@ async def _client(urls: list[str], kind: str, conc: int, n: int, args: argparse.
                 day[u], done[u] = day[u] + 1, 0
                 body = {"event_id": f"d{day[u]}", "day": day[u], "features": FEATURES}
                 await call(s, f"{url}/users/{u}/day", body, other)
-            body = {"event_id": f"e{k}", "obs": obs, "hour": 12}
+            body = {"event_id": f"e{k}", "day": day[u], "hour": 12.0, "live_count": 1}
             await call(s, f"{url}/users/{u}/entry", body, lat)
-            await call(s, f"{url}/users/{u}/session_end", {"event_id": f"s{k}", **end}, ends)
+            body = {"event_id": f"s{k}", "day": day[u], **end}
+            await call(s, f"{url}/users/{u}/session_end", body, ends)
             done[u] += 1
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as s:
@@ -169,7 +171,7 @@ async def _client(urls: list[str], kind: str, conc: int, n: int, args: argparse.
     }
 
 
-REQUEST_PATH = ("replica:", "ray::_StateActor", "haproxy", "ray::HAProxyManager", "ray::ProxyActor")
+REQUEST_PATH = ("replica:", "haproxy", "ray::HAProxyManager", "ray::ProxyActor")
 """Processes on a request's path; the rest (controller, GCS, dashboard agent...) is Ray's
 background, whose bursts make short levels' all-process figures noisy."""
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -278,20 +280,23 @@ def _end_req(t: int) -> dict[str, Any]:
 
 def hops(app: str, n: int = 300) -> dict[str, Any]:
     """One call at a time from this process to each hop the ingress makes: the DT and HRM
-    through ``DeploymentHandle``s, the state actor's read and write (plain Ray actor calls)."""
+    through ``DeploymentHandle``s, the SQLite store's read and write (on its own thread, as in
+    the ingress)."""
+    import tempfile
+
     from ray import serve
 
-    from glan_ray.serving.state import EmbeddedStore
+    from glan_ray.serving.state import SQLiteStore
 
     dt = serve.get_deployment_handle("DTModel", app)
     hrm = serve.get_deployment_handle("HRMModel", app)
-    store = EmbeddedStore()
+    store = SQLiteStore(os.path.join(tempfile.mkdtemp(), "hops.sqlite3"))
     doc = {"entry": _entry_req(4), "events": {f"e{i}": {"probs": [0.3] * 3} for i in range(8)}}
     calls = {
         "dt_handle": lambda i: dt.decide.remote([_entry_req(i % 8)]),
         "hrm_handle": lambda i: hrm.reward.remote([_end_req(i % 8)]),
-        "store_read_actor": lambda i: store.actor.get.remote(-1),
-        "store_write_actor": lambda i: store.actor.put_many.remote([(-1, doc, -1)]),
+        "store_write_sqlite": lambda i: store.put(1, doc, i),
+        "store_read_sqlite": lambda i: store.get(1),
     }
 
     async def timed() -> dict[str, Any]:
@@ -312,7 +317,9 @@ def run_setup(setup: str, args: argparse.Namespace) -> None:
     """Start Ray + the app under ``setup``'s flags; print one JSON line per finished level."""
     base, _, variant = setup.partition("+")
     os.environ.update(SETUP_ENV[base])
-    app_args = {"models": args.models, "ingress_replicas": args.ingress_replicas}
+    state = os.path.join(tempfile.mkdtemp(prefix="serve_load_"), "state.sqlite3")  # fresh users
+    app_args = {"models": args.models, "ingress_replicas": args.ingress_replicas,
+                "state_store": f"sqlite://{state}"}  # fmt: skip
     app_args.update(VARIANT_ARGS[variant] if variant else {})
     if base.startswith("haproxy"):
         os.makedirs(_HAPROXY_DIR, exist_ok=True)
@@ -372,7 +379,7 @@ def _free_port() -> int:
 
 
 def in_process(models: str, sessions_per_day: int, n: int = 400) -> dict[str, Any]:
-    """The same model code as the replicas (``DTModel._probs``, ``HRMModel._rewards``), called
+    """The same model code as the replicas (``DTModel.probs``, ``HRMModel.rewards``), called
     directly: one user per call, and a batch of 32 users per call."""
     from glan_ray.serving.models import DTModel, HRMModel
 
@@ -385,9 +392,9 @@ def in_process(models: str, sessions_per_day: int, n: int = 400) -> dict[str, An
         for i in range(n // b):
             ts = [(i * b + j) % sessions_per_day for j in range(b)]
             t0 = time.perf_counter()
-            dt._probs([_entry_req(t) for t in ts])
+            dt.probs([_entry_req(t) for t in ts])
             t1 = time.perf_counter()
-            hrm._rewards([_end_req(t) for t in ts])
+            hrm.rewards([_end_req(t) for t in ts])
             lat_dt.append(t1 - t0)
             lat_hrm.append(time.perf_counter() - t1)
         per_loop = (np.mean(lat_dt) + np.mean(lat_hrm)) / b

@@ -11,6 +11,7 @@ datasets, model exports, Ray Train results and the report all go there (``glan_r
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -248,6 +249,9 @@ def serve_models(cfg: PipelineConfig, host: str = "127.0.0.1", port: int = 8000)
 
     if not storage.exists(stage_marker(cfg, "train_dt")):
         raise FileNotFoundError(f"--serve: no trained DT in {cfg.run} (stage train_dt not done)")
+    args = {"models": cfg.path("models")}
+    if not storage.is_uri(cfg.path("serve")):  # user state beside the run's models
+        args["state_store"] = "sqlite://" + os.path.abspath(cfg.path("serve", "state.sqlite3"))
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app({"models": cfg.path("models")}), name="glan", route_prefix="/")
+    serve.run(build_app(args), name="glan", route_prefix="/")
     return f"http://{host}:{port}"

@@ -12,7 +12,7 @@ import pytest
 
 from glan_ray.pipeline import STAGES, PipelineConfig, run_pipeline, serve_models, stage_marker
 from glan_ray.policy.registry import ARMS
-from glan_ray.schema import OBS_DIM, PAGES, SEQ_LEN
+from glan_ray.schema import PAGES, SEQ_LEN
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,8 @@ def test_tiny_pipeline_runs_resumes_and_reports_every_arm(ray_session, tmp_path)
                  "page_entries_14d": three, "seq_sessions": month, "seq_usage": month}  # fmt: skip
         day = _post(f"{url}/users/7/day", {"event_id": "d", "day": 0, "features": feats})
         assert day["r1_s"] >= 0
-        entry = _post(f"{url}/users/7/entry", {"event_id": "e", "obs": [0.1] * OBS_DIM, "hour": 9})
+        body = {"event_id": "e", "day": 0, "hour": 9.0, "live_count": 1}
+        entry = _post(f"{url}/users/7/entry", body)
         assert entry["page"] in PAGES and len(entry["probs"]) == len(PAGES)
     finally:
         serve.shutdown()

@@ -5,7 +5,13 @@
   ``cql``, ``am``); default ``runs/demo/models``.
 - ``policy``: ``glan`` (default) or ``klan``; switchable later with ``reconfigure``.
 - ``use_lrtg`` / ``use_hrm``: false serves the ablations (R̂₁ = 7-day mean; naive reward).
-- ``state_store``: ``embedded`` (default) or a ``redis://`` URL.
+- ``state_store``: ``embedded`` (default: an SQLite file, ``runs/serve/state.sqlite3`` under
+  the directory ``serve run`` starts in, kept across restarts; one machine), ``sqlite:///path``,
+  or a ``redis://`` URL (a cluster).
+- ``api_key_env``: the environment variable holding the bearer API key (default
+  ``GLAN_RAY_API_KEY``); with it set, every user route needs ``Authorization: Bearer <key>``.
+  Serve's HTTP host beyond loopback (``http_options.host`` other than 127.0.0.1 / localhost /
+  ::1) without a key is refused when the app is built.
 - ``num_gpus``: GPUs per DT replica (0 on CPU machines); ``num_cpus``: CPUs per model replica.
 - ``min_replicas`` / ``max_replicas``: autoscaling bounds of the DT deployment.
 - ``access_log``: Serve's per-request access log lines in every replica (default false: on
@@ -32,10 +38,45 @@ from ray.serve import Application
 from glan_ray import storage
 from glan_ray.serving.ingress import Ingress
 from glan_ray.serving.models import DTModel, HRMModel, KlanModel, LRTGModel
+from glan_ray.serving.state import DEFAULT_PATH
 
 KNOWN = {"models", "policy", "use_lrtg", "use_hrm", "state_store", "num_gpus", "num_cpus",
          "min_replicas", "max_replicas", "ingress_replicas", "access_log",
-         "colocate_models"}  # fmt: skip
+         "colocate_models", "api_key_env"}  # fmt: skip
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _serve_http_host() -> str:
+    """The host Serve's HTTP proxy binds (127.0.0.1, Serve's default, when Serve is not up)."""
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    if not ray.is_initialized():
+        return "127.0.0.1"
+    try:
+        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        return str(ray.get(controller.get_http_config.remote(), timeout=30).host)
+    except (ValueError, ray.exceptions.RayError):  # no controller yet: serve.run starts it
+        return "127.0.0.1"
+
+
+def _api_key(env: str) -> str | None:
+    key = os.environ.get(env) or None
+    host = _serve_http_host()
+    if key is None and host not in LOOPBACK:
+        raise ValueError(
+            f"Serve's HTTP host is {host!r} (beyond loopback) and no API key is set: export "
+            f"{env}=<secret> before serve run (clients send Authorization: Bearer <secret>), or "
+            "bind http_options.host: 127.0.0.1"
+        )
+    return key
+
+
+def _state_store(url: str | None) -> str:
+    """``embedded`` -> the SQLite file's absolute path (replicas may run elsewhere on disk)."""
+    if not url or url == "embedded":
+        return "sqlite://" + os.path.abspath(DEFAULT_PATH)
+    return url
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
@@ -102,6 +143,8 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         logging_config=log,
         **options,
     )
+    store = _state_store(args.get("state_store"))
+    key = _api_key(str(args.get("api_key_env", "GLAN_RAY_API_KEY")))
     if colocate:
-        return ingress.bind(lrtg, None, None, klan, args.get("state_store"))
-    return ingress.bind(lrtg, dt.bind(), hrm.bind(), klan, args.get("state_store"))
+        return ingress.bind(lrtg, None, None, klan, store, api_key=key)
+    return ingress.bind(lrtg, dt.bind(), hrm.bind(), klan, store, api_key=key)

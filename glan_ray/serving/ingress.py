@@ -1,9 +1,16 @@
 """The HTTP front: a FastAPI app whose handlers call the model deployments through handles.
 
-Client mistakes are 4xx with a message that names the field or the state problem: 422 for a
-malformed body (Pydantic names the field), 413 for an oversized one, 404 for an unknown user,
-409 for an out-of-order event (an entry while a session is open, a session end without an
-entry). A repeated ``event_id`` returns the first response and changes nothing.
+Client mistakes are 4xx with a message that names the field or the state problem, never a 500:
+422 for a malformed body (strict, finite, bounded: ``schemas``), 413 for an oversized one
+(streamed or not), 401 without the API key when one is configured, 404 for an unknown user, 409
+for an event that does not fit the user's day (an entry while a session is open, a session end
+without an entry, a day that is not after the current one, an entry of another day, an event id
+reused with another body). 503 with ``Retry-After`` when the state store or a model replica is
+down; the client retries the same event.
+
+Events: every request carries an ``event_id``, scoped per user and endpoint and kept across days
+(the last ``EVENTS_KEPT``): a repeat with the same body returns the first answer and changes
+nothing, however late; a repeat with another body is a 409. So a client may retry anything.
 
 Hot path: every event is one read-modify-write of the user's document. Reads come from this
 replica's cache of the versions it last wrote or read; the write goes through to the store as a
@@ -12,26 +19,37 @@ compare-and-set on that version (``state.StateStore``), so a cache made stale by
 successful write (a 4xx, a repeated event) is re-checked on a fresh read before it is given.
 Concurrent requests share one call per hop: the DT decisions, HRM rewards and store writes of
 all requests in flight are coalesced with ``@serve.batch`` (no wait: a request that arrives
-while a call is in flight joins the next one), so a batch of 32 entries costs one DT call.
+while a call is in flight joins the next one), so a batch of 32 entries costs one DT call; a
+request that fails inside a batch fails alone (``batching.per_item``).
 """
 
 import asyncio
+import hashlib
+import json
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Path
+from fastapi.exceptions import RequestValidationError
 from ray import serve
+from ray.exceptions import RayError
+from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from glan_ray.schema import PAGES
+from glan_ray.serving import docs, features, http
+from glan_ray.serving.batching import NonFiniteOutput, finite, per_item
 from glan_ray.serving.models import DTModel, HRMModel
 from glan_ray.serving.schemas import (
+    MAX_USER_ID,
     Entry,
     EntryResponse,
+    Health,
+    Problem,
+    Ready,
     SessionEnd,
     SessionEndResponse,
     StartDay,
@@ -42,44 +60,60 @@ from glan_ray.serving.state import Versioned, make_store
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
 CACHE_USERS = 100_000
 """Users whose state an ingress replica keeps in memory (least recently used evicted)."""
 MAX_TRIES = 4
 """Compare-and-set attempts of one event before answering 409 (concurrent writers)."""
+EVENTS_KEPT = 512
+"""Event ids remembered per user (all endpoints, across days; the oldest are forgotten)."""
 
 Doc = dict[str, Any]
-Step = Callable[[Doc | None], Awaitable[tuple[Doc, Doc | None]]]
-"""One event on the current state: (response, new state), new state None for a repeat."""
+Step = Callable[[Doc | None], Awaitable[tuple[Doc, Doc]]]
+"""One new event on the current state: (response, new state)."""
 
 
-class _BodyLimit:
-    """413 for a body over ``MAX_BODY_BYTES`` by its content-length, before it is read. A plain
-    ASGI middleware: Starlette's ``BaseHTTPMiddleware`` costs a task and a stream per request."""
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "model": Problem}
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            size = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
-            if size and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
-                detail = f"request body over {MAX_BODY_BYTES} bytes (content-length {size})"
-                await JSONResponse({"detail": detail}, 413)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
+ERRORS = {
+    400: _problem("the body is not parseable (e.g. a number literal of thousands of digits)"),
+    401: _problem("an API key is configured and the request lacks it"),
+    413: _problem(f"the body is over {http.MAX_BODY_BYTES} bytes"),
+    422: _problem("invalid body or path: each invalid field, its location and why"),
+    503: _problem("the state store or a model is unavailable; retry after Retry-After seconds"),
+}
+USER_ERRORS = {
+    **ERRORS,
+    404: _problem("unknown user: start the day first"),
+    409: _problem("the event does not fit the user's day (see the detail)"),
+}
 
 api = FastAPI(
     title="glan-ray",
-    description="Personalized landing pages: GLAN's L-RTG -> DT -> HRM loop (or KLAN).",
-    version="1",
+    description="Personalized landing pages: GLAN's L-RTG -> DT -> HRM loop (or KLAN). "
+    "Every POST carries an event_id: retrying with the same id and body is always safe.",
+    version="2",
+    docs_url=None,  # docs.install serves /docs from local files
+    redoc_url=None,
 )
-api.add_middleware(_BodyLimit)
+api.add_middleware(http.ApiKey)
+api.add_middleware(http.BodyLimit)  # outermost: nothing reads a body over the limit
+api.add_exception_handler(RequestValidationError, http.validation_problem)
+api.add_exception_handler(http.Unavailable, http.unavailable)
+docs.install(api)
+
+UserId = Path(ge=0, le=MAX_USER_ID, description="the user's id")
 
 
 def _rtg(state: Doc) -> float:
     return state["r1"] - sum(state["rewards"])
+
+
+def _digest(body: Any) -> str:
+    """Fingerprint of a request body without its event id (a repeat must match it)."""
+    raw = json.dumps(body.model_dump(exclude={"event_id"}), sort_keys=True).encode()
+    return hashlib.blake2b(raw, digest_size=8).hexdigest()
 
 
 def _unknown(user_id: int) -> HTTPException:
@@ -88,12 +122,38 @@ def _unknown(user_id: int) -> HTTPException:
     )
 
 
+def _check_day(state: Doc, day: int) -> None:
+    if day < state["day"]:
+        raise HTTPException(409, f"day {day} is over: the user's current day is {state['day']}")
+    if day > state["day"]:
+        raise HTTPException(
+            409, f"day {day} has not started (current {state['day']}): POST .../day first"
+        )
+
+
+async def _guard(call: Awaitable[Any]) -> Any:
+    """A model's answer for one request: unavailable replicas are 503; a per-request failure or
+    a non-finite output is this request's 422 (its inputs are out of the model's range)."""
+    try:
+        out = await call
+    except (RayError, RayServeException) as e:
+        raise http.Unavailable(f"model replica: {type(e).__name__}") from e
+    if isinstance(out, NonFiniteOutput | ValueError | IndexError | OverflowError):
+        raise HTTPException(422, f"the model cannot score these inputs: {out}")
+    if isinstance(out, Exception):
+        raise out
+    if not finite(out):
+        raise HTTPException(422, "the model's output is not finite for these inputs")
+    return out
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
 @serve.ingress(api)
 class Ingress:
     """``dt`` / ``hrm`` are the model deployments' handles, or None when the models are
     colocated (``build_app(colocate_models=True)``): then ``user_config`` names their
-    checkpoints (``dt``, ``hrm``) and this replica runs them in-process."""
+    checkpoints (``dt``, ``hrm``) and this replica runs them in-process. ``api_key``: bearer
+    key every user route requires (None: open; ``build_app`` insists on one beyond loopback)."""
 
     def __init__(
         self,
@@ -103,14 +163,16 @@ class Ingress:
         klan: DeploymentHandle | None = None,
         state_store: str | None = None,
         user_config: dict[str, Any] | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.lrtg, self.dt, self.hrm, self.klan = lrtg, dt, hrm, klan
         self.store = make_store(state_store)
-        self.store_kind = state_store or "embedded"
+        self.store_kind = self.store.kind
         self.cache: OrderedDict[int, Versioned] = OrderedDict()
         self.policy = "glan"
         self.local_dt: Any = None  # DTModel's class, in this replica (colocated models)
         self.local_hrm: Any = None
+        api.state.api_key = api_key or os.environ.get("GLAN_RAY_API_KEY") or None
         if user_config:
             self.reconfigure(user_config)
 
@@ -144,14 +206,21 @@ class Ingress:
         if len(self.cache) > CACHE_USERS:
             self.cache.popitem(last=False)
 
-    async def _update(self, user_id: int, step: Step) -> Doc:
-        """Apply one event with optimistic concurrency; see the module docstring."""
+    async def _update(self, user_id: int, key: str, digest: str, step: Step) -> Doc:
+        """Apply one event (``key`` = endpoint:event_id) with optimistic concurrency; a known
+        event answers its first response; see the module docstring."""
         fresh = False
         for _ in range(MAX_TRIES):
             got = await self._load(user_id, fresh)
             version, state = got if got else (0, None)
+            seen = state["events"].get(key) if state else None
             try:
-                resp, new = await step(state)
+                if seen is not None and seen[0] != digest:
+                    raise HTTPException(
+                        409, f"event id {key.split(':', 1)[1]!r} was already used with another "
+                        "body on this endpoint; use a new event id"
+                    )  # fmt: skip
+                resp, new = (seen[1], None) if seen is not None else await step(state)
             except HTTPException:
                 if fresh:
                     raise
@@ -160,24 +229,29 @@ class Ingress:
             if new is None:  # a repeated event: its first answer
                 if fresh:
                     return resp
-            elif await self.store.put(user_id, new, version):
-                self._remember(user_id, (version + 1, new))
-                return resp
+            else:
+                events = {**(state["events"] if state else {}), key: [digest, resp]}
+                while len(events) > EVENTS_KEPT:
+                    del events[next(iter(events))]
+                new["events"] = events
+                if await self.store.put(user_id, new, version):
+                    self._remember(user_id, (version + 1, new))
+                    return resp
             fresh = True
         raise HTTPException(409, f"user {user_id} is being updated concurrently; retry the event")
 
     # -- coalesced model calls ----------------------------------------------------------------
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def _decide(self, reqs: list[Doc]) -> list[list[float]]:
+    async def _decide(self, reqs: list[Doc]) -> list[list[float] | Exception]:
         if self.dt is None:
-            return self.local_dt.probs(reqs)
+            return per_item(self.local_dt.probs, reqs)
         return await self.dt.decide.remote(reqs)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def _reward(self, reqs: list[Doc]) -> list[float]:
+    async def _reward(self, reqs: list[Doc]) -> list[float | Exception]:
         if self.hrm is None:
-            return self.local_hrm.rewards(reqs)
+            return per_item(self.local_hrm.rewards, reqs)
         return await self.hrm.reward.remote(reqs)
 
     async def _target_gain(self) -> float:
@@ -187,92 +261,129 @@ class Ingress:
 
     # -- endpoints ----------------------------------------------------------------------------
 
-    @api.get("/healthz")
+    @api.get("/healthz", operation_id="health", response_model=Health)
     async def health(self) -> dict[str, Any]:
+        """Liveness: this replica answers (it does not touch the store; see /readyz)."""
         replica = serve.get_replica_context().replica_id.unique_id
         return {"status": "ok", "policy": self.policy, "state_store": self.store_kind,
                 "replica": replica}  # fmt: skip
 
-    @api.post("/users/{user_id}/day", response_model=StartDayResponse)
-    async def start_day(self, user_id: int, body: StartDay) -> Doc:
-        async def step(old: Doc | None) -> tuple[Doc, Doc | None]:
-            if old and old["day"] == body.day and body.event_id in old["events"]:
-                return old["events"][body.event_id], None
+    @api.get("/readyz", operation_id="ready", response_model=Ready, responses={503: ERRORS[503]})
+    async def ready(self) -> dict[str, Any]:
+        """Readiness: the state store answers (503 with Retry-After while it does not)."""
+        await self.store.ping()
+        return {"status": "ready", "state_store": self.store_kind}
+
+    @api.post(
+        "/users/{user_id}/day",
+        operation_id="start_day",
+        response_model=StartDayResponse,
+        responses={k: v for k, v in USER_ERRORS.items() if k != 404},
+    )
+    async def start_day(self, body: StartDay, user_id: int = UserId) -> Doc:
+        """Start the user's day: R̂₁ from L-RTG. Days only move forward."""
+
+        async def step(old: Doc | None) -> tuple[Doc, Doc]:
+            if old is not None and body.day <= old["day"]:
+                when = "already started" if body.day == old["day"] else "is before the current"
+                raise HTTPException(
+                    409, f"day {body.day} {when} day {old['day']}; days only move forward"
+                )
             feats = body.features.model_dump()
             (r1, source), gain = await asyncio.gather(
-                self.lrtg.r1.remote(feats), self._target_gain()
+                _guard(self.lrtg.r1.remote(feats)), self._target_gain()
             )
             r1 *= gain
+            if not finite(r1):
+                raise HTTPException(422, "L-RTG's R̂₁ is not finite for these features")
             resp = {"user_id": user_id, "day": body.day, "r1_s": r1, "source": source}
             state = {
                 **{"day": body.day, "features": feats, "r1": r1, "open": None},
                 **{"rewards": [], "obs": [], "hours": [], "actions": []},
-                "events": {body.event_id: resp},
+                **features.day_context(body.last_exit_page, old),
             }
             return resp, state
 
-        return await self._update(user_id, step)
+        return await self._update(user_id, f"day:{body.event_id}", _digest(body), step)
 
-    @api.post("/users/{user_id}/entry", response_model=EntryResponse)
-    async def entry(self, user_id: int, body: Entry) -> Doc:
-        async def step(state: Doc | None) -> tuple[Doc, Doc | None]:
+    @api.post(
+        "/users/{user_id}/entry",
+        operation_id="entry",
+        response_model=EntryResponse,
+        responses=USER_ERRORS,
+    )
+    async def entry(self, body: Entry, user_id: int = UserId) -> Doc:
+        """An app entry: the landing page to show."""
+
+        async def step(state: Doc | None) -> tuple[Doc, Doc]:
             if state is None:
                 raise _unknown(user_id)
-            if body.event_id in state["events"]:
-                return state["events"][body.event_id], None
+            _check_day(state, body.day)
             if state["open"] is not None:
                 raise HTTPException(
                     409, "the previous entry's session has not ended (POST .../session_end first)"
                 )
             t = len(state["actions"])
+            obs = features.entry_obs(state, body.hour, body.live_count)
             req = {"r1": state["r1"], "rewards": state["rewards"], "obs": state["obs"],
-                   "actions": state["actions"], "obs_now": body.obs, "hour": body.hour, "t": t,
+                   "actions": state["actions"], "obs_now": obs, "hour": body.hour, "t": t,
                    "features": state["features"]}  # fmt: skip
             if self.policy == "klan":
                 if self.klan is None:
-                    raise HTTPException(503, "policy klan is selected but no KLAN deployment")
-                probs = await self.klan.decide.remote(req)
+                    raise http.Unavailable("policy klan is selected but no KLAN deployment")
+                probs = await _guard(self.klan.decide.remote(req))
             else:
-                probs = await self._decide(req)
+                probs = await _guard(self._decide(req))
             page = max(range(len(probs)), key=probs.__getitem__)
             resp = {"page": PAGES[page], "page_index": page, "probs": probs, "rtg_s": _rtg(state),
                     "session_idx": t, "policy": self.policy}  # fmt: skip
-            opened = {"obs": body.obs, "hour": body.hour, "action": page}
-            events = {**state["events"], body.event_id: resp}
-            return resp, {**state, "open": opened, "events": events}
+            opened = {"obs": obs, "hour": body.hour, "action": page}
+            return resp, {**state, "open": opened}
 
-        return await self._update(user_id, step)
+        return await self._update(user_id, f"entry:{body.event_id}", _digest(body), step)
 
-    @api.post("/users/{user_id}/session_end", response_model=SessionEndResponse)
-    async def session_end(self, user_id: int, body: SessionEnd) -> Doc:
-        async def step(state: Doc | None) -> tuple[Doc, Doc | None]:
+    @api.post(
+        "/users/{user_id}/session_end",
+        operation_id="session_end",
+        response_model=SessionEndResponse,
+        responses=USER_ERRORS,
+    )
+    async def session_end(self, body: SessionEnd, user_id: int = UserId) -> Doc:
+        """The open entry's session ended: its reward r̂ and the next return-to-go."""
+
+        async def step(state: Doc | None) -> tuple[Doc, Doc]:
             if state is None:
                 raise _unknown(user_id)
-            if body.event_id in state["events"]:
-                return state["events"][body.event_id], None
+            _check_day(state, body.day)
             entry = state["open"]
             if entry is None:
                 raise HTTPException(
                     409, "session end without a matching entry (POST .../entry first)"
                 )
             t = len(state["actions"])
-            reward = await self._reward(
+            reward = await _guard(self._reward(
                 {"features": state["features"], "obs": entry["obs"], "hour": entry["hour"],
                  "t": t, "action": entry["action"], "video_views": body.video_views,
                  "n_switches": body.n_switches, "usage_time": body.usage_time}
-            )  # fmt: skip
+            ))  # fmt: skip
             new = {**state, "open": None, "obs": [*state["obs"], entry["obs"]],
                    "hours": [*state["hours"], entry["hour"]],
                    "actions": [*state["actions"], entry["action"]],
-                   "rewards": [*state["rewards"], reward]}  # fmt: skip
-            resp = {"reward_s": reward, "rtg_s": _rtg(new), "sessions": t + 1}
-            new["events"] = {**state["events"], body.event_id: resp}
-            return resp, new
+                   "rewards": [*state["rewards"], reward],
+                   **features.after_session(state, entry["action"], body.page_durations_s,
+                                            body.exit_page)}  # fmt: skip
+            return {"reward_s": reward, "rtg_s": _rtg(new), "sessions": t + 1}, new
 
-        return await self._update(user_id, step)
+        return await self._update(user_id, f"end:{body.event_id}", _digest(body), step)
 
-    @api.get("/users/{user_id}/state", response_model=UserState)
-    async def user_state(self, user_id: int) -> Doc:
+    @api.get(
+        "/users/{user_id}/state",
+        operation_id="user_state",
+        response_model=UserState,
+        responses={k: USER_ERRORS[k] for k in (401, 404, 422, 503)},
+    )
+    async def user_state(self, user_id: int = UserId) -> Doc:
+        """The user's day so far."""
         got = await self._load(user_id, fresh=True)  # authoritative: another replica may write
         if got is None:
             raise _unknown(user_id)

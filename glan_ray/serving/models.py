@@ -20,6 +20,7 @@ from glan_ray.policy.context import daily_columns, session_columns
 from glan_ray.policy.glan import HOUR, window_logits
 from glan_ray.policy.models import ModelRunner
 from glan_ray.schema import OBS_DIM
+from glan_ray.serving.batching import n_users, per_item, split
 
 logger = logging.getLogger(__name__)
 
@@ -29,20 +30,6 @@ def day_features(feats: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     cols = {k: np.asarray([f[k] for f in feats]) for k in feats[0]}
     cols["user_id"] = np.arange(len(feats))
     return cols
-
-
-def _n_users(calls: list[list[Any]]) -> int:
-    """Batch size of coalesced calls for ``@serve.batch``: the users, not the calls."""
-    return sum(len(c) for c in calls)
-
-
-def _split(flat: list[Any], calls: list[list[Any]]) -> list[list[Any]]:
-    """Cut one batched result back into the calls it came from."""
-    out, i = [], 0
-    for c in calls:
-        out.append(flat[i : i + len(c)])
-        i += len(c)
-    return out
 
 
 class _Loaded:
@@ -84,10 +71,11 @@ class HRMModel(_Loaded):
 
     kind = "hrm"
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=_n_users)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=n_users)
     async def reward(self, calls: list[list[dict[str, Any]]]) -> list[list[float]]:
-        """Each call is a list of sessions (an ingress's coalesced batch): one forward for all."""
-        return _split(self.rewards([r for call in calls for r in call]), calls)
+        """Each call is a list of sessions (an ingress's coalesced batch): one forward for all;
+        a session that fails gets its own exception (``per_item``), the others their reward."""
+        return split(per_item(self.rewards, [r for call in calls for r in call]), calls)
 
     def rewards(self, reqs: list[dict[str, Any]]) -> list[float]:
         """r̂ (s) of each session, in-process (the batched handle call and a colocated ingress)."""
@@ -121,10 +109,11 @@ class DTModel(_Loaded):
         """g of R̂₁ = g · ŷ_wt, from the DT's export (1 when it names none), as ``GlanPolicy``."""
         return float(self.runner.extra.get("target_gain", 1.0)) if self.runner else 1.0
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=_n_users)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=n_users)
     async def decide(self, calls: list[list[dict[str, Any]]]) -> list[list[list[float]]]:
-        """Each call is a list of entries (an ingress's coalesced batch): one forward for all."""
-        return _split(self.probs([r for call in calls for r in call]), calls)
+        """Each call is a list of entries (an ingress's coalesced batch): one forward for all;
+        an entry that fails gets its own exception (``per_item``), the others their probs."""
+        return split(per_item(self.probs, [r for call in calls for r in call]), calls)
 
     def probs(self, reqs: list[dict[str, Any]]) -> list[list[float]]:
         """Page probabilities of each entry, in-process (the batched handle call and a colocated

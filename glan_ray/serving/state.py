@@ -1,4 +1,4 @@
-"""Per-user intra-day state: the embedded default (a named Ray actor) or Redis.
+"""Per-user intra-day state: the embedded default (an SQLite file in WAL mode) or Redis.
 
 The state of a user is one document (the day's features, R̂₁, every session's obs, hour, page,
 reward, the open entry, and the responses of the events already handled, for idempotency) with a
@@ -6,53 +6,42 @@ version number. Writes are compare-and-set on that version (``put(user, doc, ver
 only if the stored version is still ``version``, and stores ``version + 1``), so an ingress
 replica may serve reads from its own cache and still never overwrite a newer state written by
 another replica: a stale cache fails its write and the ingress redoes the event on a fresh read.
-Replicas hold no state of their own, so a replica restart or a second replica loses nothing: the
-embedded store is a detached named actor that outlives the replicas; Redis outlives the whole
-Ray cluster.
+
+Replicas hold no state of their own. The embedded store is a file on the node (default
+``runs/serve/state.sqlite3`` under the directory ``serve run`` starts in), opened by every
+ingress replica of that node: it survives a replica, a Ray and a ``serve run`` restart, and
+needs nothing installed, but is one machine's (a cluster uses Redis, which outlives the whole
+Ray cluster). Committed writes survive a crash of any process (WAL, ``synchronous=NORMAL``: a
+power cut may lose the last commits). A store that cannot answer raises ``StoreUnavailable``
+(the ingress answers 503 with ``Retry-After``); the next call tries again from scratch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sqlite3
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import ray
+from glan_ray.serving.http import Unavailable
 
-ACTOR_NAME = "glan_ray_user_state_v2"
-NAMESPACE = "glan_ray"
+DEFAULT_PATH = os.path.join("runs", "serve", "state.sqlite3")
 Versioned = tuple[int, dict[str, Any]]
 """(version, document); version 0 means "absent" in a compare-and-set."""
 
 
-@ray.remote(num_cpus=0)
-class _StateActor:
-    """Versioned documents in memory; one call writes a whole batch of users."""
-
-    def __init__(self) -> None:
-        self.data: dict[int, Versioned] = {}
-
-    def get(self, user_id: int) -> Versioned | None:
-        return self.data.get(user_id)
-
-    def put_many(self, items: list[tuple[int, dict[str, Any], int]]) -> list[bool]:
-        done = []
-        for user_id, doc, version in items:
-            ok = self.data.get(user_id, (0, None))[0] == version
-            if ok:
-                self.data[user_id] = (version + 1, doc)
-            done.append(ok)
-        return done
-
-    def size(self) -> int:
-        return len(self.data)
+class StoreUnavailable(Unavailable):
+    """The state store cannot be reached or written now."""
 
 
 class _Coalescer:
     """Concurrent single-item calls become one call on a list: an item that arrives while a
     call is in flight joins the next one, so nothing waits on a timer and a lone item goes at
-    once (``@serve.batch`` with no wait, usable outside a Serve replica too)."""
+    once (``@serve.batch`` with no wait, usable outside a Serve replica too). A failing batch is
+    retried item by item, so one bad item fails alone."""
 
     def __init__(self, fn: Callable[[list[Any]], Awaitable[list[Any]]], max_items: int) -> None:
         self.fn, self.max_items = fn, max_items
@@ -72,22 +61,34 @@ class _Coalescer:
             while self.pending:
                 batch = self.pending[: self.max_items]
                 del self.pending[: self.max_items]
-                try:
-                    results = await self.fn([item for item, _ in batch])
-                except Exception as e:  # every caller of the batch sees the failure
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(e)
-                    continue
-                for (_, fut), result in zip(batch, results, strict=True):
-                    if not fut.done():
-                        fut.set_result(result)
+                await self._run(batch)
         finally:
             self.draining = False
+
+    async def _run(self, batch: list[tuple[Any, asyncio.Future]]) -> None:
+        try:
+            results = await self.fn([item for item, _ in batch])
+        except StoreUnavailable as e:  # the store is down: every caller sees it
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        except Exception as e:
+            if len(batch) > 1:
+                for one in batch:
+                    await self._run([one])
+            elif not batch[0][1].done():
+                batch[0][1].set_exception(e)
+            return
+        for (_, fut), result in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
 
 
 class StateStore:
     """Async user id -> versioned document store with compare-and-set writes."""
+
+    kind = ""
 
     async def get(self, user_id: int) -> Versioned | None:
         raise NotImplementedError
@@ -96,28 +97,95 @@ class StateStore:
         """Store ``doc`` as version ``version + 1`` iff the stored version is ``version``."""
         raise NotImplementedError
 
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store can be read and written now."""
+        raise NotImplementedError
 
-class EmbeddedStore(StateStore):
-    """A detached named Ray actor shared by every replica; needs nothing installed.
 
-    The documents travel as Ray objects (no JSON), and the writes of concurrent requests are
-    coalesced into one actor call, so the store costs one round trip per batch of writes.
-    """
+def _dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, allow_nan=False, separators=(",", ":"))  # NaN never enters a state
 
-    def __init__(self) -> None:
-        self.actor = _StateActor.options(
-            name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-        ).remote()
+
+class SQLiteStore(StateStore):
+    """One SQLite file in WAL mode, table ``users(id, v, doc JSON)``; every call runs on this
+    store's own thread (SQLite blocks), writes of concurrent requests in one transaction."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str = DEFAULT_PATH, busy_timeout_ms: int = 2000) -> None:
+        self.path, self.busy_timeout_ms = os.path.abspath(path), busy_timeout_ms
+        self.conn: sqlite3.Connection | None = None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="glan-ray-sqlite")
         self._put = _Coalescer(self._put_many, max_items=64)
 
-    async def _put_many(self, items: list[tuple[int, dict[str, Any], int]]) -> list[bool]:
-        return await self.actor.put_many.remote(items)
+    def _connect(self) -> sqlite3.Connection:
+        if self.conn is None:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, v INTEGER NOT NULL,"
+                " doc TEXT NOT NULL)"
+            )
+            self.conn = conn
+        return self.conn
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        def call() -> Any:
+            try:
+                return fn(self._connect())
+            except sqlite3.Error as e:  # reopen on the next call: the file may be back
+                if self.conn is not None:
+                    self.conn.close()
+                self.conn = None
+                raise StoreUnavailable(f"sqlite {self.path}: {e}") from e
+
+        return await asyncio.get_running_loop().run_in_executor(self.pool, call)
 
     async def get(self, user_id: int) -> Versioned | None:
-        return await self.actor.get.remote(user_id)
+        def read(conn: sqlite3.Connection) -> Versioned | None:
+            row = conn.execute("SELECT v, doc FROM users WHERE id = ?", (user_id,)).fetchone()
+            return None if row is None else (row[0], json.loads(row[1]))
+
+        return await self._run(read)
+
+    def _write(self, conn: sqlite3.Connection, items: list[tuple[int, str, int]]) -> list[bool]:
+        done = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for user_id, raw, version in items:
+                if version == 0:
+                    cur = conn.execute(
+                        "INSERT OR IGNORE INTO users (id, v, doc) VALUES (?, 1, ?)", (user_id, raw)
+                    )
+                else:
+                    cur = conn.execute(
+                        "UPDATE users SET v = v + 1, doc = ? WHERE id = ? AND v = ?",
+                        (raw, user_id, version),
+                    )
+                done.append(cur.rowcount == 1)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return done
+
+    async def _put_many(self, items: list[tuple[int, dict[str, Any], int]]) -> list[bool]:
+        rows = [(u, _dumps(doc), v) for u, doc, v in items]  # a bad doc fails before the txn
+        return await self._run(lambda conn: self._write(conn, rows))
 
     async def put(self, user_id: int, doc: dict[str, Any], version: int) -> bool:
         return await self._put((user_id, doc, version))
+
+    async def ping(self) -> None:
+        def check(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")  # takes the write lock: the file is writable
+            conn.execute("ROLLBACK")
+
+        await self._run(check)
 
 
 # KEYS[1] = user key; ARGV = expected version, document, TTL (s). Atomic in Redis.
@@ -133,35 +201,54 @@ return 1
 class RedisStore(StateStore):
     """Redis (``redis://host:port/db``); hash ``glan_ray:user:<id>`` = {v: version, doc: JSON}.
 
-    The compare-and-set is a server-side Lua script, so it is atomic across replicas.
+    The compare-and-set is a server-side Lua script, so it is atomic across replicas. A user's
+    document lives ``ttl_s`` after its last write (the event ids kept for replays with it).
     """
 
-    def __init__(self, url: str, ttl_s: int = 3 * 86400) -> None:
+    kind = "redis"
+
+    def __init__(self, url: str, ttl_s: int = 30 * 86400) -> None:
         try:
             import redis.asyncio as aioredis
+            from redis.exceptions import ConnectionError, TimeoutError
         except ImportError as e:  # pragma: no cover
             raise ImportError("the Redis store needs the 'redis' package: pip install redis") from e
-        self.client = aioredis.from_url(url)
+        self.client = aioredis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0)
         self.cas = self.client.register_script(_CAS)
         self.ttl_s = ttl_s
+        self.down = (ConnectionError, TimeoutError, OSError)
 
     @staticmethod
     def _key(user_id: int) -> str:
         return f"glan_ray:user:{user_id}"
 
+    async def _guard(self, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except self.down as e:
+            raise StoreUnavailable(f"redis: {e}") from e
+
     async def get(self, user_id: int) -> Versioned | None:
-        version, raw = await self.client.hmget(self._key(user_id), ["v", "doc"])
+        version, raw = await self._guard(self.client.hmget(self._key(user_id), ["v", "doc"]))
         return None if raw is None else (int(version), json.loads(raw))
 
     async def put(self, user_id: int, doc: dict[str, Any], version: int) -> bool:
-        keys, argv = [self._key(user_id)], [version, json.dumps(doc), self.ttl_s]
-        return bool(await self.cas(keys=keys, args=argv))
+        keys, argv = [self._key(user_id)], [version, _dumps(doc), self.ttl_s]
+        return bool(await self._guard(self.cas(keys=keys, args=argv)))
+
+    async def ping(self) -> None:
+        await self._guard(self.client.ping())
 
 
 def make_store(url: str | None) -> StateStore:
-    """``None``/``embedded`` -> EmbeddedStore; ``redis://...`` -> RedisStore."""
+    """``None``/``embedded`` -> SQLite at ``DEFAULT_PATH``; ``sqlite:///abs/path`` -> that file;
+    ``redis://...`` -> RedisStore."""
     if not url or url == "embedded":
-        return EmbeddedStore()
+        return SQLiteStore()
+    if url.startswith("sqlite://"):
+        return SQLiteStore(url.removeprefix("sqlite://"))
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStore(url)
-    raise ValueError(f"state_store: expected 'embedded' or a redis:// URL, got {url!r}")
+    raise ValueError(
+        f"state_store: expected 'embedded', sqlite:///path or a redis:// URL, got {url!r}"
+    )

@@ -4,9 +4,6 @@ events are no-ops, the KLAN flag serves KLAN, and state survives a DT replica re
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 
 import numpy as np
@@ -14,9 +11,11 @@ import pytest
 import requests
 
 from glan_ray.policy.glan import GlanPolicy
+from glan_ray.schema import PAGES
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
 from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
+from tests.serving.conftest import app_args, start
 
 pytestmark = pytest.mark.slow
 
@@ -57,24 +56,12 @@ class Recorder(Policy):
                 {
                     "obs": obs.obs[i].tolist(),
                     "hour": float(obs.hour[i]),
+                    "last_exit": int(obs.last_exit[i]),
                     "weekday": obs.weekday,
                     "action": int(np.argmax(p[i])),
                 }
             )
         return p
-
-
-@pytest.fixture(scope="module")
-def server(ray_session, random_models):
-    from ray import serve
-
-    from glan_ray.serving.app import build_app
-
-    port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"models": random_models, "num_cpus": 0.1}), name="glan", route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
 
 
 def _features(rec: Recorder, row: int) -> dict:
@@ -89,27 +76,36 @@ def test_a_user_day_over_http_matches_the_offline_glan_policy(server, random_mod
     _user_days_match_the_offline_policy(server, random_models, uid0=1000)
 
 
-def test_colocated_models_serve_the_same_user_days(server, random_models):
+def test_colocated_models_serve_the_same_user_days(server, random_models, tmp_path):
     """``colocate_models``: DT and HRM run inside the ingress replica (no deployments of their
     own) and the loop still gives the offline GLAN policy's pages and rewards."""
     from ray import serve
 
     from glan_ray.serving.app import build_app
 
-    app = build_app({"models": random_models, "num_cpus": 0.1, "colocate_models": True})
+    app = build_app(app_args(random_models, tmp_path, colocate_models=True))
     serve.run(app, name="glan_local", route_prefix="/local")
     deployments = serve.status().applications["glan_local"].deployments
     assert "Ingress" in deployments and not {"DTModel", "HRMModel"} & set(deployments)
     _user_days_match_the_offline_policy(f"{server}/local", random_models, uid0=3000)
     # the checkpoints are the ingress's user_config: without HRM, r̂ is the naive usage time
-    args = {"models": random_models, "num_cpus": 0.1, "colocate_models": True, "use_hrm": False}
+    args = app_args(random_models, tmp_path, colocate_models=True, use_hrm=False)
     serve.run(build_app(args), name="glan_local", route_prefix="/local")
     base = f"{server}/local"
     _start(base, 3999)
-    obs = [0.2] * 28
-    r = requests.post(f"{base}/users/3999/entry", json={"event_id": "a", "obs": obs, "hour": 8})
+    r = requests.post(
+        f"{base}/users/3999/entry", json={"event_id": "a", "day": 3, "live_count": 1, "hour": 8}
+    )
     assert r.status_code == 200, r.text
-    end = {"event_id": "b", "video_views": [2, 0, 0], "n_switches": 1, "usage_time": 77.0}
+    end = {
+        "event_id": "b",
+        "day": 3,
+        "video_views": [2, 0, 0],
+        "page_durations_s": [10.0, 0.0, 0.0],
+        "exit_page": "featured",
+        "n_switches": 1,
+        "usage_time": 77.0,
+    }
     r = requests.post(f"{base}/users/3999/session_end", json=end)
     assert r.status_code == 200 and r.json()["reward_s"] == pytest.approx(77.0), r.text
     serve.delete("glan_local")
@@ -127,7 +123,12 @@ def _user_days_match_the_offline_policy(server: str, random_models: str, uid0: i
         uid = uid0 + row
         r = requests.post(
             f"{server}/users/{uid}/day",
-            json={"event_id": "d0", "day": 0, "features": _features(rec, row)},
+            json={
+                "event_id": "d0",
+                "day": 0,
+                "features": _features(rec, row),
+                "last_exit_page": PAGES[rec.entries[row][0]["last_exit"]],
+            },
         )
         assert r.status_code == 200, r.text
         assert r.json()["r1_s"] == pytest.approx(glan._r1[row], rel=1e-5)
@@ -135,13 +136,21 @@ def _user_days_match_the_offline_policy(server: str, random_models: str, uid0: i
         for t, e in enumerate(rec.entries[row]):
             r = requests.post(
                 f"{server}/users/{uid}/entry",
-                json={"event_id": f"e{t}", "obs": e["obs"], "hour": e["hour"]},
+                json={
+                    "event_id": f"e{t}",
+                    "day": 0,
+                    "hour": e["hour"],
+                    "live_count": int(s["live_count"][mine[t]]),
+                },
             )
             assert r.status_code == 200, r.text
             assert r.json()["page_index"] == e["action"] == s["action"][mine[t]]
             end = {
                 "event_id": f"s{t}",
+                "day": 0,
+                "page_durations_s": s["dur"][mine[t]].tolist(),
                 "video_views": s["views"][mine[t]].tolist(),
+                "exit_page": PAGES[s["page_seq"][mine[t], s["seq_len"][mine[t]] - 1]],
                 "n_switches": int(s["seq_len"][mine[t]] - 1),
                 "usage_time": float(s["usage"][mine[t]]),
             }
@@ -173,51 +182,46 @@ def _kill_replicas_and_wait(base: str, uid: int, app: str = "") -> requests.Resp
 
 
 def _start(server: str, uid: int) -> None:
-    feats = {
-        k: 0
-        for k in (
-            "age",
-            "region",
-            "activity",
-            "social_degree",
-            "weekday",
-            "usage_7d",
-            "usage_30d",
-            "sessions_7d",
-            "sessions_30d",
-        )
-    }
-    feats["usage_7d"] = 600.0
-    for k in ("page_dur_7d", "page_dur_14d", "page_entries_7d", "page_entries_14d"):
-        feats[k] = [1.0, 1.0, 1.0]
-    feats["seq_sessions"], feats["seq_usage"] = [1.0] * 30, [600.0] * 30
-    r = requests.post(
-        f"{server}/users/{uid}/day", json={"event_id": "start", "day": 3, "features": feats}
-    )
+    r = start(server, uid)
     assert r.status_code == 200, r.text
 
 
 def test_client_mistakes_are_4xx_naming_the_problem(server):
-    obs = [0.1] * 28
-    r = requests.post(f"{server}/users/77/entry", json={"event_id": "x", "obs": obs, "hour": 9})
+    r = requests.post(
+        f"{server}/users/77/entry", json={"event_id": "x", "day": 3, "live_count": 1, "hour": 9}
+    )
     assert r.status_code == 404 and "unknown user 77" in r.text
     _start(server, 77)
     r = requests.post(
         f"{server}/users/77/session_end",
-        json={"event_id": "y", "video_views": [1, 0, 0], "n_switches": 0, "usage_time": 30.0},
+        json={
+            "event_id": "y",
+            "day": 3,
+            "video_views": [1, 0, 0],
+            "page_durations_s": [10.0, 0.0, 0.0],
+            "exit_page": "featured",
+            "n_switches": 0,
+            "usage_time": 30.0,
+        },
     )
     assert r.status_code == 409 and "without a matching entry" in r.text
-    r = requests.post(f"{server}/users/77/entry", json={"event_id": "x", "obs": obs[:5], "hour": 9})
-    assert r.status_code == 422 and "obs" in r.text
-    r = requests.post(f"{server}/users/77/entry", json={"event_id": "x", "obs": obs, "hour": 25})
+    r = requests.post(
+        f"{server}/users/77/entry", json={"event_id": "x", "day": 3, "live_count": -1, "hour": 9}
+    )
+    assert r.status_code == 422 and "live_count" in r.text
+    r = requests.post(
+        f"{server}/users/77/entry", json={"event_id": "x", "day": 3, "live_count": 1, "hour": 25}
+    )
     assert r.status_code == 422 and "hour" in r.text
-    r = requests.post(f"{server}/users/77/entry", json={"obs": obs, "hour": 9})
+    r = requests.post(f"{server}/users/77/entry", json={"day": 3, "live_count": 1, "hour": 9})
     assert r.status_code == 422 and "event_id" in r.text
     r = requests.post(
         f"{server}/users/77/entry", data="{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422
-    r = requests.post(f"{server}/users/abc/entry", json={"event_id": "x", "obs": obs, "hour": 9})
+    r = requests.post(
+        f"{server}/users/abc/entry", json={"event_id": "x", "day": 3, "live_count": 1, "hour": 9}
+    )
     assert r.status_code == 422 and "user_id" in r.text
     r = requests.post(
         f"{server}/users/77/entry", data="x" * 70_000, headers={"content-type": "application/json"}
@@ -228,13 +232,15 @@ def test_client_mistakes_are_4xx_naming_the_problem(server):
     assert r.status_code == 422 and "age" in r.text
     # a repeated entry event is a no-op; a second entry while a session is open is a conflict
     first = requests.post(
-        f"{server}/users/77/entry", json={"event_id": "e1", "obs": obs, "hour": 9}
+        f"{server}/users/77/entry", json={"event_id": "e1", "day": 3, "live_count": 1, "hour": 9}
     )
     again = requests.post(
-        f"{server}/users/77/entry", json={"event_id": "e1", "obs": obs, "hour": 9}
+        f"{server}/users/77/entry", json={"event_id": "e1", "day": 3, "live_count": 1, "hour": 9}
     )
     assert first.status_code == again.status_code == 200 and first.json() == again.json()
-    r = requests.post(f"{server}/users/77/entry", json={"event_id": "e2", "obs": obs, "hour": 9})
+    r = requests.post(
+        f"{server}/users/77/entry", json={"event_id": "e2", "day": 3, "live_count": 1, "hour": 9}
+    )
     assert r.status_code == 409
     st = requests.get(f"{server}/users/77/state").json()
     assert st["open_entry"] and st["sessions"] == 0
@@ -242,65 +248,45 @@ def test_client_mistakes_are_4xx_naming_the_problem(server):
     assert requests.get(f"{server}/docs").status_code == 200
 
 
-def test_state_survives_a_dt_replica_restart_and_klan_flag(server, random_models):
+def test_state_survives_a_dt_replica_restart_and_klan_flag(server, random_models, tmp_path):
     from ray import serve
 
     _start(server, 90)
-    obs = [0.2] * 28
-    requests.post(f"{server}/users/90/entry", json={"event_id": "a", "obs": obs, "hour": 8})
+    requests.post(
+        f"{server}/users/90/entry", json={"event_id": "a", "day": 3, "live_count": 1, "hour": 8}
+    )
     requests.post(
         f"{server}/users/90/session_end",
-        json={"event_id": "b", "video_views": [2, 0, 0], "n_switches": 1, "usage_time": 120.0},
+        json={
+            "event_id": "b",
+            "day": 3,
+            "video_views": [2, 0, 0],
+            "page_durations_s": [10.0, 0.0, 0.0],
+            "exit_page": "featured",
+            "n_switches": 1,
+            "usage_time": 120.0,
+        },
     )
     before = requests.get(f"{server}/users/90/state").json()
     # kill the DT and ingress replicas; Serve restarts them, the state store keeps the day
     assert _kill_replicas_and_wait(server, 90).json() == before
-    r = requests.post(f"{server}/users/90/entry", json={"event_id": "c", "obs": obs, "hour": 9})
+    r = requests.post(
+        f"{server}/users/90/entry", json={"event_id": "c", "day": 3, "live_count": 1, "hour": 9}
+    )
     assert r.status_code == 200 and r.json()["session_idx"] == 1
-    # the KLAN flag: same app, the fused policy decides
+    # the KLAN flag: the same app, the fused policy decides
     from glan_ray.serving.app import build_app
 
-    serve.run(
-        build_app({"models": random_models, "num_cpus": 0.1, "policy": "klan"}),
-        name="glan",
-        route_prefix="/",
+    serve.run(build_app(app_args(random_models, tmp_path, policy="klan")), name="glan_klan",
+              route_prefix="/klan")  # fmt: skip
+    _start(f"{server}/klan", 91)
+    r = requests.post(
+        f"{server}/klan/users/91/entry",
+        json={"event_id": "k", "day": 3, "live_count": 1, "hour": 9},
     )
-    _start(server, 91)
-    r = requests.post(f"{server}/users/91/entry", json={"event_id": "k", "obs": obs, "hour": 9})
     assert r.status_code == 200 and r.json()["policy"] == "klan"
     assert sum(r.json()["probs"]) == pytest.approx(1.0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    """A real redis-server on a free port; installed with apt-get when missing (CI does this)."""
-    if shutil.which("redis-server") is None and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "redis-server"], capture_output=True)
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed and apt-get could not install it")
-    port = _free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(50):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.1)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
+    serve.delete("glan_klan")
 
 
 def test_with_redis_a_replica_restart_mid_day_loses_nothing(server, random_models, redis_url):
@@ -313,41 +299,58 @@ def test_with_redis_a_replica_restart_mid_day_loses_nothing(server, random_model
     serve.run(app, name="glan_redis", route_prefix="/r")
     base = f"{server}/r"
     _start(base, 5)
-    obs = [0.3] * 28
     for t in range(2):
         r = requests.post(
-            f"{base}/users/5/entry", json={"event_id": f"e{t}", "obs": obs, "hour": 7}
+            f"{base}/users/5/entry",
+            json={"event_id": f"e{t}", "day": 3, "live_count": 1, "hour": 7},
         )
         assert r.status_code == 200, r.text
-        end = {"event_id": f"s{t}", "video_views": [1, 1, 0], "n_switches": 1, "usage_time": 90.0}
+        end = {
+            "event_id": f"s{t}",
+            "day": 3,
+            "video_views": [1, 1, 0],
+            "page_durations_s": [10.0, 0.0, 0.0],
+            "exit_page": "featured",
+            "n_switches": 1,
+            "usage_time": 90.0,
+        }
         assert requests.post(f"{base}/users/5/session_end", json=end).status_code == 200
     before = requests.get(f"{base}/users/5/state").json()
     assert redis.Redis.from_url(redis_url).exists("glan_ray:user:5")
     assert _kill_replicas_and_wait(base, 5, app="glan_redis").json() == before
-    r = requests.post(f"{base}/users/5/entry", json={"event_id": "e2", "obs": obs, "hour": 9})
+    r = requests.post(
+        f"{base}/users/5/entry", json={"event_id": "e2", "day": 3, "live_count": 1, "hour": 9}
+    )
     assert r.status_code == 200 and r.json()["session_idx"] == 2
     serve.delete("glan_redis")
 
 
-def test_two_ingress_replicas_share_one_consistent_user_day(server, random_models):
+def test_two_ingress_replicas_share_one_consistent_user_day(server, random_models, tmp_path):
     """Each ingress replica caches users and writes through with compare-and-set: requests of
     one user alternating between two replicas (stale caches) still give one consistent day."""
     from ray import serve
 
     from glan_ray.serving.app import build_app
 
-    app = build_app({"models": random_models, "num_cpus": 0.1, "ingress_replicas": 2})
+    app = build_app(app_args(random_models, tmp_path, ingress_replicas=2))
     serve.run(app, name="glan_two", route_prefix="/two")
     base = f"{server}/two"
     seen = {requests.get(f"{base}/healthz").json()["replica"] for _ in range(40)}
     assert len(seen) == 2, "the proxy should spread requests over both ingress replicas"
     _start(base, 500)
-    obs = [0.4] * 28
-    end = {"video_views": [1, 0, 0], "n_switches": 0, "usage_time": 45.0}
+    end = {
+        "day": 3,
+        "video_views": [1, 0, 0],
+        "page_durations_s": [10.0, 0.0, 0.0],
+        "exit_page": "featured",
+        "n_switches": 0,
+        "usage_time": 45.0,
+    }
     rtg = None
     for t in range(8):
         r = requests.post(
-            f"{base}/users/500/entry", json={"event_id": f"e{t}", "obs": obs, "hour": 10}
+            f"{base}/users/500/entry",
+            json={"event_id": f"e{t}", "day": 3, "live_count": 1, "hour": 10},
         )
         assert r.status_code == 200 and r.json()["session_idx"] == t, r.text
         assert rtg is None or r.json()["rtg_s"] == pytest.approx(rtg)
@@ -361,12 +364,12 @@ def test_two_ingress_replicas_share_one_consistent_user_day(server, random_model
     serve.delete("glan_two")
 
 
-def test_state_store_writes_are_compare_and_set(ray_session, redis_url):
+def test_state_store_writes_are_compare_and_set(redis_url, tmp_path):
     """A write based on an old version fails and changes nothing (both stores); concurrent
     writes of one version: exactly one wins."""
     import asyncio
 
-    from glan_ray.serving.state import EmbeddedStore, RedisStore
+    from glan_ray.serving.state import RedisStore, SQLiteStore
 
     async def check(store) -> None:
         assert await store.get(4242) is None
@@ -375,13 +378,13 @@ def test_state_store_writes_are_compare_and_set(ray_session, redis_url):
         assert await store.get(4242) == (1, {"n": 1})
         assert await store.put(4242, {"n": 2}, 1)
         assert await store.get(4242) == (2, {"n": 2})
-        # concurrent writers of one version (coalesced into one call for the actor): one wins
+        # concurrent writers of one version (coalesced into one transaction): one wins
         done = await asyncio.gather(*(store.put(4242, {"n": 3 + i}, 2) for i in range(6)))
         assert sum(done) == 1 and (await store.get(4242))[0] == 3
         assert all(await asyncio.gather(*(store.put(5000 + i, {"i": i}, 0) for i in range(40))))
 
     async def both() -> None:
-        await check(EmbeddedStore())
+        await check(SQLiteStore(str(tmp_path / "s.sqlite3")))
         await check(RedisStore(redis_url))
 
     asyncio.run(both())
