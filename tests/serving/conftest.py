@@ -18,9 +18,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def serve_http(ray_session) -> str:
-    """Serve's HTTP proxy on a free loopback port; apps are added by the tests."""
+    """Serve's HTTP proxy on a free loopback port; apps are added by the tests.
+
+    Package-scoped: Serve and its apps go away after the last serving test, so their replicas
+    do not hold the shared Ray's CPUs while later tests (A/B shards, Ray Data) need them.
+    """
     from ray import serve
 
     port = free_port()
@@ -34,13 +38,13 @@ def app_args(models: str, tmp, **over) -> dict:
     return {"models": models, "num_cpus": 0.1, "state_store": f"sqlite://{tmp}/state.db", **over}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def state_db(tmp_path_factory) -> str:
     """The SQLite file of the ``server`` app's state."""
     return str(tmp_path_factory.mktemp("state") / "state.sqlite3")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(serve_http, random_models, state_db) -> str:
     """The default app (composed deployments, SQLite store in a temporary file) at ``/``."""
     from ray import serve
