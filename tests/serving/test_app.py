@@ -15,7 +15,7 @@ from glan_ray.schema import PAGES
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
 from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
-from tests.serving.conftest import app_args, start
+from tests.serving.conftest import app_args, end, entry, start
 
 pytestmark = pytest.mark.slow
 
@@ -93,20 +93,9 @@ def test_colocated_models_serve_the_same_user_days(server, random_models, tmp_pa
     serve.run(build_app(args), name="glan_local", route_prefix="/local")
     base = f"{server}/local"
     _start(base, 3999)
-    r = requests.post(
-        f"{base}/users/3999/entry", json={"event_id": "a", "day": 3, "live_count": 1, "hour": 8}
-    )
+    r = entry(base, 3999, "a", live_count=1, hour=8)
     assert r.status_code == 200, r.text
-    end = {
-        "event_id": "b",
-        "day": 3,
-        "video_views": [2, 0, 0],
-        "page_durations_s": [10.0, 0.0, 0.0],
-        "exit_page": "featured",
-        "n_switches": 1,
-        "usage_time": 77.0,
-    }
-    r = requests.post(f"{base}/users/3999/session_end", json=end)
+    r = end(base, 3999, "b", page_durations_s=[10.0, 0.0, 0.0], exit_page="featured")
     assert r.status_code == 200 and r.json()["reward_s"] == pytest.approx(77.0), r.text
     serve.delete("glan_local")
 
@@ -134,27 +123,18 @@ def _user_days_match_the_offline_policy(server: str, random_models: str, uid0: i
         assert r.json()["r1_s"] == pytest.approx(glan._r1[row], rel=1e-5)
         mine = np.flatnonzero(s["row"] == row)
         for t, e in enumerate(rec.entries[row]):
-            r = requests.post(
-                f"{server}/users/{uid}/entry",
-                json={
-                    "event_id": f"e{t}",
-                    "day": 0,
-                    "hour": e["hour"],
-                    "live_count": int(s["live_count"][mine[t]]),
-                },
-            )
+            r = entry(server, uid, f"e{t}", day=0, hour=e["hour"],
+                      live_count=int(s["live_count"][mine[t]]))
             assert r.status_code == 200, r.text
             assert r.json()["page_index"] == e["action"] == s["action"][mine[t]]
-            end = {
-                "event_id": f"s{t}",
-                "day": 0,
-                "page_durations_s": s["dur"][mine[t]].tolist(),
-                "video_views": s["views"][mine[t]].tolist(),
-                "exit_page": PAGES[s["page_seq"][mine[t], s["seq_len"][mine[t]] - 1]],
-                "n_switches": int(s["seq_len"][mine[t]] - 1),
-                "usage_time": float(s["usage"][mine[t]]),
-            }
-            r = requests.post(f"{server}/users/{uid}/session_end", json=end)
+            r = end(
+                server, uid, f"s{t}", day=0,
+                page_durations_s=s["dur"][mine[t]].tolist(),
+                video_views=s["views"][mine[t]].tolist(),
+                exit_page=PAGES[s["page_seq"][mine[t], s["seq_len"][mine[t]] - 1]],
+                n_switches=int(s["seq_len"][mine[t]] - 1),
+                usage_time=float(s["usage"][mine[t]]),
+            )  # fmt: skip
             assert r.status_code == 200, r.text
             if not np.isnan(glan._reward[row, t]):  # the day's last session is never scored
                 assert r.json()["reward_s"] == pytest.approx(glan._reward[row, t], rel=1e-4)
@@ -187,31 +167,15 @@ def _start(server: str, uid: int) -> None:
 
 
 def test_client_mistakes_are_4xx_naming_the_problem(server):
-    r = requests.post(
-        f"{server}/users/77/entry", json={"event_id": "x", "day": 3, "live_count": 1, "hour": 9}
-    )
+    r = entry(server, 77, "x", live_count=1, hour=9)
     assert r.status_code == 404 and "unknown user 77" in r.text
     _start(server, 77)
-    r = requests.post(
-        f"{server}/users/77/session_end",
-        json={
-            "event_id": "y",
-            "day": 3,
-            "video_views": [1, 0, 0],
-            "page_durations_s": [10.0, 0.0, 0.0],
-            "exit_page": "featured",
-            "n_switches": 0,
-            "usage_time": 30.0,
-        },
-    )
+    r = end(server, 77, "y", video_views=[1, 0, 0], page_durations_s=[10.0, 0.0, 0.0],
+            exit_page="featured", n_switches=0, usage_time=30.0)
     assert r.status_code == 409 and "without a matching entry" in r.text
-    r = requests.post(
-        f"{server}/users/77/entry", json={"event_id": "x", "day": 3, "live_count": -1, "hour": 9}
-    )
+    r = entry(server, 77, "x", live_count=-1, hour=9)
     assert r.status_code == 422 and "live_count" in r.text
-    r = requests.post(
-        f"{server}/users/77/entry", json={"event_id": "x", "day": 3, "live_count": 1, "hour": 25}
-    )
+    r = entry(server, 77, "x", live_count=1, hour=25)
     assert r.status_code == 422 and "hour" in r.text
     r = requests.post(f"{server}/users/77/entry", json={"day": 3, "live_count": 1, "hour": 9})
     assert r.status_code == 422 and "event_id" in r.text
@@ -231,16 +195,10 @@ def test_client_mistakes_are_4xx_naming_the_problem(server):
     r = requests.post(f"{server}/users/78/day", json=bad)
     assert r.status_code == 422 and "age" in r.text
     # a repeated entry event is a no-op; a second entry while a session is open is a conflict
-    first = requests.post(
-        f"{server}/users/77/entry", json={"event_id": "e1", "day": 3, "live_count": 1, "hour": 9}
-    )
-    again = requests.post(
-        f"{server}/users/77/entry", json={"event_id": "e1", "day": 3, "live_count": 1, "hour": 9}
-    )
+    first = entry(server, 77, "e1", live_count=1, hour=9)
+    again = entry(server, 77, "e1", live_count=1, hour=9)
     assert first.status_code == again.status_code == 200 and first.json() == again.json()
-    r = requests.post(
-        f"{server}/users/77/entry", json={"event_id": "e2", "day": 3, "live_count": 1, "hour": 9}
-    )
+    r = entry(server, 77, "e2", live_count=1, hour=9)
     assert r.status_code == 409
     st = requests.get(f"{server}/users/77/state").json()
     assert st["open_entry"] and st["sessions"] == 0
@@ -252,27 +210,13 @@ def test_state_survives_a_dt_replica_restart_and_klan_flag(server, random_models
     from ray import serve
 
     _start(server, 90)
-    requests.post(
-        f"{server}/users/90/entry", json={"event_id": "a", "day": 3, "live_count": 1, "hour": 8}
-    )
-    requests.post(
-        f"{server}/users/90/session_end",
-        json={
-            "event_id": "b",
-            "day": 3,
-            "video_views": [2, 0, 0],
-            "page_durations_s": [10.0, 0.0, 0.0],
-            "exit_page": "featured",
-            "n_switches": 1,
-            "usage_time": 120.0,
-        },
-    )
+    entry(server, 90, "a", live_count=1, hour=8)
+    end(server, 90, "b", page_durations_s=[10.0, 0.0, 0.0], exit_page="featured",
+        usage_time=120.0)
     before = requests.get(f"{server}/users/90/state").json()
     # kill the DT and ingress replicas; Serve restarts them, the state store keeps the day
     assert _kill_replicas_and_wait(server, 90).json() == before
-    r = requests.post(
-        f"{server}/users/90/entry", json={"event_id": "c", "day": 3, "live_count": 1, "hour": 9}
-    )
+    r = entry(server, 90, "c", live_count=1, hour=9)
     assert r.status_code == 200 and r.json()["session_idx"] == 1
     # the KLAN flag: the same app, the fused policy decides
     from glan_ray.serving.app import build_app
@@ -280,10 +224,7 @@ def test_state_survives_a_dt_replica_restart_and_klan_flag(server, random_models
     serve.run(build_app(app_args(random_models, tmp_path, policy="klan")), name="glan_klan",
               route_prefix="/klan")  # fmt: skip
     _start(f"{server}/klan", 91)
-    r = requests.post(
-        f"{server}/klan/users/91/entry",
-        json={"event_id": "k", "day": 3, "live_count": 1, "hour": 9},
-    )
+    r = entry(f"{server}/klan", 91, "k", live_count=1, hour=9)
     assert r.status_code == 200 and r.json()["policy"] == "klan"
     assert sum(r.json()["probs"]) == pytest.approx(1.0)
     serve.delete("glan_klan")
@@ -300,27 +241,15 @@ def test_with_redis_a_replica_restart_mid_day_loses_nothing(server, random_model
     base = f"{server}/r"
     _start(base, 5)
     for t in range(2):
-        r = requests.post(
-            f"{base}/users/5/entry",
-            json={"event_id": f"e{t}", "day": 3, "live_count": 1, "hour": 7},
-        )
+        r = entry(base, 5, f"e{t}", live_count=1, hour=7)
         assert r.status_code == 200, r.text
-        end = {
-            "event_id": f"s{t}",
-            "day": 3,
-            "video_views": [1, 1, 0],
-            "page_durations_s": [10.0, 0.0, 0.0],
-            "exit_page": "featured",
-            "n_switches": 1,
-            "usage_time": 90.0,
-        }
-        assert requests.post(f"{base}/users/5/session_end", json=end).status_code == 200
+        r = end(base, 5, f"s{t}", video_views=[1, 1, 0], page_durations_s=[10.0, 0.0, 0.0],
+                exit_page="featured", usage_time=90.0)
+        assert r.status_code == 200
     before = requests.get(f"{base}/users/5/state").json()
     assert redis.Redis.from_url(redis_url).exists("glan_ray:user:5")
     assert _kill_replicas_and_wait(base, 5, app="glan_redis").json() == before
-    r = requests.post(
-        f"{base}/users/5/entry", json={"event_id": "e2", "day": 3, "live_count": 1, "hour": 9}
-    )
+    r = entry(base, 5, "e2", live_count=1, hour=9)
     assert r.status_code == 200 and r.json()["session_idx"] == 2
     serve.delete("glan_redis")
 
@@ -338,26 +267,17 @@ def test_two_ingress_replicas_share_one_consistent_user_day(server, random_model
     seen = {requests.get(f"{base}/healthz").json()["replica"] for _ in range(40)}
     assert len(seen) == 2, "the proxy should spread requests over both ingress replicas"
     _start(base, 500)
-    end = {
-        "day": 3,
-        "video_views": [1, 0, 0],
-        "page_durations_s": [10.0, 0.0, 0.0],
-        "exit_page": "featured",
-        "n_switches": 0,
-        "usage_time": 45.0,
-    }
+    body = {"video_views": [1, 0, 0], "page_durations_s": [10.0, 0.0, 0.0],
+            "exit_page": "featured", "n_switches": 0, "usage_time": 45.0}  # fmt: skip
     rtg = None
     for t in range(8):
-        r = requests.post(
-            f"{base}/users/500/entry",
-            json={"event_id": f"e{t}", "day": 3, "live_count": 1, "hour": 10},
-        )
+        r = entry(base, 500, f"e{t}", live_count=1, hour=10)
         assert r.status_code == 200 and r.json()["session_idx"] == t, r.text
         assert rtg is None or r.json()["rtg_s"] == pytest.approx(rtg)
-        r = requests.post(f"{base}/users/500/session_end", json={"event_id": f"s{t}", **end})
+        r = end(base, 500, f"s{t}", **body)
         assert r.status_code == 200 and r.json()["sessions"] == t + 1, r.text
         rtg = r.json()["rtg_s"]
-        again = requests.post(f"{base}/users/500/session_end", json={"event_id": f"s{t}", **end})
+        again = end(base, 500, f"s{t}", **body)
         assert again.json() == r.json()  # a repeat on either replica answers the same
     st = requests.get(f"{base}/users/500/state").json()
     assert st["sessions"] == 8 and len(st["rewards_s"]) == 8 and not st["open_entry"]
