@@ -238,25 +238,58 @@ def _run_label(args: argparse.Namespace) -> int:
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     from glan_ray.eval.ab import ABConfig
-    from glan_ray.policy.registry import ARMS
+    from glan_ray.policy.registry import ALIASES, ARMS
 
     d = ABConfig()
     p = sub.add_parser(
         "evaluate",
         help="run the simulated A/B test of every arm and write the report",
-        description="Simulate every arm on the same new users with common random numbers (one "
-        "Ray task per arm, seed and shard), compare each with the control per user (relative "
-        "%, 95%% CI, p-value), check A/A, and write RUN/ab/ab.json, RUN/report.md, "
-        "RUN/ab_metrics.csv and PNG plots. Learned arms load RUN/models/ (or --models).",
+        description="The papers' protocol: existing users burned in under the control "
+        "(--burn-in-days), an A/A phase where every bucket runs the control (--aa-days), then "
+        "the A/B (--ab-days); headline = the last 7 A/B days. Every arm runs the same users "
+        "with common random numbers (--buckets shared; one Ray task per arm, seed and shard) "
+        "or its own users (--buckets disjoint); each is compared with the control (relative "
+        "%, 95% CI, p-value), and RUN/ab/ab.json, RUN/report.md (with the papers' tables), "
+        "RUN/ab_metrics.csv and PNG plots (growth curves included) are written. Learned arms "
+        "load RUN/models/ (or --models).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--run", required=True, help="run directory or URI (report goes here)")
     p.add_argument("--models", help="exported models directory (default RUN/models)")
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), metavar="ARM",
-                   help=f"arms to run; one of: {', '.join(ARMS)}")  # fmt: skip
-    p.add_argument("--control", default=d.control, help="control arm")
+    p.add_argument("--arms", nargs="+", default=[a for a in ARMS if a not in ALIASES],
+                   choices=list(ARMS), metavar="ARM",
+                   help=f"arms to run; one of: {', '.join(ARMS)} (default: all but the aliases "
+                   f"{', '.join(ALIASES)})")  # fmt: skip
+    p.add_argument("--control", default=d.control, choices=list(ARMS), metavar="ARM",
+                   help="control arm (klan: GLAN's tables; logging: KLAN's)")  # fmt: skip
     p.add_argument("--users", type=int, default=d.users, help="users per arm")
-    p.add_argument("--days", type=int, default=d.days, help="days of the test")
+    p.add_argument("--ab-days", "--days", dest="ab_days", type=int, default=d.ab_days,
+                   help="days of the A/B phase")  # fmt: skip
+    p.add_argument("--aa-days", type=int, default=d.aa_days, help="days of the A/A phase")
+    p.add_argument(
+        "--burn-in-days",
+        type=int,
+        default=d.burn_in_days,
+        help="days the users live under the burn-in arm first (0: new users)",
+    )
+    p.add_argument(
+        "--burn-in-arm",
+        choices=list(ARMS),
+        metavar="ARM",
+        help="policy of the burn-in (default: the control)",
+    )
+    p.add_argument(
+        "--buckets",
+        choices=("shared", "disjoint"),
+        default=d.buckets,
+        help="shared: every arm the same users (paired); disjoint: its own users",
+    )
+    p.add_argument(
+        "--headline-days",
+        type=int,
+        default=d.headline_days,
+        help="headline metrics over the last this many A/B days",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds), help="simulator seeds")
     p.add_argument("--shard-users", type=int, default=d.shard_users, help="users per Ray task")
     p.add_argument("--sim-config", metavar="YAML", help="SimConfig overrides for the test")
@@ -300,7 +333,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             arms=tuple(args.arms),
             control=args.control,
             users=args.users,
-            days=args.days,
+            ab_days=args.ab_days,
+            aa_days=args.aa_days,
+            burn_in_days=args.burn_in_days,
+            burn_in_arm=args.burn_in_arm,
+            buckets=args.buckets,
+            headline_days=args.headline_days,
             seeds=tuple(args.seeds),
             shard_users=args.shard_users,
             models=args.models or storage.join(args.run, "models"),

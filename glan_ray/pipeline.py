@@ -29,6 +29,7 @@ STAGES = (
     "train_am",
     "label_hrm",
     "train_cql",
+    "train_cql_static",
     "train_dt",
     "train_dt_naive",
     "evaluate",
@@ -50,17 +51,23 @@ class Preset:
     updates_per_iteration: int
     """Gradient updates per RLlib ``train()`` (CQL and DT alike)."""
     ab_users: int
+    """Users per arm of the A/B (the same users in every arm)."""
     ab_days: int
+    """Days of the A/B phase (the headline is its last 7 days, or all if fewer)."""
     ab_seeds: tuple[int, ...]
+    ab_aa_days: int
+    """Days of the A/A phase before the A/B (every bucket under the control)."""
+    ab_burn_in_days: int
+    """Days the A/B's users live under the control before the A/A phase (existing users)."""
     train: dict[str, Any] = field(default_factory=dict)
     """Extra supervised TrainConfig fields for every model (e.g. a smaller batch)."""
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset(300, 4, 1, 2, 2, 20, 300, 2, (0,), {"batch_size": 256}),
-    "demo": Preset(3000, 14, 4, 8, 8, 300, 2000, 7, (0, 1)),
-    "small": Preset(10_000, 14, 6, 20, 20, 400, 5000, 14, (0, 1, 2)),
-    "full": Preset(100_000, 28, 8, 50, 50, 500, 20_000, 28, (0, 1, 2, 3, 4)),
+    "tiny": Preset(300, 4, 1, 2, 2, 20, 300, 2, (0,), 1, 2, {"batch_size": 256}),
+    "demo": Preset(3000, 14, 4, 8, 8, 300, 2000, 7, (0, 1), 7, 30),
+    "small": Preset(10_000, 14, 6, 20, 20, 400, 5000, 14, (0, 1, 2), 14, 30),
+    "full": Preset(100_000, 28, 8, 50, 50, 500, 20_000, 42, (0, 1, 2, 3, 4), 14, 30),
 }
 """``demo`` is the README's main job (≤ 15 min on 2 CPUs); ``tiny`` is the CI smoke run."""
 
@@ -182,11 +189,16 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
     def evaluate() -> dict[str, Any]:
         from glan_ray.eval.ab import ABConfig, run_ab
         from glan_ray.eval.publish import publish_evaluation
-        from glan_ray.policy.registry import ARMS
+        from glan_ray.policy.registry import ALIASES, ARMS
 
-        ab = ABConfig(arms=tuple(ARMS), users=s.ab_users, days=s.ab_days, seeds=s.ab_seeds,
-                      models=models)  # fmt: skip
-        return {"out": publish_evaluation(cfg.run, run_ab(ab))[0]}
+        ab = ABConfig(arms=tuple(a for a in ARMS if a not in ALIASES), users=s.ab_users,
+                      ab_days=s.ab_days, aa_days=s.ab_aa_days, burn_in_days=s.ab_burn_in_days,
+                      seeds=s.ab_seeds, models=models)  # fmt: skip
+        def progress(done: int, total: int) -> None:
+            if done == total or done % max(1, total // 10) == 0:
+                logger.info("evaluate: %d/%d A/B tasks done", done, total)
+
+        return {"out": publish_evaluation(cfg.run, run_ab(ab, progress))[0]}
 
     u = s.updates_per_iteration
     return {
@@ -194,6 +206,7 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
         **{f"train_{m}": supervised(m) for m in ("lrtg", "hrm", "isp", "am")},
         "label_hrm": label,
         "train_cql": rl("cql", "cql", s.cql_iterations, u),
+        "train_cql_static": rl("cql", "cql_static", s.cql_iterations, u, static_alpha=True),
         "train_dt": rl("dt", "dt", s.dt_iterations, u),
         "train_dt_naive": rl("dt", "dt_naive", s.dt_iterations, u, reward_column="reward"),
         "evaluate": evaluate,

@@ -95,7 +95,8 @@ def random_models(tmp_path_factory) -> str:
         norm = Normalizer.fit([feats], SPECS[name].normalized)
         save_checkpoint(os.path.join(out, name), name, build_model(name, mc), mc, {}, norm)
     q = QNetwork(QNetConfig(hidden=(8,)))
-    save_checkpoint(os.path.join(out, "cql"), "cql", q, dataclasses.asdict(q.cfg), {}, None)
+    for name in ("cql", "cql_static"):
+        save_checkpoint(os.path.join(out, name), "cql", q, dataclasses.asdict(q.cfg), {}, None)
     for name in ("dt", "dt_naive"):
         dt = DecisionTransformer(DTConfig(context_len=4, embed_dim=8, n_heads=2, n_layers=1))
         meta = dataclasses.asdict(dt.cfg)

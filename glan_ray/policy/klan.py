@@ -1,4 +1,5 @@
-"""KLAN (the baseline): ISP static scores + IIT interest scores fused by AM, argmax (SPEC §3.4)."""
+"""KLAN (the baseline): ISP static scores + IIT interest scores fused by AM, argmax (SPEC §3.4),
+and its two ablations (KLAN Table 2): IIT alone (``CQLPolicy``) and ISP alone (``ISPPolicy``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,44 @@ class CQLPolicy(Policy):
         return one_hot(self.q(obs.obs).argmax(-1).numpy())
 
 
+class StaticScores:
+    """KLAN-ISP's static page scores s (N, 3) of a day's users, computed once per user-day on the
+    first decision (they depend on the daily features x and the day's treatment context only)."""
+
+    def __init__(self, isp: str, temperature: float = 1.0) -> None:
+        self.isp = ModelRunner(isp, "isp")
+        self.temperature = temperature
+        self.features: dict[str, np.ndarray] = {}
+        self.day: dict[str, np.ndarray] | None = None
+        self.scores: torch.Tensor | None = None
+
+    def begin_day(self, features: dict[str, np.ndarray]) -> None:
+        self.features, self.day, self.scores = features, None, None
+
+    def of(self, weekday: int) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+        """Today's daily columns and static scores (N, 3)."""
+        if self.day is None or self.scores is None:
+            self.day = daily_columns(self.features, weekday)
+            self.scores = static_scores(self.isp(self.day), self.temperature)
+        return self.day, self.scores
+
+
+class ISPPolicy(Policy):
+    """ISP alone (KLAN-ISP): a* = argmax_k s_k, one page per user-day."""
+
+    name = "klan_isp"
+
+    def __init__(self, isp: str, isp_temperature: float = 1.0) -> None:
+        self.static = StaticScores(isp, isp_temperature)
+
+    def begin_day(self, day: int, features: dict[str, np.ndarray]) -> None:
+        self.static.begin_day(features)
+
+    def probs(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
+        _, s = self.static.of(obs.weekday)  # (N, 3)
+        return one_hot(s[torch.from_numpy(obs.rows)].argmax(-1).numpy())
+
+
 class KlanPolicy(CQLPolicy):
     """f_k = w_k·s_k + (1 − w_k)·d_k, a* = argmax f (KLAN eq. 13)."""
 
@@ -38,23 +77,17 @@ class KlanPolicy(CQLPolicy):
 
     def __init__(self, isp: str, cql: str, am: str, isp_temperature: float = 1.0) -> None:
         super().__init__(cql)
-        self.isp = ModelRunner(isp, "isp")
+        self.static = StaticScores(isp, isp_temperature)
         self.am = ModelRunner(am, "am")
-        self.isp_temperature = isp_temperature
-        self._features: dict[str, np.ndarray] = {}
-        self._day: dict[str, np.ndarray] | None = None
-        self._static: torch.Tensor | None = None
 
     def begin_day(self, day: int, features: dict[str, np.ndarray]) -> None:
-        self._features, self._day, self._static = features, None, None
+        self.static.begin_day(features)
 
     def probs(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
-        if self._day is None:  # static scores once per user-day (they depend on x, t only)
-            self._day = daily_columns(self._features, obs.weekday)
-            self._static = static_scores(self.isp(self._day), self.isp_temperature)  # (N, 3)
+        day, s = self.static.of(obs.weekday)  # s: (N, 3)
         d = interest_scores(self.q(obs.obs), self.temperature)  # (B, 3)
-        cols = session_columns(self._day, obs.rows, obs.obs, obs.hour, obs.entries_today)
+        cols = session_columns(day, obs.rows, obs.obs, obs.hour, obs.entries_today)
         cols["action"] = np.zeros(len(obs.rows), dtype=np.int64)  # AM scores every page
         w = self.am(cols)["w"]  # (B, 3)
-        f = fuse(w, self._static[torch.from_numpy(obs.rows)], d)
+        f = fuse(w, s[torch.from_numpy(obs.rows)], d)
         return one_hot(f.argmax(-1).numpy())

@@ -1,8 +1,9 @@
 """Every arm of the simulated A/B by name, built from a directory of exported models.
 
 ``models`` holds one export per model (``glan-ray train X --out MODELS``): ``lrtg``, ``hrm``,
-``isp``, ``am``, ``cql``, ``dt`` (trained on HRM rewards) and ``dt_naive`` (the same DT trained
-on the naive session duration: ``--set reward_column=reward --out`` to ``dt_naive``).
+``isp``, ``am``, ``cql`` (dynamic α), ``cql_static`` (the same CQL with ``static_alpha=True``),
+``dt`` (trained on HRM rewards) and ``dt_naive`` (the same DT trained on the naive session
+duration: ``--set reward_column=reward --out`` to ``dt_naive``).
 """
 
 from __future__ import annotations
@@ -47,10 +48,19 @@ def _klan(m: str | None, cfg: SimConfig) -> Policy:
     return KlanPolicy(_path(m, "isp"), _path(m, "cql"), _path(m, "am"))
 
 
-def _cql(m: str | None, cfg: SimConfig) -> Policy:
-    from glan_ray.policy.klan import CQLPolicy
+def _cql(export: str) -> Callable[[str | None, SimConfig], Policy]:
+    def build(m: str | None, cfg: SimConfig) -> Policy:
+        from glan_ray.policy.klan import CQLPolicy
 
-    return CQLPolicy(_path(m, "cql"))
+        return CQLPolicy(_path(m, export))
+
+    return build
+
+
+def _klan_isp(m: str | None, cfg: SimConfig) -> Policy:
+    from glan_ray.policy.klan import ISPPolicy
+
+    return ISPPolicy(_path(m, "isp"))
 
 
 def _heuristic(kind: str) -> Callable[[str | None, SimConfig], Policy]:
@@ -78,14 +88,21 @@ ARMS: dict[str, Callable[..., Policy]] = {
     "last_exit": _heuristic("last_exit"),
     "most_visited": _heuristic("most_visited"),
     "klan": _klan,
-    "cql": _cql,
+    "klan_isp": _klan_isp,
+    "klan_iit": _cql("cql"),
+    "cql": _cql("cql"),
+    "cql_static": _cql("cql_static"),
     "glan": _glan("dt", lrtg=True, hrm=True, name="glan"),
     "glan_no_lrtg": _glan("dt", lrtg=False, hrm=True, name="glan_no_lrtg"),
     "glan_no_hrm": _glan("dt_naive", lrtg=True, hrm=False, name="glan_no_hrm"),
     "dt": _glan("dt_naive", lrtg=False, hrm=False, name="dt"),
     "oracle": lambda m, cfg: OraclePolicy(cfg),
 }
-"""Arm name -> builder(models_dir, sim_config, **options)."""
+"""Arm name -> builder(models_dir, sim_config, **options). ``klan_isp`` and ``klan_iit`` are
+KLAN Table 2's ablations (ISP alone, IIT alone); ``cql`` is the old name of ``klan_iit`` (the
+same policy) and ``cql_static`` is IIT with a static conservative coefficient."""
+ALIASES = {"cql": "klan_iit"}
+"""Arm -> the arm it is another name of (both run when both are asked for)."""
 ARM_OPTIONS: dict[str, tuple[str, ...]] = {
     a: ("target_gain",) for a in ("glan", "glan_no_lrtg", "glan_no_hrm", "dt")
 }
@@ -99,9 +116,20 @@ MODEL_FREE = ("logging", *HEURISTICS, "oracle")
 
 
 def make_arm(
-    name: str, models: str | None, cfg: SimConfig, options: dict[str, Any] | None = None
+    name: str,
+    models: str | None,
+    cfg: SimConfig,
+    options: dict[str, Any] | None = None,
+    external: dict[str, str] | None = None,
 ) -> Policy:
-    """Build arm ``name``; ``options`` (``ARM_OPTIONS[name]``) override its model defaults."""
+    """Build arm ``name``; ``options`` (``ARM_OPTIONS[name]``) override its model defaults;
+    ``external`` maps extra arm names to TorchScript policy files (``policy.external``)."""
+    if external and name in external:
+        from glan_ray.policy.external import load_external
+
+        policy = load_external(external[name])
+        policy.name = name
+        return policy
     if name not in ARMS:
         raise ValueError(f"unknown arm {name!r}; expected one of {', '.join(ARMS)}")
     options = dict(options or {})

@@ -40,6 +40,7 @@ class DayLog:
     treatment: np.ndarray | None = None  # (N,) RCT treatment, 0 = control
     response_cf: np.ndarray | None = None  # (N, 4) usage today under every treatment
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    next_state: UserState | None = None  # the users' state after this day (set by ``simulate``)
 
 
 def user_features(users: Users, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
@@ -266,15 +267,21 @@ def simulate(
     policy: Policy | Callable[[], Policy],
     rct: bool = False,
     first_day: int = 0,
+    start: UserState | None = None,
 ) -> Iterator[DayLog]:
     """Run users [first_user, first_user + n_users) for ``days`` days; yield a DayLog per day.
 
     ``policy`` is a Policy or a factory. In RCT mode each user-day gets a random treatment and
     the day is also replayed under every treatment to record the counterfactual responses.
+    ``start`` continues these users from a state an earlier run left (``DayLog.next_state`` of
+    its last day, with ``first_day`` the day after it), e.g. after a burn-in under another
+    policy; None starts them fresh.
     """
     pol = policy() if callable(policy) and not isinstance(policy, Policy) else policy
     users = make_users(cfg, first_user, n_users)
-    state = initial_state(cfg, users, first_user)
+    state = initial_state(cfg, users, first_user) if start is None else start
+    if len(state.sat) != n_users:
+        raise ValueError(f"start: a state of {len(state.sat)} users for {n_users} users")
     for day in range(first_day, first_day + days):
         plan = make_plan(cfg, users, first_user, day)
         if not rct:
@@ -292,6 +299,7 @@ def simulate(
             )
             log, state = simulate_day(cfg, users, state, plan, pol, day, treatment)
             log.response_cf = cf
+        log.next_state = state
         yield log
 
 
