@@ -33,7 +33,8 @@ def test_help_lists_commands_and_simulate_options():
     [
         (["train"], ["--iterations", "--updates-per-iteration", "--set", "cql", "dt"]),
         (["label-hrm"], ["--data", "--hrm"]),
-        (["evaluate"], ["--run", "--arms", "--seeds", "--report-only"]),
+        (["evaluate"], ["--run", "--arms", "--seeds", "--report-only", "--aa-days", "--ab-days",
+                        "--burn-in-days", "--burn-in-arm", "--buckets", "--control"]),
         (["pipeline"], ["--preset", "--out", "--from", "tiny", "demo"]),
     ],
 )
@@ -66,6 +67,11 @@ def test_rl_and_pipeline_client_mistakes_exit_2(tmp_path, capsys):
     bad = ["evaluate", "--run", str(tmp_path), "--arms", "logging", "--arm-option", "glan.x=1"]
     assert main(bad) == 2
     assert "glan" in capsys.readouterr().err
+    # protocol sizes are checked before any Ray work, naming the flag's field
+    assert main(["evaluate", "--run", str(tmp_path), "--aa-days", "-1"]) == 2
+    assert "aa_days must be >= 0; got -1" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(tmp_path), "--ab-days", "0"]) == 2
+    assert "ab_days must be >= 1; got 0" in capsys.readouterr().err
 
 
 def test_arm_options_parse_values_as_yaml():

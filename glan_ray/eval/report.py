@@ -193,8 +193,9 @@ def papers_tables(summary: dict[str, Any]) -> list[str]:
              f"Relative change [95% CI] over the last {p.get('headline_days', '?')} A/B days; "
              "**bold**: p < 0.05. Users burned in under "
              f"**{p.get('burn_in_arm', '?')}** for {p.get('burn_in_days', '?')} days, then "
-             f"{p.get('aa_days', '?')} A/A days (the GLAN paper's users had lived with KLAN: run "
-             "with `--control klan` for its exact protocol)."]  # fmt: skip
+             f"{p.get('aa_days', '?')} A/A days"
+             + (" (the GLAN paper's users had lived with KLAN: run with `--control klan` for "
+                "its exact protocol)." if p.get("burn_in_arm") != "klan" else ".")]  # fmt: skip
     if "klan" in vs and "glan" in arms:
         lines += ["", "### GLAN Table 1: GLAN vs KLAN", "", "| Metrics | GLAN |", "|---|---|",
                   *_table_rows(summary, "klan", "glan", PAPER_TABLE_1)]  # fmt: skip
@@ -220,7 +221,8 @@ def papers_tables(summary: dict[str, Any]) -> list[str]:
         lines += ["", "### KLAN Table 1: KLAN vs the heuristic (logging)", "",
                   "| Metrics | KLAN |", "|---|---|",
                   *_table_rows(summary, "logging", "klan", KLAN_TABLE_1)]  # fmt: skip
-        variants = [a for a in ("klan_iit", "klan_isp", "klan") if a in arms]
+    variants = [a for a in ("klan_iit", "klan_isp", "klan") if a in arms]
+    if "logging" in vs and "klan" in arms and len(variants) > 1:
         lines += ["", "### KLAN Table 2: ablations vs the heuristic (logging)", "",
                   "| Metrics | " + " | ".join(a.upper().replace("_", "-") for a in variants)
                   + " |", "|---|" + "---|" * len(variants)]  # fmt: skip
