@@ -7,6 +7,7 @@ has the papers' tables and the growth curves."""
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -300,7 +301,12 @@ def test_disjoint_buckets_have_their_own_users_and_are_compared_unpaired(ray_ses
     aa = res.aa()["last_exit"]["usage_time"]
     assert aa["diff"] != 0.0 and aa["n"] == 400  # other users under the same policy; unpaired
     assert res.comparisons()["last_exit"]["usage_time"]["n"] == 400
-    assert not res.config.paired
+    assert not res.config.paired and res.adjusted  # CUPED by the A/A phase
+    raw = ABResult(ABConfig(**{**asdict(cfg), "cuped": False}), res.units, res.daily,
+                   res.latency_ms, res.aa_units)  # fmt: skip
+    assert not raw.adjusted
+    a, b = (r.comparisons()["last_exit"]["usage_time"] for r in (res, raw))
+    assert a["arm"] == b["arm"] and a["diff"] != b["diff"]  # same values, adjusted difference
 
 
 def test_any_arm_is_a_reference_and_the_papers_tables_are_printed():

@@ -123,3 +123,30 @@ def test_fqe_recovers_the_bandit_value():
     cfg = FQEConfig(iterations=3, steps_per_iteration=300, hidden=(16,))
     q = fqe(obs, a, r, obs, done, pi, cfg=cfg)
     assert fqe_value(q, obs, pi) == pytest.approx(TRUE_V, abs=0.05)
+
+
+def test_cuped_removes_a_pre_existing_bucket_imbalance():
+    from glan_ray.eval.stats import compare
+
+    rng = np.random.default_rng(7)
+    base_c = rng.gamma(2.0, 500.0, 2000)
+    base_a = rng.gamma(2.0, 500.0, 2000) * 1.05  # the arm's bucket is 5% heavier to begin with
+    days = np.full(2000, 7.0)
+
+    def period(base):
+        return base * rng.uniform(0.9, 1.1, base.size)
+
+    pre_a, pre_c, post_a, post_c = period(base_a), period(base_c), period(base_a), period(base_c)
+    raw = compare(post_a, post_c, days, days, paired=False)
+    adj = compare(post_a, post_c, days, days, paired=False, pre=(pre_a, pre_c, days, days))
+    assert raw.p_value < 0.05 and raw.rel_pct > 2  # the imbalance reads as an effect
+    assert abs(adj.rel_pct) < 1 and adj.p_value > 0.05  # no treatment: CUPED finds none
+    assert adj.ci_high_pct - adj.ci_low_pct < 0.3 * (raw.ci_high_pct - raw.ci_low_pct)
+    # by hand: θ pooled over both arms on the linearised values, shift θ·(pre_a − pre_c)
+    la, lc = post_a / 7 - post_a.mean() / 7, post_c / 7 - post_c.mean() / 7
+    pa, pc = pre_a / 7 - pre_a.mean() / 7, pre_c / 7 - pre_c.mean() / 7
+    theta = (la @ pa + lc @ pc) / (pa @ pa + pc @ pc)
+    want = post_a.mean() / 7 - post_c.mean() / 7 - theta * (pre_a.mean() / 7 - pre_c.mean() / 7)
+    assert adj.diff == pytest.approx(want)
+    with pytest.raises(ValueError, match="unpaired comparisons only"):
+        compare(post_a, post_c, days, days, paired=True, pre=(pre_a, pre_c, days, days))

@@ -15,7 +15,9 @@ A/A are simulated once per (seed, shard) and shared by every arm (the A/A compar
 control is then an exact tie by construction; ``aa_split`` is the statistical A/A: the control's
 users in two disjoint halves, unpaired). ``disjoint`` gives each arm its own users (the papers'
 buckets): every bucket has its own burn-in and A/A, comparisons are unpaired (Welch) and the A/A
-phase is a real test of bucket balance, at the cost of power and compute.
+phase is a real test of bucket balance, at the cost of power and compute; the A/B comparisons are
+then adjusted by CUPED on each user's A/A-phase metric (``cuped``), which removes the imbalance
+the A/A phase measured.
 
 Metrics (``METRICS``) are ratios of per-user sums over the **headline window**, the last
 ``headline_days`` (7) A/B days, as the papers' tables: DAU, LT (GLAN eq. 31), app usage time,
@@ -111,6 +113,10 @@ class ABConfig:
     (unpaired, the papers' buckets)."""
     headline_days: int = 7
     """The headline metrics are sums over the last this many A/B days (all, if fewer)."""
+    cuped: bool = True
+    """With disjoint buckets and an A/A phase, adjust every A/B comparison by CUPED on the same
+    users' A/A-phase metric (``stats.compare(pre=...)``): it removes the buckets' pre-existing
+    imbalance that the A/A phase measures. Paired comparisons need no adjustment."""
     seeds: tuple[int, ...] = (0, 1)
     """Simulator seeds; each is a fresh population realisation (units are seed × user)."""
     shard_users: int = 500
@@ -366,10 +372,25 @@ class ABResult:
         y, x = METRICS[metric]
         return ratio(self.units[arm][y], self.units[arm][x])
 
-    def _compare(self, a: dict[str, np.ndarray], b: dict[str, np.ndarray],
-                 metric: str) -> dict[str, float]:  # fmt: skip
+    @property
+    def adjusted(self) -> bool:
+        """Whether A/B comparisons are CUPED-adjusted by the A/A phase (``ABConfig.cuped``)."""
+        return self.config.cuped and not self.config.paired and bool(self.aa_units)
+
+    def _compare(
+        self, a: str, b: str, metric: str, units: dict[str, dict[str, np.ndarray]] | None = None
+    ) -> dict[str, float]:
+        """Arm ``a`` vs arm ``b`` on ``metric`` over the headline window (or ``units``)."""
         y, x = METRICS[metric]
-        return compare(a[y], b[y], a[x], b[x], paired=self.config.paired).to_dict()
+        pre = None
+        if units is None:
+            units = self.units
+            if self.adjusted:
+                pa, pb = self.aa_units[a], self.aa_units[b]
+                pre = (pa[y], pb[y], pa[x] if x else None, pb[x] if x else None)
+        ua, ub = units[a], units[b]
+        return compare(ua[y], ub[y], ua[x] if x else None, ub[x] if x else None,
+                       paired=self.config.paired, pre=pre).to_dict()  # fmt: skip
 
     def comparisons(
         self, control: str | None = None, units: dict[str, dict[str, np.ndarray]] | None = None
@@ -377,8 +398,7 @@ class ABResult:
         """arm -> metric -> Comparison against ``control`` (default: the config's), on the
         headline window's units (or ``units``); paired with shared buckets, else unpaired."""
         c = control or self.config.control
-        units = self.units if units is None else units
-        return {arm: {m: self._compare(units[arm], units[c], m) for m in METRICS}
+        return {arm: {m: self._compare(arm, c, m, units) for m in METRICS}
                 for arm in self.config.arms}  # fmt: skip
 
     def vs(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
@@ -465,7 +485,7 @@ class ABResult:
         for a, b in self.direct_pairs():
             row: dict[str, Any] = {"arm": a, "vs": b}
             for m in metrics:
-                row[m] = self._compare(self.units[a], self.units[b], m)
+                row[m] = self._compare(a, b, m)
             out.append(row)
         return out
 
@@ -499,6 +519,7 @@ class ABResult:
                 "headline_days": self.config.window,
                 "buckets": self.config.buckets,
                 "paired": self.config.paired,
+                "cuped": self.adjusted,
             },
             "metrics": {a: {m: self.value(a, m) for m in METRICS} for a in self.config.arms},
             "vs_control": vs[self.config.control],

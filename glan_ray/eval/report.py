@@ -317,6 +317,7 @@ def markdown(summary: dict[str, Any], figures: list[str]) -> str:
             "The same users and random numbers in every arm; paired comparisons"
             if shared
             else "Each arm its own users; unpaired (Welch) comparisons"
+            + (", CUPED-adjusted by each user's A/A-phase metric" if p.get("cuped") else "")
         )
         + f" against **{control}**, 95% CI, two-sided p.",
         "",
