@@ -284,6 +284,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         default=d.buckets,
         help="shared: every arm the same users (paired); disjoint: its own users",
     )
+    p.add_argument("--no-cuped", dest="cuped", action="store_false",
+                   help="disjoint buckets: compare raw, without the A/A-phase CUPED adjustment")
     p.add_argument(
         "--headline-days",
         type=int,
@@ -339,6 +341,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             burn_in_arm=args.burn_in_arm,
             buckets=args.buckets,
             headline_days=args.headline_days,
+            cuped=args.cuped,
             seeds=tuple(args.seeds),
             shard_users=args.shard_users,
             models=args.models or storage.join(args.run, "models"),
