@@ -301,7 +301,7 @@ def _aa_lines(summary: dict[str, Any]) -> list[str]:
 def markdown(summary: dict[str, Any], figures: list[str]) -> str:
     cfg = summary["config"]
     control = cfg["control"]
-    units = next(iter(summary["vs_control"][control].values()))["n"]
+    units = cfg["users"] * len(cfg["seeds"])
     p = summary.get("protocol", {})
     days = cfg.get("ab_days", cfg.get("days"))
     shared = p.get("paired", True)
