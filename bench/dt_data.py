@@ -40,10 +40,10 @@ from glan_ray.data.label import label_hrm
 from glan_ray.data.windows import cut_windows, deterministic_days
 from glan_ray.eval.ab import run_shard
 from glan_ray.eval.stats import compare
+from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.dt import DecisionTransformer, DTConfig, dt_loss, propensity_weights
 from glan_ray.schema import PAGES
 from glan_ray.sim.config import SimConfig
-from glan_ray.train.checkpoint import save_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = ("logging_days", "rct_first_step", "plus_uniform")

@@ -30,13 +30,13 @@ from glan_ray.data.features import SPECS, as_columns
 from glan_ray.data.generate import GenerateOptions, generate
 from glan_ray.data.tables import day_tables
 from glan_ray.eval.metrics import auc, auuc, qini_coefficient, spearman
+from glan_ray.models.checkpoint import load_checkpoint
 from glan_ray.models.hrm import hrm_reward
 from glan_ray.models.klan_isp import uplift
 from glan_ray.runtime import init_ray
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
 from glan_ray.sim.policies import LoggingPolicy
-from glan_ray.train.checkpoint import load_checkpoint
 from glan_ray.train.config import train_config
 from glan_ray.train.trainer import fit
 

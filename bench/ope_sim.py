@@ -63,7 +63,7 @@ def target_probs(arm: str, obs: np.ndarray, models: str | None) -> np.ndarray:
         return np.eye(N_PAGES)[obs[:, LAST_EXIT].argmax(1)]
     if arm == "always_featured":
         return np.eye(N_PAGES)[np.zeros(len(obs), dtype=int)]
-    from glan_ray.train.checkpoint import load_checkpoint
+    from glan_ray.models.checkpoint import load_checkpoint
 
     q, _, _ = load_checkpoint(os.path.join(models, "cql"))
     with torch.no_grad():

@@ -12,13 +12,13 @@ import torch
 
 from glan_ray.data.features import SPECS, Normalizer, as_columns, feature_dims
 from glan_ray.data.tables import day_tables
+from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.cql import QNetConfig, QNetwork
 from glan_ray.models.dt import DecisionTransformer, DTConfig
+from glan_ray.models.registry import build_model, model_config
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
 from glan_ray.sim.policies import LoggingPolicy
-from glan_ray.train.checkpoint import save_checkpoint
-from glan_ray.train.tasks import build_model, model_config
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 

@@ -17,10 +17,10 @@ import torch
 from glan_ray.data.features import SPECS, Normalizer, as_columns, feature_dims
 from glan_ray.data.generate import GenerateOptions, generate
 from glan_ray.data.label import hrm_rewards, label_hrm
+from glan_ray.models.checkpoint import load_checkpoint, save_checkpoint
+from glan_ray.models.registry import build_model, model_config
 from glan_ray.schema import DatasetValidationError
 from glan_ray.sim.config import SimConfig
-from glan_ray.train.checkpoint import load_checkpoint, save_checkpoint
-from glan_ray.train.tasks import build_model, model_config
 
 pytestmark = pytest.mark.slow
 

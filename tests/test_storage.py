@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from glan_ray import storage
+from glan_ray.models.checkpoint import load_checkpoint, save_checkpoint
 from glan_ray.models.cql import QNetConfig, QNetwork
-from glan_ray.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _free_port() -> int:

@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from glan_ray.data.generate import GenerateOptions, generate
+from glan_ray.models.checkpoint import WEIGHTS, load_checkpoint
 from glan_ray.sim.config import SimConfig
-from glan_ray.train.checkpoint import WEIGHTS, load_checkpoint
 from glan_ray.train.config import train_config
 from glan_ray.train.trainer import fit
 from glan_ray.train.tune import SweepConfig, run_sweep

@@ -24,9 +24,9 @@ import torch
 
 from glan_ray import storage
 from glan_ray.data.features import SPECS, as_columns
+from glan_ray.models.checkpoint import load_checkpoint
 from glan_ray.models.hrm import hrm_reward
 from glan_ray.schema import DatasetValidationError, conform
-from glan_ray.train.checkpoint import load_checkpoint
 
 logger = logging.getLogger(__name__)
 

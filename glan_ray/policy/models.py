@@ -1,4 +1,4 @@
-"""Run an exported model (``glan_ray.train.checkpoint``) on dataset-like columns."""
+"""Run an exported model (``glan_ray.models.checkpoint``) on dataset-like columns."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from glan_ray.data.features import SPECS
-from glan_ray.train.checkpoint import load_checkpoint
+from glan_ray.models.checkpoint import load_checkpoint
 
 
 class ModelRunner:

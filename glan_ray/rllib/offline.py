@@ -98,15 +98,17 @@ class ArrowPreLearner(OfflinePreLearner):
         raise NotImplementedError
 
 
+_OWN_KEYS: dict[type, tuple[str, ...]] = {}
+
+
 class OfflineAlgorithmConfig(AlgorithmConfig):
     """Defaults for env-less offline training from our Parquet datasets.
 
     Spaces are given here (no environment is ever built); ``_is_online = False`` so RLlib creates
     no EnvRunners; the per-iteration minimums are 0 because offline runs never count env steps.
-    Subclasses list their own ``training()`` fields in ``own_training_keys``.
+    The fields a subclass's ``__init__`` adds are its own ``training()`` keys
+    (``own_training_keys``): declared once, with their docstrings, in the subclass.
     """
-
-    own_training_keys: tuple[str, ...] = ()
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class)
@@ -128,9 +130,18 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
         self.train_batch_size_per_learner = 256
         self.iter_batches_kwargs = {"prefetch_batches": 2, "local_shuffle_buffer_size": None}
 
+    @classmethod
+    def own_training_keys(cls) -> tuple[str, ...]:
+        """The attributes this class's ``__init__`` sets beyond ``OfflineAlgorithmConfig``'s,
+        in declaration order (computed once per class)."""
+        if cls not in _OWN_KEYS:
+            base = set(vars(OfflineAlgorithmConfig()))
+            _OWN_KEYS[cls] = tuple(k for k in vars(cls()) if k not in base)
+        return _OWN_KEYS[cls]
+
     def training(self, **kwargs: Any) -> OfflineAlgorithmConfig:
         """AlgorithmConfig.training() plus the subclass's ``own_training_keys``."""
-        ours = {k: kwargs.pop(k) for k in self.own_training_keys if k in kwargs}
+        ours = {k: kwargs.pop(k) for k in self.own_training_keys() if k in kwargs}
         super().training(**kwargs)
         for k, v in ours.items():
             setattr(self, k, v)

@@ -28,33 +28,31 @@ logger = logging.getLogger(__name__)
 ALGOS = ("cql", "dt")
 DATASET = {"cql": "transitions", "dt": "trajectories"}
 """Which dataset under ``data`` each algorithm reads."""
-CQL_KEYS = (
-    "reward_scale",
-    "tau",
-    "target_network_update_freq",
-    "alpha0",
-    "alpha_min",
-    "alpha_max",
-    "kappa_hour",
-    "kappa_freq",
-    "static_alpha",
-    "hour_ratio",
-    "freq_ratio",
-    "n_freq_buckets",
-)
-"""DiscreteCQLConfig's own training() fields (defined and documented in ``cql/cql.py``)."""
-DT_KEYS = (
-    "reward_column",
-    "rtg_scale",
-    "skip_deterministic_days",
-    "propensity_weighting",
-    "max_weight",
-    "target_gain",
-    "bucket_by_length",
-)
-"""DTConfig's own training() fields (``dt/dt.py``)."""
-TRAINING_KEYS = {"cql": ("gamma", *CQL_KEYS, "grad_clip"), "dt": (*DT_KEYS, "grad_clip")}
-"""Algorithm-specific keys passed to ``AlgorithmConfig.training()``."""
+EXTRA_TRAINING_KEYS = {"cql": ("gamma", "grad_clip"), "dt": ("grad_clip",)}
+"""RLlib's own ``AlgorithmConfig.training()`` fields each algorithm accepts from flat keys."""
+
+
+def config_class(algo: str) -> type:
+    """The RLlib ``AlgorithmConfig`` class of ``algo`` (imports RLlib)."""
+    if algo == "cql":
+        from glan_ray.rllib.cql.cql import DiscreteCQLConfig
+
+        return DiscreteCQLConfig
+    from glan_ray.rllib.dt.dt import DTConfig
+
+    return DTConfig
+
+
+def training_keys(algo: str) -> tuple[str, ...]:
+    """Keys passed to ``AlgorithmConfig.training()``: the algorithm config's own fields (derived
+    from its ``__init__``, ``OfflineAlgorithmConfig.own_training_keys``) and RLlib's
+    ``EXTRA_TRAINING_KEYS``."""
+    if algo not in ALGOS:
+        raise ValueError(f"algo: unknown {algo!r}; expected one of {ALGOS}")
+    return (*EXTRA_TRAINING_KEYS[algo][:1], *config_class(algo).own_training_keys(),
+            *EXTRA_TRAINING_KEYS[algo][1:])  # fmt: skip
+
+
 MODEL_KEYS = {
     "cql": (*(f.name for f in dataclasses.fields(QNetConfig)), "temperature"),
     "dt": tuple(f.name for f in dataclasses.fields(DTNetConfig)),
@@ -94,7 +92,7 @@ class RLTrainConfig:
     """Sub-directory of ``out`` for this run (default the algo), e.g. ``dt_naive`` for the DT
     trained on the naive reward (the "w/o HRM" ablation)."""
     training: dict[str, Any] = field(default_factory=dict)
-    """Algorithm keys (TRAINING_KEYS), e.g. ``{alpha0: 2.0}`` or ``{reward_column: reward}``."""
+    """Algorithm keys (``training_keys``), e.g. ``{alpha0: 2.0}`` or ``{reward_column: reward}``."""
     model: dict[str, Any] = field(default_factory=dict)
     """Network keys (MODEL_KEYS), e.g. ``{hidden: [128, 128]}`` or ``{context_len: 10}``."""
 
@@ -106,8 +104,9 @@ class RLTrainConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
-        for section, valid in (("training", TRAINING_KEYS), ("model", MODEL_KEYS)):
-            unknown = sorted(set(getattr(self, section)) - set(valid[self.algo]))
+        for section, valid in (("training", training_keys(self.algo)),
+                               ("model", MODEL_KEYS[self.algo])):  # fmt: skip
+            unknown = sorted(set(getattr(self, section)) - set(valid))
             if unknown:
                 raise ValueError(f"unknown {self.algo} {section} key(s): {', '.join(unknown)}")
 
@@ -121,19 +120,19 @@ class RLTrainConfig:
         for k, v in flat.items():
             if k in own:
                 kw[k] = v
-            elif k in TRAINING_KEYS[algo]:
+            elif k in training_keys(algo):
                 kw["training"][k] = v
             elif k in MODEL_KEYS[algo]:
                 kw["model"][k] = v
             else:
-                valid = sorted(own | set(TRAINING_KEYS[algo]) | set(MODEL_KEYS[algo]))
+                valid = sorted(own | set(training_keys(algo)) | set(MODEL_KEYS[algo]))
                 raise ValueError(f"unknown {algo} key {k!r}; valid keys: {', '.join(valid)}")
         return cls(algo=algo, **kw)
 
     @staticmethod
     def flat_keys(algo: str) -> set[str]:
         own = {f.name for f in dataclasses.fields(RLTrainConfig)} - {"algo", "training", "model"}
-        return own - {"name"} | set(TRAINING_KEYS[algo]) | set(MODEL_KEYS[algo])
+        return own - {"name"} | set(training_keys(algo)) | set(MODEL_KEYS[algo])
 
     def check_input(self) -> None:
         """Raise FileNotFoundError naming the dataset when a local input is missing, and
@@ -172,12 +171,8 @@ class RLTrainConfig:
 
 def algorithm_config(cfg: RLTrainConfig) -> Any:
     """The RLlib ``AlgorithmConfig`` of a run."""
-    if cfg.algo == "cql":
-        from glan_ray.rllib.cql.cql import DiscreteCQLConfig as Config
-    else:
-        from glan_ray.rllib.dt.dt import DTConfig as Config
     cfg.check_input()
-    ac = Config()
+    ac = config_class(cfg.algo)()
     path = cfg.input_path if "://" in cfg.input_path else os.path.abspath(cfg.input_path)
     # RLlib's OfflineData wraps one input in pathlib.Path, which turns "s3://b" into "s3:/b"; a
     # one-element list reaches ray.data.read_parquet unchanged.

@@ -24,9 +24,10 @@ from ray.data.collate_fn import ArrowBatchCollateFn
 from torch import nn
 
 from glan_ray.data.features import SPECS, Normalizer, am_features, as_columns
-from glan_ray.train.checkpoint import save_checkpoint
+from glan_ray.models.checkpoint import save_checkpoint
+from glan_ray.models.registry import build_model
 from glan_ray.train.config import train_config
-from glan_ray.train.tasks import TASKS, build_model
+from glan_ray.train.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 

@@ -13,14 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glan_ray.data.features import CAT_CARDINALITIES
 from glan_ray.eval.metrics import auc
-from glan_ray.models.cql import QNetConfig, QNetwork
-from glan_ray.models.dt import DecisionTransformer, DTConfig
-from glan_ray.models.hrm import HRM, HRMConfig, hrm_loss, hrm_reward
-from glan_ray.models.klan_am import AMConfig, KlanAM, am_loss
-from glan_ray.models.klan_isp import ISPConfig, KlanISP, isp_loss
-from glan_ray.models.lrtg import LRTG, LRTGConfig
+from glan_ray.models.hrm import hrm_loss, hrm_reward
+from glan_ray.models.klan_am import am_loss
+from glan_ray.models.klan_isp import isp_loss
 from glan_ray.nn.losses import huber
 from glan_ray.train.config import (
     AMTrainConfig,
@@ -32,44 +28,6 @@ from glan_ray.train.config import (
 from glan_ray.train.lagrangian import PrimalDual
 
 Batch = dict[str, torch.Tensor]
-
-_CAT_FIELDS = {
-    "lrtg": ("age", "region", "activity", "weekday"),
-    "hrm": ("age", "region", "activity"),
-    "isp": ("age", "region", "activity", "weekday"),
-    "am": ("age", "region", "activity"),
-}
-_MODELS: dict[str, tuple[type, type]] = {
-    "lrtg": (LRTGConfig, LRTG),
-    "hrm": (HRMConfig, HRM),
-    "isp": (ISPConfig, KlanISP),
-    "am": (AMConfig, KlanAM),
-    # the RL policies, trained by glan_ray.rllib and exported in the same checkpoint format
-    "cql": (QNetConfig, QNetwork),
-    "dt": (DTConfig, DecisionTransformer),
-}
-
-
-def model_config(name: str, dims: dict[str, int], overrides: dict[str, Any]) -> dict[str, Any]:
-    """The resolved model config (plain dict) from feature sizes and user overrides."""
-    cfg_cls, _ = _MODELS[name]
-    base: dict[str, Any] = {
-        "cat_cardinalities": [CAT_CARDINALITIES[f] for f in _CAT_FIELDS[name]],
-        "n_num": dims["n_num"],
-    }
-    if name == "lrtg":
-        base.update(seq_dim=dims["seq_dim"], seq_len=dims["seq_len"])
-    fields = set(cfg_cls.__dataclass_fields__)
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"unknown {cfg_cls.__name__} key(s): {', '.join(unknown)}")
-    return {**base, **overrides}
-
-
-def build_model(name: str, cfg: dict[str, Any]) -> nn.Module:
-    cfg_cls, model_cls = _MODELS[name]
-    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
-    return model_cls(cfg_cls(**kw))
 
 
 class Task:

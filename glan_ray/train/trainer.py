@@ -19,9 +19,10 @@ from ray.train.torch import TorchTrainer
 from glan_ray import storage
 from glan_ray.data.features import SPECS, Normalizer, as_columns, feature_dims
 from glan_ray.data.read import read_dataset
+from glan_ray.models.registry import model_config
 from glan_ray.train.config import TrainConfig
 from glan_ray.train.loop import FeatureCollate, train_loop_per_worker
-from glan_ray.train.tasks import VAL_METRIC, model_config
+from glan_ray.train.tasks import VAL_METRIC
 
 logger = logging.getLogger(__name__)
 

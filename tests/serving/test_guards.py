@@ -227,12 +227,12 @@ def test_validation_problem_never_echoes_large_input():
 
 
 def test_serving_imports_no_training_code():
-    """Inference loads exports only: no Train/Tune/RLlib/Data, and of ``glan_ray.train`` only the
-    checkpoint reader (``policy.models`` loads exports with it)."""
+    """Inference loads exports only (``glan_ray.models.checkpoint``): no Train/Tune/RLlib/Data
+    and nothing of ``glan_ray.train``."""
     code = (
         "import sys, glan_ray.serving.app;"
         "print(sorted(m for m in sys.modules if m.startswith(('ray.train', 'ray.tune', "
         "'ray.rllib', 'ray.data', 'glan_ray.train.', 'glan_ray.rllib'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['glan_ray.train.checkpoint']"
+    assert out.stdout.strip() == "[]"

@@ -22,21 +22,16 @@ import logging
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.cql import DynamicAlpha
 from glan_ray.rllib.cql.prelearner import TransitionsPreLearner
 from glan_ray.rllib.offline import OfflineAlgorithm, OfflineAlgorithmConfig
-from glan_ray.rllib.train import CQL_KEYS
-from glan_ray.train.checkpoint import save_checkpoint
 
 logger = logging.getLogger(__name__)
-
-_TRAINING_KEYS = CQL_KEYS
 
 
 class DiscreteCQLConfig(OfflineAlgorithmConfig):
     """Config of ``DiscreteCQL``; ``training()`` takes the fields below plus AlgorithmConfig's."""
-
-    own_training_keys = _TRAINING_KEYS
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or DiscreteCQL)
@@ -126,9 +121,9 @@ class DiscreteCQL(OfflineAlgorithm):
         return DiscreteCQLConfig()
 
     def export_model(self, path: str) -> str:
-        """Write the bare Q-network (``glan_ray.train.checkpoint`` format) for Serve/evaluation."""
+        """Write the bare Q-network (``glan_ray.models.checkpoint`` format) for Serve/evaluation."""
         module = self.get_module()
-        learner_cfg = {k: getattr(self.config, k) for k in _TRAINING_KEYS}
+        learner_cfg = {k: getattr(self.config, k) for k in type(self.config).own_training_keys()}
         learner_cfg.update(gamma=self.config.gamma, lr=self.config.lr)
         save_checkpoint(
             path,

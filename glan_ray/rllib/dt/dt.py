@@ -27,22 +27,17 @@ import logging
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from glan_ray.data.windows import REWARD_COLUMNS
+from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.rllib.dt.prelearner import TrajectoriesPreLearner
 from glan_ray.rllib.dt.torch.dt_torch_rl_module import dt_config
 from glan_ray.rllib.offline import OfflineAlgorithm, OfflineAlgorithmConfig
-from glan_ray.rllib.train import DT_KEYS
-from glan_ray.train.checkpoint import save_checkpoint
 
 logger = logging.getLogger(__name__)
-
-_TRAINING_KEYS = DT_KEYS
 
 
 class DTConfig(OfflineAlgorithmConfig):
     """Config of ``DT``. Architecture (``glan_ray.models.dt.DTConfig`` fields, incl. the window
     ``context_len``) goes through ``rl_module(model_config=...)``."""
-
-    own_training_keys = _TRAINING_KEYS
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or DT)
@@ -111,14 +106,14 @@ class DT(OfflineAlgorithm):
         return DTConfig()
 
     def export_model(self, path: str) -> str:
-        """Write the bare DecisionTransformer (``glan_ray.train.checkpoint`` format)."""
+        """Write the bare DecisionTransformer (``glan_ray.models.checkpoint`` format)."""
         module = self.get_module()
         save_checkpoint(
             path,
             "dt",
             module.dt,
             dataclasses.asdict(module.dt.cfg),
-            {k: getattr(self.config, k) for k in _TRAINING_KEYS},
+            {k: getattr(self.config, k) for k in type(self.config).own_training_keys()},
             normalizer=None,
             extra={"rtg_scale": self.config.rtg_scale, "target_gain": self.config.target_gain},
         )

@@ -1,4 +1,4 @@
-"""Model checkpoints: weights + resolved configs + feature normalisation, loadable with
+"""Model exports (checkpoints): weights + resolved configs + feature normalisation, loadable with
 ``torch.load(weights_only=True)`` (only tensors and plain Python values are stored)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from torch import nn
 
 from glan_ray import storage
 from glan_ray.data.features import Normalizer
+from glan_ray.models.registry import build_model
 
 WEIGHTS, META = "model.pt", "config.json"
 
@@ -55,8 +56,6 @@ def load_checkpoint(path: str, map_location: str = "cpu") -> tuple[nn.Module, No
     ``path`` may be a URI: its ``model.pt`` is downloaded once per machine into the storage cache
     (``glan_ray.storage.local_copy``).
     """
-    from glan_ray.train.tasks import build_model
-
     if storage.is_uri(path):
         if not storage.exists(storage.join(path, WEIGHTS)):
             raise FileNotFoundError(f"no checkpoint at {path} (missing {WEIGHTS})")
