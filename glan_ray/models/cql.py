@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from glan_ray.checks import check_fields, ranged
 from glan_ray.nn.init import init_weights
 from glan_ray.schema import N_PAGES, OBS_DIM
 
@@ -30,17 +31,18 @@ N_HOURS = 24
 class QNetConfig:
     """Architecture of the Q-network Q(s, ·) over the landing pages."""
 
-    obs_dim: int = OBS_DIM
+    obs_dim: int = ranged(OBS_DIM, ge=1)
     """Size of the observation vector (schema.OBS_FEATURES)."""
-    n_actions: int = N_PAGES
+    n_actions: int = ranged(N_PAGES, ge=2)
     """Number of landing pages."""
     hidden: tuple[int, ...] = (256, 256)
     """Widths of the hidden ReLU layers (d3rlpy's default vector encoder is (256, 256))."""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if self.obs_dim < 1 or self.n_actions < 2 or not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"invalid QNetConfig: {self}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"QNetConfig.hidden must be widths >= 1; got {self.hidden}")
 
 
 class QNetwork(nn.Module):

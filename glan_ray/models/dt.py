@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from glan_ray.checks import check_fields, ranged
 from glan_ray.schema import N_PAGES, OBS_DIM
 
 
@@ -29,30 +30,27 @@ from glan_ray.schema import N_PAGES, OBS_DIM
 class DTConfig:
     """Architecture of the Decision Transformer."""
 
-    obs_dim: int = OBS_DIM
+    obs_dim: int = ranged(OBS_DIM, ge=1)
     """Size of the observation vector s_t."""
-    n_actions: int = N_PAGES
+    n_actions: int = ranged(N_PAGES, ge=2)
     """Number of landing pages."""
-    context_len: int = 20
+    context_len: int = ranged(20, ge=1)
     """K: sessions per training window (3K tokens) and the inference cache's window."""
-    embed_dim: int = 128
+    embed_dim: int = ranged(128, ge=1)
     """Token width d."""
-    n_layers: int = 3
+    n_layers: int = ranged(3, ge=1)
     """Transformer blocks."""
-    n_heads: int = 2
+    n_heads: int = ranged(2, ge=1)
     """Attention heads (embed_dim must divide by it)."""
-    max_timestep: int = 64
+    max_timestep: int = ranged(64, ge=1)
     """Size of the timestep embedding; later sessions of a day share the last one."""
-    dropout: float = 0.1
+    dropout: float = ranged(0.1, ge=0, lt=1)
     """Dropout on the token embeddings, attention and MLP outputs (training only)."""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.embed_dim % self.n_heads:
             raise ValueError(f"embed_dim {self.embed_dim} must divide by n_heads {self.n_heads}")
-        if min(self.obs_dim, self.context_len, self.n_layers, self.max_timestep) < 1:
-            raise ValueError(f"invalid DTConfig: {self}")
-        if self.n_actions < 2 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"invalid DTConfig: {self}")
 
     @property
     def max_cache_tokens(self) -> int:

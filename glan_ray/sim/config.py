@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from glan_ray.checks import check_fields, ranged
+
 # Tidal hourly intensity (relative app entries per hour, 0h..23h): valley 3–6h, a lunch peak
 # 12–14h and the main evening peak 19–22h (KLAN Fig. 1, GLAN §1).
 TIDAL_HOURLY: tuple[float, ...] = (
@@ -72,41 +74,41 @@ class SimConfig:
     seed: int = 0
     """Root seed. Every random draw is keyed by (seed, user block, day, stream): common random
     numbers, so a user-day replays identically under any policy."""
-    block_size: int = 500
+    block_size: int = ranged(500, ge=1)
     """Users per RNG block. Shards are made of whole blocks, so results do not depend on how
     many Ray tasks generate the data."""
-    start_weekday: int = 0
+    start_weekday: int = ranged(0, ge=0, le=6)
     """Weekday of day 0 (0 = Monday)."""
 
     # ---- users (property 1) ----
     activity_probs: tuple[float, ...] = (0.25, 0.35, 0.25, 0.15)
     """Share of users per activity level (low .. very high)."""
-    n_ages: int = 6
+    n_ages: int = ranged(6, ge=1)
     """Number of age buckets."""
-    n_regions: int = 8
+    n_regions: int = ranged(8, ge=1)
     """Number of regions."""
     base_rate: tuple[float, ...] = (1.3, 3.5, 7.0, 13.0)
     """Mean planned app entries per day, per activity level."""
-    rate_std: float = 0.4
+    rate_std: float = ranged(0.4, ge=0)
     """Log-normal spread of a user's entry rate around their activity level's mean."""
     active_logit: tuple[float, ...] = (0.6, 1.6, 2.6, 3.4)
     """Logit of being active on a day, per activity level, before weekly and retention terms."""
     page_affinity_mean: tuple[float, ...] = (0.0, -0.15, -0.45)
     """Population mean of the log-affinity for each page."""
-    page_affinity_std: float = 0.5
+    page_affinity_std: float = ranged(0.5, ge=0)
     """Spread of per-user log-affinities around the page means (personalisation headroom);
     centred per user, so it changes which page suits a user, not how much they consume."""
-    duration_scale_std: float = 0.12
+    duration_scale_std: float = ranged(0.12, ge=0)
     """Log-normal spread of a user's overall consumption scale."""
-    fatigue_sens_sigma: float = 1.0
+    fatigue_sens_sigma: float = ranged(1.0, ge=0)
     """Log-normal spread of a user's hidden Featured-fatigue sensitivity (median 1)."""
 
     # ---- arrivals (property 2) ----
     tidal_hourly: tuple[float, ...] = TIDAL_HOURLY
     """Relative entry intensity of each hour of the day."""
-    max_planned: int = 18
+    max_planned: int = ranged(18, ge=1)
     """Cap on planned entries per user-day (array width)."""
-    n_bonus_slots: int = 2
+    n_bonus_slots: int = ranged(2, ge=0)
     """Extra evening entries that a good morning on Following can unlock (property 6)."""
     bonus_hours: tuple[float, float] = (19.0, 23.0)
     """Hour window of the bonus evening entries."""
@@ -114,13 +116,13 @@ class SimConfig:
     # ---- sessions and pages (properties 3, 4) ----
     base_duration: tuple[float, ...] = (210.0, 150.0, 115.0)
     """Median landing-page consumption (s) per page for an average user: Featured is longest."""
-    duration_sigma: float = 0.5
+    duration_sigma: float = ranged(0.5, ge=0)
     """Log-normal noise of page durations."""
-    session_decay: float = 0.12
+    session_decay: float = ranged(0.12, ge=0)
     """Duration of the t-th session of the day scales as 1 / (1 + session_decay * t)."""
-    max_page_duration: float = 2400.0
+    max_page_duration: float = ranged(2400.0, gt=0)
     """Cap (s) on the consumption of one page in one session."""
-    tau: float = 40.0
+    tau: float = ranged(40.0, gt=0)
     """Drop-off threshold τ (s): landing consumption below it is a drop-off (y_sw = 1)."""
     nav_logit: float = -1.2
     """Base logit of navigating from the landing page to another page."""
@@ -128,30 +130,30 @@ class SimConfig:
     """Extra navigation logit after a drop-off: the user compensates on another page."""
     nav_pref_slope: float = 1.4
     """Navigation logit per unit of preference gap between target and landing page."""
-    nav_fraction: float = 0.7
+    nav_fraction: float = ranged(0.7, ge=0, le=1)
     """Navigated-to pages get this fraction of their landing-mode duration."""
     video_length: tuple[float, ...] = (25.0, 20.0, 38.0)
     """Mean video length (s) per page, for video-view counts."""
     watch_fraction: tuple[float, ...] = (0.92, 0.78, 0.74)
     """Share of page time spent watching (the rest is browsing)."""
-    browse_overhead: float = 4.0
+    browse_overhead: float = ranged(4.0, ge=0)
     """Seconds of app time per page visited on top of consumption."""
 
     # ---- latent intent (property 5) ----
-    intent_std: float = 0.6
+    intent_std: float = ranged(0.6, ge=0)
     """Stationary std of the hidden per-page intent."""
-    intent_persistence: float = 0.85
+    intent_persistence: float = ranged(0.85, ge=0, le=1)
     """Per-hour autocorrelation of the intent (it drifts within the day)."""
-    live_rate: float = 0.07
+    live_rate: float = ranged(0.07, ge=0, le=1)
     """Followed creators live per hour per unit of social degree."""
     live_intent_gain: float = 0.5
     """Intent boost of Following per unit of log(1 + live creators), scaled by a hidden
     per-user sensitivity."""
 
     # ---- delayed reward (property 6) ----
-    fatigue_rate: float = 0.7
+    fatigue_rate: float = ranged(0.7, ge=0)
     """Fatigue gained per 10 minutes of Featured consumption (scaled per user)."""
-    fatigue_on_featured: float = 0.1
+    fatigue_on_featured: float = ranged(0.1, ge=0)
     """Log-duration penalty on Featured per unit of fatigue."""
     return_logit: float = 2.2
     """Base logit that a later planned entry is realised."""
@@ -177,22 +179,23 @@ class SimConfig:
     """Next-day active logit per unit of carried satisfaction."""
     retention_fatigue: float = 0.5
     """Next-day active logit lost per unit of carried fatigue."""
-    sat_carry: float = 0.6
+    sat_carry: float = ranged(0.6, ge=0, le=1)
     """Share of satisfaction carried to the next day."""
-    fatigue_carry: float = 0.4
+    fatigue_carry: float = ranged(0.4, ge=0, le=1)
     """Share of fatigue carried to the next day."""
 
     # ---- logging policy (property 8) ----
-    log_resume_last: float = 0.25
+    log_resume_last: float = ranged(0.25, ge=0, le=1)
     """Logging policy: probability of resuming the last exited page."""
-    log_most_visited: float = 0.20
+    log_most_visited: float = ranged(0.20, ge=0, le=1)
     """Logging policy: probability of the most visited page (14 days)."""
-    log_epsilon: float = 0.08
+    log_epsilon: float = ranged(0.08, ge=0, le=1)
     """Logging policy: uniform randomisation; the rest of the mass goes to Featured."""
-    rct_control_share: float = 0.25
+    rct_control_share: float = ranged(0.25, ge=0, lt=1)
     """RCT mode: share of user-days in the control arm (the rest split evenly over pages)."""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         checks = {
             "tidal_hourly": len(self.tidal_hourly) == 24,
             "weekly": len(self.weekly) == 7,
@@ -200,16 +203,17 @@ class SimConfig:
             "activity_probs": abs(sum(self.activity_probs) - 1.0) < 1e-6,
             "base_rate": len(self.base_rate) == len(self.activity_probs),
             "active_logit": len(self.active_logit) == len(self.activity_probs),
-            "block_size": self.block_size > 0,
-            "tau": self.tau > 0,
-            "max_planned": self.max_planned >= 1,
             "log_epsilon": 0
             <= self.log_resume_last + self.log_most_visited + self.log_epsilon
             <= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid SimConfig field(s): {', '.join(bad)}")
+            raise ValueError(
+                f"invalid SimConfig field(s): {', '.join(bad)} (lengths: 24 hourly, "
+                "7 weekly, 3 pages, one per activity level; probabilities summing "
+                "to 1)"
+            )
 
     @property
     def n_slots(self) -> int:

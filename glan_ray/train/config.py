@@ -1,10 +1,13 @@
-"""Training configs: common fields plus one frozen dataclass per model. Unknown keys raise."""
+"""Training configs: common fields plus one frozen dataclass per model. Unknown keys raise; every
+numeric field is range-checked where it is declared (``glan_ray.checks``)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from glan_ray.checks import check_fields, ranged
 
 
 @dataclass(frozen=True)
@@ -17,27 +20,27 @@ class TrainConfig:
     """Where the final checkpoint is exported (``<out>/<model>/``)."""
     storage_path: str | None = None
     """Ray Train/Tune storage (local dir or s3://, gs://); default ``<out>/ray_results``."""
-    epochs: int = 5
+    epochs: int = ranged(5, ge=1)
     """Passes over the training data."""
-    batch_size: int = 512
+    batch_size: int = ranged(512, ge=1)
     """Rows per optimisation step (per worker)."""
-    lr: float = 1e-3
+    lr: float = ranged(1e-3, gt=0)
     """AdamW learning rate."""
-    weight_decay: float = 1e-4
+    weight_decay: float = ranged(1e-4, ge=0)
     """AdamW weight decay (not applied to biases and norms)."""
-    val_fraction: float = 0.1
+    val_fraction: float = ranged(0.1, gt=0, lt=1)
     """Share of users (by a hash of user_id) held out for validation."""
-    max_rows: int | None = None
+    max_rows: int | None = ranged(None, ge=1)
     """Cap on training rows (smoke runs and tests)."""
     seed: int = 0
     """Torch seed on every worker."""
-    num_workers: int = 1
+    num_workers: int = ranged(1, ge=1)
     """Ray Train workers (data-parallel)."""
     use_gpu: bool = False
     """Train on GPUs (one per worker) when the cluster has them."""
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: float = ranged(1.0, ge=0)
     """CPUs reserved by each training worker."""
-    data_cpus: float = 0.25
+    data_cpus: float = ranged(0.25, gt=0)
     """CPUs per Ray Data task feeding training; fractional so the data stage never waits
     behind the training workers (and Tune trials) on small machines."""
     materialize: bool = True
@@ -48,18 +51,7 @@ class TrainConfig:
     """Overrides of the model config (e.g. ``{"d_model": 64}``)."""
 
     def __post_init__(self) -> None:
-        checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0,
-            "val_fraction": 0 < self.val_fraction < 1,
-            "num_workers": self.num_workers >= 1,
-            "cpus_per_worker": self.cpus_per_worker >= 0,
-            "data_cpus": self.data_cpus > 0,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid {type(self).__name__} field(s): {', '.join(bad)}")
+        check_fields(self)  # every ranged field, subclasses' included
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -80,19 +72,19 @@ class TrainConfig:
 class LRTGTrainConfig(TrainConfig):
     """L-RTG: Huber on usage time, constrained by session MSE and the log-linear relation."""
 
-    huber_delta: float = 0.1
+    huber_delta: float = ranged(0.1, gt=0)
     """Huber δ of L_wt (hours). Small, so L_wt behaves like MAE on the skewed usage times."""
-    eps_se: float = 6.0
+    eps_se: float = ranged(6.0, gt=0)
     """ε_se: bound on the session-count MSE. Session counts are roughly Poisson (mean ≈ 5 per
     active day in the default simulator), so an MSE below ≈ 5 is infeasible; a tighter bound
     only drives λ_se to λ_max."""
-    eps_rel: float = 0.02
+    eps_rel: float = ranged(0.02, gt=0)
     """ε_rel: bound on L_rel = (ŷ_wt − a ln(1 + ŷ_se) − b)² (hours²)."""
-    lambda_max: float = 5.0
+    lambda_max: float = ranged(5.0, gt=0)
     """λ_max: upper bound of both dual variables."""
-    eta_lambda: float = 0.05
+    eta_lambda: float = ranged(0.05, gt=0)
     """η_λ: dual ascent step."""
-    ema_rho: float = 0.9
+    ema_rho: float = ranged(0.9, ge=0, lt=1)
     """ρ: EMA factor of the constraint losses."""
 
 
@@ -100,11 +92,11 @@ class LRTGTrainConfig(TrainConfig):
 class HRMTrainConfig(TrainConfig):
     """HRM: Σ_j Huber(T̂^j, T^j) + λ·FocalBCE_γ(ŷ_sw, y_sw)."""
 
-    huber_delta: float = 1.0
+    huber_delta: float = ranged(1.0, gt=0)
     """Huber δ of the per-page durations (minutes)."""
-    focal_gamma: float = 2.0
+    focal_gamma: float = ranged(2.0, ge=0)
     """γ of the focal loss (0 = plain BCE)."""
-    sw_weight: float = 1.0
+    sw_weight: float = ranged(1.0, ge=0)
     """λ: weight of the drop-off loss."""
 
 
@@ -112,7 +104,7 @@ class HRMTrainConfig(TrainConfig):
 class ISPTrainConfig(TrainConfig):
     """KLAN-ISP: masked MSE per treatment + β·KL between no-treatment representations."""
 
-    kl_beta: float = 0.01
+    kl_beta: float = ranged(0.01, ge=0)
     """β of the KL term."""
 
 
@@ -120,7 +112,7 @@ class ISPTrainConfig(TrainConfig):
 class AMTrainConfig(TrainConfig):
     """KLAN-AM: BCE on the assigned page's tower of the static-preference label."""
 
-    theta: float = 0.5
+    theta: float = ranged(0.5, gt=0)
     """θ: page switches per minute below which a session counts as static preference."""
 
 
