@@ -45,3 +45,11 @@ def test_only_the_rllib_package_imports_rllib():
         and re.search(r"^\s*(from|import) ray\.rllib", p.read_text(), re.M)
     ]
     assert offenders == []
+
+
+def test_the_readme_is_a_short_tour_linking_every_docs_page():
+    text = (ROOT / "README.md").read_text()
+    links = set(re.findall(r"\]\((docs/[\w.-]+\.md)\)", text))
+    pages = {str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")}
+    assert links == pages and pages
+    assert len(text) < 6000  # the design notes live in docs/

@@ -25,7 +25,7 @@
   the cost of scaling the DT with the ingress rather than on its own.
 
 For latency, start Ray with ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` in the environment (see the
-README's serving section and ``bench/serve_load.py``).
+docs/serving.md and ``bench/serve_load.py``).
 """
 
 from __future__ import annotations

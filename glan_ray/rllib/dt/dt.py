@@ -15,7 +15,7 @@ for GLAN, ``reward`` = naive duration for the "w/o HRM" ablation), scaled by ``r
 Loss: cross-entropy of the logged page from the s_t token, padding masked out, weighted by the
 inverse logging propensity (``propensity_weighting``); days played by a deterministic policy
 (RCT treatment days) are left out (``skip_deterministic_days``). Both are our additions to the
-GLAN recipe: without them the DT imitates the logging policy's favourite page (see the README's
+GLAN recipe: without them the DT imitates the logging policy's favourite page (see docs/rl.md's
 "Why GLAN needs de-biased logs").
 """
 
