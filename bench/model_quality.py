@@ -33,6 +33,7 @@ from glan_ray.eval.metrics import auc, auuc, qini_coefficient, spearman
 from glan_ray.models.checkpoint import load_checkpoint
 from glan_ray.models.hrm import hrm_reward
 from glan_ray.models.klan_isp import uplift
+from glan_ray.models.lrtg import lrtg_losses
 from glan_ray.runtime import init_ray
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
@@ -72,8 +73,10 @@ def eval_lrtg(path: str, daily: pa.Table) -> dict:
     se = daily.column("y_se").to_numpy().astype(float)
     a, b = meta["extra"]["rel_a"], meta["extra"]["rel_b"]
     tc = meta["train_config"]
-    l_se = float(np.mean((out["se"] - se) ** 2))
-    l_rel = float(np.mean((out["wt"] - a * np.log1p(out["se"]) - b) ** 2))
+    f32 = {"dtype": torch.float32}
+    losses = lrtg_losses({k: torch.tensor(v, **f32) for k, v in out.items()},
+                         torch.tensor(y, **f32), torch.tensor(se, **f32), a, b)  # fmt: skip
+    l_se, l_rel = float(losses["se"]), float(losses["rel"])
     floor = 1 / 60  # MAPE over days with at least a minute of usage
     ok = y >= floor
     return {

@@ -10,14 +10,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from glan_ray.eval.metrics import auc
 from glan_ray.models.hrm import hrm_loss, hrm_reward
 from glan_ray.models.klan_am import am_loss
 from glan_ray.models.klan_isp import isp_loss
-from glan_ray.nn.losses import huber
+from glan_ray.models.lrtg import lrtg_losses
 from glan_ray.train.config import (
     AMTrainConfig,
     HRMTrainConfig,
@@ -64,14 +63,8 @@ class LRTGTask(Task):
 
     def parts(self, model: nn.Module, b: Batch) -> dict[str, torch.Tensor]:
         out = model(b["x_cat"], b["x_num"], b["seq"], b["seq_dt"])
-        rel = out["wt"] - self.a * torch.log1p(out["se"]) - self.b  # (B,)
-        return {
-            "wt": huber(out["wt"], b["y_wt"], delta=self.cfg.huber_delta),
-            "se": F.mse_loss(out["se"], b["y_se"]),
-            "rel": (rel**2).mean(),
-            "pred_wt": out["wt"],
-            "pred_se": out["se"],
-        }
+        losses = lrtg_losses(out, b["y_wt"], b["y_se"], self.a, self.b, self.cfg.huber_delta)
+        return {**losses, "pred_wt": out["wt"], "pred_se": out["se"]}
 
     def loss(self, model, b):
         p = self.parts(model, b)
