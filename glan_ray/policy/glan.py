@@ -15,12 +15,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from glan_ray.policy import glan_step
 from glan_ray.policy.context import completed_session_columns, daily_columns
 from glan_ray.policy.heuristics import one_hot
 from glan_ray.policy.models import ModelRunner
 from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
 
-HOUR = 3600.0
+HOUR = glan_step.HOUR
 
 
 @torch.no_grad()
@@ -53,7 +54,9 @@ def window_logits(
     past = valid & (step < t[:, None])
     s_idx = np.minimum(step, max(past_obs.shape[1] - 1, 0))
     spent = np.concatenate([np.zeros((b, 1)), np.cumsum(rewards, 1)], 1)  # (B, S + 1)
-    rtg = np.asarray(r1)[:, None] - np.take_along_axis(spent, np.minimum(step, rewards.shape[1]), 1)
+    # eq. 30 applied session by session: R̂_j = R̂₁ − Σ_{j' < j} r̂_j'
+    spent_before = np.take_along_axis(spent, np.minimum(step, rewards.shape[1]), 1)  # (B, W)
+    rtg = glan_step.next_rtg(np.asarray(r1)[:, None], spent_before)
     x_obs = np.zeros((b, width, past_obs.shape[-1]), dtype=np.float32)
     if past_obs.shape[1]:
         x_obs = np.where(past[..., None], past_obs[np.arange(b)[:, None], s_idx], 0.0)
@@ -87,11 +90,7 @@ class GlanPolicy(Policy):
         self.net = self.dt.model
         self.k = self.net.cfg.context_len
         self.rtg_scale = float(self.dt.extra.get("rtg_scale", HOUR))
-        self.target_gain = float(
-            self.dt.extra.get("target_gain", 1.0) if target_gain is None else target_gain
-        )
-        if self.target_gain <= 0:
-            raise ValueError(f"target_gain must be > 0; got {self.target_gain}")
+        self.target_gain = glan_step.target_gain(self.dt.extra, target_gain)
         self.lrtg = ModelRunner(lrtg, "lrtg") if lrtg else None
         self.hrm = ModelRunner(hrm, "hrm") if hrm else None
         self.sample = sample
@@ -106,10 +105,10 @@ class GlanPolicy(Policy):
     def _start_day(self, weekday: int, history: IntraDayHistory) -> None:
         self._day = daily_columns(self._features, weekday)
         if self.lrtg is not None:
-            r1 = self.lrtg(self._day)["wt"].numpy() * HOUR  # ŷ_wt is in hours
+            forecast = glan_step.lrtg_forecast_s(self.lrtg(self._day)["wt"])
         else:
-            r1 = np.asarray(self._day["usage_7d"], dtype=np.float64)  # 7-day mean, seconds
-        self._r1 = self.target_gain * r1.astype(np.float64)
+            forecast = np.asarray(self._day["usage_7d"], dtype=np.float64)  # 7-day mean, seconds
+        self._r1 = glan_step.initial_rtg(forecast, self.target_gain)
         self._reward = np.full(history.usage.shape, np.nan)
 
     def _score_sessions(self, rows: np.ndarray, history: IntraDayHistory) -> None:
@@ -125,9 +124,7 @@ class GlanPolicy(Policy):
             self._reward[users, t_idx] = history.usage[users, t_idx]
             return
         cols = completed_session_columns(self._day, history, users, t_idx)
-        out = self.hrm(cols)
-        r = ((1.0 - out["p_sw"]) * out["dur"].sum(-1)).numpy() * 60.0  # minutes -> seconds
-        self._reward[users, t_idx] = r
+        self._reward[users, t_idx] = glan_step.session_reward_s(self.hrm(cols))
 
     def probs(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
         if self._r1 is None:
