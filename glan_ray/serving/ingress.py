@@ -39,6 +39,7 @@ from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
+from glan_ray.policy import glan_step
 from glan_ray.schema import PAGES
 from glan_ray.serving import docs, features, http
 from glan_ray.serving.batching import NonFiniteOutput, finite, per_item
@@ -107,7 +108,8 @@ UserId = Path(ge=0, le=MAX_USER_ID, description="the user's id")
 
 
 def _rtg(state: Doc) -> float:
-    return state["r1"] - sum(state["rewards"])
+    """R̂ now: eq. 30 applied to each finished session's reward."""
+    return float(glan_step.next_rtg(state["r1"], sum(state["rewards"])))
 
 
 def _digest(body: Any) -> str:
@@ -293,7 +295,7 @@ class Ingress:
             (r1, source), gain = await asyncio.gather(
                 _guard(self.lrtg.r1.remote(feats)), self._target_gain()
             )
-            r1 *= gain
+            r1 = float(glan_step.initial_rtg(r1, gain))
             if not finite(r1):
                 raise HTTPException(422, "L-RTG's R̂₁ is not finite for these features")
             resp = {"user_id": user_id, "day": body.day, "r1_s": r1, "source": source}

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from ray import serve
 
+from glan_ray.policy import glan_step
 from glan_ray.policy.context import daily_columns, session_columns
 from glan_ray.policy.glan import HOUR, window_logits
 from glan_ray.policy.models import ModelRunner
@@ -62,7 +63,7 @@ class LRTGModel(_Loaded):
             return float(features["usage_7d"]), "usage_7d"
         cols = daily_columns(day_features([features]), int(features["weekday"]))
         with torch.no_grad():
-            return float(self.runner(cols)["wt"][0]) * HOUR, "lrtg"
+            return float(glan_step.lrtg_forecast_s(self.runner(cols)["wt"])[0]), "lrtg"
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
@@ -94,9 +95,7 @@ class HRMModel(_Loaded):
         cols["video_views"] = np.asarray([r["video_views"] for r in reqs])
         cols["n_switches"] = np.asarray([r["n_switches"] for r in reqs])
         cols["action"] = np.asarray([r["action"] for r in reqs], dtype=np.int64)
-        out = self.runner(cols)
-        r = (1.0 - out["p_sw"]) * out["dur"].sum(-1) * 60.0  # minutes -> seconds
-        return [float(x) for x in r]
+        return [float(x) for x in glan_step.session_reward_s(self.runner(cols))]
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
@@ -106,8 +105,8 @@ class DTModel(_Loaded):
     kind = "dt"
 
     async def target_gain(self) -> float:
-        """g of R̂₁ = g · ŷ_wt, from the DT's export (1 when it names none), as ``GlanPolicy``."""
-        return float(self.runner.extra.get("target_gain", 1.0)) if self.runner else 1.0
+        """g of R̂₁ = g · ŷ_wt, from the DT's export (``glan_step.target_gain``)."""
+        return glan_step.target_gain(self.runner.extra if self.runner else {})
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=n_users)
     async def decide(self, calls: list[list[dict[str, Any]]]) -> list[list[list[float]]]:
