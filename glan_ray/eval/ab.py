@@ -306,36 +306,19 @@ def run_shard(
     start: UserState | None = None,
     first_day: int = 0,
     window: int | None = None,
+    keep_state: bool = False,
 ) -> dict[str, Any]:
     """Simulate one shard under one arm (``options``: the arm's builder options) for ``days``
     days from ``first_day``, continuing ``start`` (None: fresh users). Per-user sums over the
-    last ``window`` days (None: all), per-day totals and the (N, days) activity matrix."""
-    return _shard(arm, models, sim, seed, first, n, days, options, external, start, first_day,
-                  window)[0]  # fmt: skip
-
-
-def _shard(
-    arm: str,
-    models: str | None,
-    sim: dict[str, Any],
-    seed: int,
-    first: int,
-    n: int,
-    days: int,
-    options: dict[str, Any] | None,
-    external: dict[str, str] | None,
-    start: UserState | None,
-    first_day: int,
-    window: int | None,
-) -> tuple[dict[str, Any], UserState | None]:
-    """``run_shard`` and the users' state after its last day."""
+    last ``window`` days (None: all), per-day totals and the (N, days) activity matrix; with
+    ``keep_state``, also the users' state after the last day (``"state"``)."""
     from glan_ray.policy.registry import make_arm
 
     cfg = SimConfig.from_dict({**sim, "seed": seed})
     policy = TimedPolicy(make_arm(arm, models, cfg, options, external=external))
     out, state = _play(policy, cfg, first, n, days, first_day, start, window)
     return {"arm": arm, "seed": seed, "first": first, **out, "latency_s": policy.seconds,
-            "decisions": policy.decisions}, state  # fmt: skip
+            "decisions": policy.decisions, **({"state": state} if keep_state else {})}  # fmt: skip
 
 
 def run_prefix(
@@ -347,12 +330,13 @@ def run_prefix(
     common = (cfg.models, cfg.sim, seed, first, n)
     if cfg.burn_in_days:
         arm = cfg.burn_arm
-        _, state = _shard(arm, *common, cfg.burn_in_days, cfg.options.get(arm), cfg.external,
-                          None, 0, None)  # fmt: skip
+        state = run_shard(arm, *common, cfg.burn_in_days, cfg.options.get(arm),
+                          external=cfg.external, keep_state=True)["state"]  # fmt: skip
     if cfg.aa_days:
         arm = cfg.control
-        aa, state = _shard(arm, *common, cfg.aa_days, cfg.options.get(arm), cfg.external, state,
-                           cfg.burn_in_days, None)  # fmt: skip
+        aa = run_shard(arm, *common, cfg.aa_days, cfg.options.get(arm), external=cfg.external,
+                       start=state, first_day=cfg.burn_in_days, keep_state=True)  # fmt: skip
+        state = aa.pop("state")
     return state, aa
 
 
