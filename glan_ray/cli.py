@@ -302,9 +302,34 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         metavar="ARM.KEY=VALUE",
         help="an arm's builder option, e.g. glan.target_gain=1.5 (repeatable)",
     )
+    p.add_argument(
+        "--external",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="an extra arm NAME played from a torch.export policy file (glan_ray.policy.external, "
+        "e.g. bench/peers.py's d3rlpy policies); repeatable",
+    )
     p.add_argument("--report-only", action="store_true", help="rewrite the report from ab.json")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
     p.set_defaults(func=_run_evaluate)
+
+
+def _external_arms(items: list[str]) -> dict[str, str]:
+    """``["peer=/p/q.pt2"]`` -> ``{"peer": "/p/q.pt2"}``; each file must exist."""
+    import os
+
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not (sep and name and path):
+            raise ValueError(f"--external: expected NAME=PATH, got {item!r}")
+        if name in out:
+            raise ValueError(f"--external: arm {name!r} given twice")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--external {name}: no policy file at {path}")
+        out[name] = os.path.abspath(path)
+    return out
 
 
 def _arm_options(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -331,8 +356,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     result = None
     if not args.report_only:
+        external = _external_arms(args.external)
         cfg = ABConfig(
-            arms=tuple(args.arms),
+            arms=(*args.arms, *(a for a in external if a not in args.arms)),
+            external=external,
             control=args.control,
             users=args.users,
             ab_days=args.ab_days,

@@ -82,6 +82,21 @@ def test_arm_options_parse_values_as_yaml():
                    "glan_no_hrm": {"target_gain": 3}}  # fmt: skip
 
 
+def test_external_arms_parse_and_name_the_flag(tmp_path, capsys):
+    from glan_ray.cli import _external_arms
+
+    f = tmp_path / "peer.pt2"
+    f.write_bytes(b"x")
+    assert _external_arms([f"peer={f}"]) == {"peer": str(f)}
+    for bad, msg in ((["peer"], "expected NAME=PATH"), ([f"p={f}", f"p={f}"], "given twice"),
+                     ([f"p={tmp_path}/none.pt2"], "--external p: no policy file")):  # fmt: skip
+        with pytest.raises((ValueError, FileNotFoundError), match=msg):
+            _external_arms(bad)
+    # a clash with a built-in arm is refused before any Ray work, naming the field
+    assert main(["evaluate", "--run", str(tmp_path), "--external", f"klan={f}"]) == 2
+    assert "external: arm name(s) klan are built-in arms" in capsys.readouterr().err
+
+
 def test_simulate_writes_datasets_and_prints_summary(ray_session, tmp_path, capsys):
     out = str(tmp_path / "run")
     code = main(["simulate", "--users", "200", "--days", "2", "--out", out, "--rct", "--seed", "5"])

@@ -17,11 +17,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pyarrow as pa
+from ray.data import ActorPoolStrategy
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 from ray.rllib.core.learner.training_data import TrainingData
-from ray.rllib.models.torch.torch_distributions import TorchCategorical
 from ray.rllib.offline.offline_data import OfflineData
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner
 from ray.rllib.utils.checkpoints import Checkpointable
@@ -61,7 +62,7 @@ class ArrowOfflineData(OfflineData):
 
     ``num_cpus: 0`` keeps the mapping stage from deadlocking a 2-CPU machine where the learner,
     Tune and Ray Data all want a CPU (see ../shared/RLLIB_NOTES.md); on a cluster raise
-    ``concurrency``/``num_cpus`` through ``config.offline_data(map_batches_kwargs=...)``.
+    ``compute``/``num_cpus`` through ``config.offline_data(map_batches_kwargs=...)``.
     """
 
     def __init__(self, config: AlgorithmConfig) -> None:
@@ -70,7 +71,9 @@ class ArrowOfflineData(OfflineData):
 
     @property
     def default_map_batches_kwargs(self) -> dict[str, Any]:
-        return {"concurrency": 1, "num_cpus": 0, "zero_copy_batch": True, "batch_format": "pyarrow"}
+        # ``compute``, not ``concurrency`` (deprecated in Ray Data 2.51: it logs a warning)
+        return {"compute": ActorPoolStrategy(size=1), "num_cpus": 0, "zero_copy_batch": True,
+                "batch_format": "pyarrow"}  # fmt: skip
 
 
 class ArrowPreLearner(OfflinePreLearner):
