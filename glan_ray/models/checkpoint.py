@@ -12,6 +12,7 @@ from torch import nn
 
 from glan_ray import storage
 from glan_ray.data.features import Normalizer
+from glan_ray.models.exports import ExportRecord, make_record
 from glan_ray.models.registry import build_model
 
 WEIGHTS, META = "model.pt", "config.json"
@@ -24,17 +25,19 @@ def save_checkpoint(
     model_cfg: dict[str, Any],
     train_cfg: dict[str, Any],
     normalizer: Normalizer | None,
-    extra: dict[str, Any] | None = None,
+    extra: ExportRecord | dict[str, Any] | None = None,
 ) -> None:
     """Write ``model.pt`` (state dict + metadata) and a human-readable ``config.json``.
 
     ``normalizer`` is None for models whose inputs come pre-scaled (the RL policies' ``obs``).
+    ``extra`` is the model's ``models.exports`` record (or its fields), validated here.
     ``path`` may be a URI (``s3://...``): the files are written locally, then uploaded.
     """
     if storage.is_uri(path):
         with storage.staged_dir(path) as local:
             save_checkpoint(local, name, model, model_cfg, train_cfg, normalizer, extra)
         return
+    record = make_record(name, extra)
     os.makedirs(path, exist_ok=True)
     module = model.module if hasattr(model, "module") else model  # unwrap DDP
     meta = {
@@ -42,7 +45,7 @@ def save_checkpoint(
         "model_config": model_cfg,
         "train_config": train_cfg,
         "normalizer": (normalizer or Normalizer({}, {})).to_dict(),
-        "extra": extra or {},
+        "extra": record.to_dict(),
     }
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     torch.save({"state_dict": state, "meta": json.dumps(meta)}, os.path.join(path, WEIGHTS))

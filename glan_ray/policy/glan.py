@@ -89,8 +89,8 @@ class GlanPolicy(Policy):
         self.dt = ModelRunner(dt, "dt")
         self.net = self.dt.model
         self.k = self.net.cfg.context_len
-        self.rtg_scale = float(self.dt.extra.get("rtg_scale", HOUR))
-        self.target_gain = glan_step.target_gain(self.dt.extra, target_gain)
+        self.rtg_scale = self.dt.record.rtg_scale
+        self.target_gain = glan_step.target_gain(self.dt.record, target_gain)
         self.lrtg = ModelRunner(lrtg, "lrtg") if lrtg else None
         self.hrm = ModelRunner(hrm, "hrm") if hrm else None
         self.sample = sample

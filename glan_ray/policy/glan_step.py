@@ -8,27 +8,25 @@ simulator's ``GlanPolicy`` and by the Serve app alike.
    session usage without HRM;
 4. RTG update: R̂_{t+1} = R̂_t − r̂_t (GLAN eq. 30).
 
-Every value is in seconds. ``target_gain`` is read from the DT's export once, here.
+Every value is in seconds. ``target_gain`` is read from the DT's export record, here.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
+from glan_ray.models.exports import DTRecord
 from glan_ray.models.hrm import hrm_reward
 
 HOUR = 3600.0
 MINUTE = 60.0
-DEFAULT_TARGET_GAIN = 1.0
-"""The gain of a DT export that records none (exports before the gain existed)."""
 
 
-def target_gain(extra: dict[str, Any], override: float | None = None) -> float:
-    """The DT's R̂₁ gain: ``override`` if given, else the export's ``target_gain``; > 0."""
-    gain = float(extra.get("target_gain", DEFAULT_TARGET_GAIN) if override is None else override)
+def target_gain(record: DTRecord, override: float | None = None) -> float:
+    """The DT's R̂₁ gain: ``override`` if given (an arm option), else the export's (validated
+    by its ``DTRecord``; 1 for exports that record none); > 0."""
+    gain = float(record.target_gain if override is None else override)
     if not np.isfinite(gain) or gain <= 0:
         raise ValueError(f"target_gain must be > 0; got {gain}")
     return gain

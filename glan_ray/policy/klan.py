@@ -22,7 +22,7 @@ class CQLPolicy(Policy):
 
     def __init__(self, cql: str) -> None:
         self.cql = ModelRunner(cql, "cql")
-        self.temperature = float(self.cql.extra.get("temperature", 1.0))
+        self.temperature = self.cql.record.temperature
 
     def q(self, obs: np.ndarray) -> torch.Tensor:
         with torch.no_grad():

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
 from glan_ray.data.features import SPECS
 from glan_ray.models.checkpoint import load_checkpoint
+from glan_ray.models.exports import ExportRecord, make_record
 
 
 class ModelRunner:
@@ -21,10 +20,11 @@ class ModelRunner:
         allowed = (expect,) if isinstance(expect, str) else expect
         if allowed and self.kind not in allowed:
             raise ValueError(f"{path} holds a '{self.kind}' model; expected {' or '.join(allowed)}")
-
-    @property
-    def extra(self) -> dict[str, Any]:
-        return self.meta.get("extra", {})
+        try:
+            self.record: ExportRecord = make_record(self.kind, self.meta.get("extra"))
+            """The export's typed record (``models.exports``), validated here once."""
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from e
 
     @torch.no_grad()
     def __call__(self, cols: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

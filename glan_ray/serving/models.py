@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from ray import serve
 
+from glan_ray.models.exports import DTRecord
 from glan_ray.policy import glan_step
 from glan_ray.policy.context import daily_columns, session_columns
-from glan_ray.policy.glan import HOUR, window_logits
+from glan_ray.policy.glan import window_logits
 from glan_ray.policy.models import ModelRunner
 from glan_ray.schema import OBS_DIM
 from glan_ray.serving.batching import n_users, per_item, split
@@ -106,7 +107,7 @@ class DTModel(_Loaded):
 
     async def target_gain(self) -> float:
         """g of R̂₁ = g · ŷ_wt, from the DT's export (``glan_step.target_gain``)."""
-        return glan_step.target_gain(self.runner.extra if self.runner else {})
+        return glan_step.target_gain(self.runner.record if self.runner else DTRecord())
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=n_users)
     async def decide(self, calls: list[list[dict[str, Any]]]) -> list[list[list[float]]]:
@@ -137,7 +138,7 @@ class DTModel(_Loaded):
             past_act,
             np.asarray([len(r["actions"]) for r in reqs]),
             np.asarray([r["obs_now"] for r in reqs], dtype=np.float32),
-            float(self.runner.extra.get("rtg_scale", HOUR)),
+            self.runner.record.rtg_scale,
         )
         return torch.softmax(logits, -1).tolist()
 

@@ -24,6 +24,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.cql import DynamicAlpha
+from glan_ray.models.exports import CQLRecord
 from glan_ray.rllib.cql.prelearner import TransitionsPreLearner
 from glan_ray.rllib.offline import OfflineAlgorithm, OfflineAlgorithmConfig
 
@@ -132,6 +133,6 @@ class DiscreteCQL(OfflineAlgorithm):
             dataclasses.asdict(module.qnet.cfg),
             learner_cfg,
             normalizer=None,
-            extra={"temperature": module.temperature},
+            extra=CQLRecord(temperature=module.temperature),
         )
         return path

@@ -28,6 +28,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from glan_ray.data.windows import REWARD_COLUMNS
 from glan_ray.models.checkpoint import save_checkpoint
+from glan_ray.models.exports import DTRecord
 from glan_ray.rllib.dt.prelearner import TrajectoriesPreLearner
 from glan_ray.rllib.dt.torch.dt_torch_rl_module import dt_config
 from glan_ray.rllib.offline import OfflineAlgorithm, OfflineAlgorithmConfig
@@ -115,6 +116,6 @@ class DT(OfflineAlgorithm):
             dataclasses.asdict(module.dt.cfg),
             {k: getattr(self.config, k) for k in type(self.config).own_training_keys()},
             normalizer=None,
-            extra={"rtg_scale": self.config.rtg_scale, "target_gain": self.config.target_gain},
+            extra=DTRecord(rtg_scale=self.config.rtg_scale, target_gain=self.config.target_gain),
         )
         return path

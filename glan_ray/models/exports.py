@@ -1,0 +1,91 @@
+"""The typed record every model export carries (``config.json``'s ``extra``), validated once.
+
+Training writes it (``models.checkpoint.save_checkpoint``), everything that loads a model reads
+it back typed (``ModelRunner.record``): the values a model's user needs beside its weights.
+
+- ``lrtg``: a, b of L_rel = (ŷ_wt − a·ln(1 + ŷ_se) − b)², fitted on the training labels;
+- ``dt``: the RTG scale of its tokens and the gain g of R̂₁ = g · forecast (GLAN §5.2);
+- ``cql``: the softmax temperature of its Q-values (KLAN's IIT scores);
+- every supervised export: the epoch it was taken at, its validation metrics and the rows the
+  normaliser was fitted on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from glan_ray.checks import check_fields, ranged
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportRecord:
+    """What every export may carry: where in training it was taken."""
+
+    epoch: int | None = ranged(None, ge=0)
+    """Supervised models: the epoch of the export (the best by the validation metric)."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Supervised models: the validation metrics at that epoch."""
+    train_rows_sampled: int | None = ranged(None, ge=1)
+    """Supervised models: rows the feature normaliser was fitted on."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LRTGRecord(ExportRecord):
+    rel_a: float | None = ranged(None)
+    """a of L_rel (GLAN eq. 17), fitted on the training labels."""
+    rel_b: float | None = ranged(None)
+    """b of L_rel."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DTRecord(ExportRecord):
+    rtg_scale: float = ranged(3600.0, gt=0.0)
+    """Seconds per unit of the RTG tokens (R̂ / rtg_scale is fed to the DT)."""
+    target_gain: float = ranged(1.0, gt=0.0)
+    """g of R̂₁ = g · forecast; 1 (ask for the forecast itself) for exports that record none."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CQLRecord(ExportRecord):
+    temperature: float = ranged(1.0, gt=0.0)
+    """Softmax temperature of the Q-values (KLAN's IIT page scores)."""
+
+
+RECORDS: dict[str, type[ExportRecord]] = {
+    "lrtg": LRTGRecord,
+    "hrm": ExportRecord,
+    "isp": ExportRecord,
+    "am": ExportRecord,
+    "cql": CQLRecord,
+    "dt": DTRecord,
+}
+"""Model name -> the record class of its exports."""
+
+
+def make_record(model: str, values: ExportRecord | dict[str, Any] | None) -> ExportRecord:
+    """The record of a ``model`` export from its stored values; unknown keys and values out of
+    range are refused, naming the field."""
+    if model not in RECORDS:
+        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(RECORDS)}")
+    cls = RECORDS[model]
+    if isinstance(values, ExportRecord):
+        if not isinstance(values, cls):
+            raise TypeError(f"a {model!r} export needs a {cls.__name__}; got "
+                            f"{type(values).__name__}")  # fmt: skip
+        return values
+    values = dict(values or {})
+    unknown = sorted(set(values) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)} in the "
+                         f"{model!r} export")  # fmt: skip
+    return cls(**values)
+
+
+__all__ = ["RECORDS", "CQLRecord", "DTRecord", "ExportRecord", "LRTGRecord", "make_record"]
