@@ -192,6 +192,32 @@ def test_sqlite_store_refuses_non_finite_documents(tmp_path):
     asyncio.run(run())
 
 
+def test_state_documents_round_trip_exactly():
+    """The stored JSON (pydantic-core's encoder) reads back as the same document: every float
+    to the bit, the events in their order; words like NaN inside strings are no error, bare
+    non-finite numbers are."""
+    import random
+    import struct
+
+    from glan_ray.serving.state import _dumps
+
+    rng = random.Random(0)
+    floats = [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(5000)]
+    floats = [x for x in floats if x == x and abs(x) != float("inf")]
+    floats += [0.1, -0.0, 5e-324, 1e16, 1e-7, 1.7976931348623157e308, 2.0**53 + 2]
+    events = {f"entry:e{i}": ["ab12", {"probs": [0.25, 0.5, 0.25]}] for i in range(600)}
+    obs = [floats[i : i + 28] for i in range(0, 280, 28)]
+    doc = {"day": 3, "r1": 1234.5, "obs": obs, "rewards": floats, "open": None,
+           "ids": [2**53 - 1, 2**63 + 5], "events": events}  # fmt: skip
+    doc["events"]["entry:NaN-Infinity"] = ["cd34", {"policy": "glan"}]
+    back = json.loads(_dumps(doc))
+    assert back == doc and list(back["events"]) == list(doc["events"])
+    assert [struct.pack("d", x) for x in back["rewards"]] == [struct.pack("d", x) for x in floats]
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError):
+            _dumps({**doc, "r1": bad})
+
+
 def test_sqlite_store_locked_is_unavailable_then_recovers(tmp_path):
     path = str(tmp_path / "s.sqlite3")
 
