@@ -9,10 +9,12 @@ validated by its response model and encoded), so the figures are the app's own r
 without Serve's HTTP server.
 
 Reported per level: entry + end pairs/s, the process's CPU per pair (all threads: the SQLite
-store's thread included), and per part (ms per pair, wall time inside the part; nested parts
+store's thread included), and per part (CPU ms per pair: the calling thread's CPU time inside
+the part, robust to other work on the machine, unlike wall-clock figures; nested parts
 are inside their parent, e.g. ``build_obs`` inside ``entry_obs``): body parse + validation,
 answer encoding, the observation (``entry_obs`` / ``build_obs``), the event digest, the state's
-encoding (``_dumps``) and SQLite write (on the store's thread), the DT and HRM forwards.
+encoding (``_dumps``, ``state_encode``) and SQLite write (on the store's thread), the DT and HRM
+forwards, and the garbage collector's pauses (``gc``, inside whichever part they land in).
 ``--cprofile`` also prints cProfile's top functions of the event-loop thread.
 """
 
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import cProfile
 import functools
+import gc
 import json
 import logging
 import os
@@ -52,7 +55,7 @@ END = {"page_durations_s": [50.0, 0.0, 0.0], "video_views": [1, 0, 0], "n_switch
 
 
 class Parts:
-    """Wall time spent inside named functions (wrapped in place), summed over the run."""
+    """CPU time of the calling thread inside named functions (wrapped in place), summed."""
 
     def __init__(self) -> None:
         self.total: dict[str, float] = defaultdict(float)
@@ -70,11 +73,11 @@ class Parts:
 
         @functools.wraps(fn)
         def timed(*a: Any, **kw: Any) -> Any:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             try:
                 return fn(*a, **kw)
             finally:
-                self.total[key] += time.perf_counter() - t0
+                self.total[key] += time.thread_time() - t0
                 self.calls[key] += 1
 
         put(attr, timed)
@@ -127,14 +130,14 @@ async def level(ing: Any, conc: int, n: int, users: range, spd: int, parts: Part
     done = {u: 0 for u in users}
 
     async def call(method: Callable, model: Any, response: Any, body: dict, uid: int) -> Any:
-        t0 = time.perf_counter()
         raw = json.dumps(body).encode()
+        t0 = time.thread_time()
         parsed = model.model_validate(json.loads(raw))
-        parts.total["http_parse"] += time.perf_counter() - t0
+        parts.total["http_parse"] += time.thread_time() - t0
         resp = await method(ing, body=parsed, user_id=uid)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         json.dumps(response.model_validate(resp).model_dump(mode="json")).encode()
-        parts.total["http_encode"] += time.perf_counter() - t0
+        parts.total["http_encode"] += time.thread_time() - t0
         return resp
 
     async def worker(wid: int) -> None:
@@ -163,12 +166,21 @@ async def level(ing: Any, conc: int, n: int, users: range, spd: int, parts: Part
         "pairs": n,
         "pairs_per_s": n / wall,
         "cpu_ms_per_pair": 1e3 * cpu / n,
-        "parts_ms_per_pair": {k: round(1e3 * v / n, 4) for k, v in sorted(parts.total.items())},
+        "parts_cpu_ms_per_pair": {k: round(1e3 * v / n, 4) for k, v in sorted(parts.total.items())},
         "calls_per_pair": {k: round(v / n, 3) for k, v in sorted(parts.calls.items())},
     }
 
 
 def instrument(parts: Parts) -> None:
+    started = [0.0]
+
+    def collecting(phase: str, info: dict[str, Any]) -> None:  # GC pauses, wherever they land
+        if phase == "start":
+            started[0] = time.thread_time()
+        else:
+            parts.total["gc"] += time.thread_time() - started[0]
+
+    gc.callbacks.append(collecting)
     from glan_ray.serving import features, ingress, models, state
 
     parts.wrap(features, "entry_obs")
@@ -180,6 +192,8 @@ def instrument(parts: Parts) -> None:
     endpoint_globals = ingress.Ingress.func_or_class.__mro__[1].entry.__globals__
     parts.wrap(endpoint_globals, "_digest")
     parts.wrap(state, "_dumps")
+    if hasattr(state, "DocEncoder"):
+        parts.wrap(state.DocEncoder, "__call__", "state_encode")
     parts.wrap(state.SQLiteStore, "_write", "sqlite_write (store thread)")
     parts.wrap(models.DTModel.func_or_class, "probs", "dt_probs")
     parts.wrap(models.HRMModel.func_or_class, "rewards", "hrm_rewards")
