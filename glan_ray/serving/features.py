@@ -11,6 +11,7 @@ features.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,21 +41,35 @@ def day_context(last_exit: str | None, previous: Doc | None) -> Doc:
     return {"today_dur": [0.0] * N_PAGES, "prev_drop": 0.0, "last_exit": exit_idx}
 
 
+Observe = tuple[Doc, float, int]
+"""What an entry's observation is built from: the user's stored day, the hour, the live count."""
+
+
 def entry_obs(state: Doc, hour: float, live_count: int) -> list[float]:
     """``obs`` (schema.OBS_FEATURES) of the user's next entry, from the stored day."""
-    f = state["features"]
+    return entry_obs_many([(state, hour, live_count)])[0]
+
+
+def entry_obs_many(rows: Sequence[Observe]) -> list[list[float]]:
+    """``entry_obs`` of several entries (the users of a coalesced batch) in one ``build_obs``
+    call; row ``i`` is exactly ``entry_obs(*rows[i])`` (``build_obs`` is row-wise)."""
+    feats = [state["features"] for state, _, _ in rows]
+
+    def col(key: str) -> np.ndarray:
+        return np.asarray([f[key] for f in feats], dtype=np.float64)
+
     obs = build_obs(
-        {k: np.asarray([f[k]], dtype=np.float64) for k in _USER},
-        {k: np.asarray([f[k]], dtype=np.float64) for k in _STATS},
-        np.asarray([hour], dtype=np.float64),
-        int(f["weekday"]),
-        np.asarray([len(state["actions"])]),
-        np.asarray([live_count]),
-        np.asarray([state["today_dur"]], dtype=np.float64),
-        np.asarray([state["prev_drop"]]),
-        np.asarray([state["last_exit"]], dtype=np.int64),
+        {k: col(k) for k in _USER},
+        {k: col(k) for k in _STATS},
+        np.asarray([hour for _, hour, _ in rows], dtype=np.float64),
+        np.asarray([int(f["weekday"]) for f in feats], dtype=np.int64),
+        np.asarray([len(state["actions"]) for state, _, _ in rows], dtype=np.int64),
+        np.asarray([live for _, _, live in rows], dtype=np.int64),
+        np.asarray([state["today_dur"] for state, _, _ in rows], dtype=np.float64),
+        np.asarray([state["prev_drop"] for state, _, _ in rows], dtype=np.float64),
+        np.asarray([state["last_exit"] for state, _, _ in rows], dtype=np.int64),
     )
-    return [float(x) for x in obs[0]]
+    return obs.tolist()  # Python floats, each the float32 value (as float(x) gives)
 
 
 def after_session(state: Doc, landing: int, durations: list[float], exit_page: str) -> Doc:

@@ -17,10 +17,11 @@ replica's cache of the versions it last wrote or read; the write goes through to
 compare-and-set on that version (``state.StateStore``), so a cache made stale by another replica
 (or a restart) only costs a failed write and a redo on a fresh read. Any answer other than a
 successful write (a 4xx, a repeated event) is re-checked on a fresh read before it is given.
-Concurrent requests share one call per hop: the DT decisions, HRM rewards and store writes of
-all requests in flight are coalesced with ``@serve.batch`` (no wait: a request that arrives
-while a call is in flight joins the next one), so a batch of 32 entries costs one DT call; a
-request that fails inside a batch fails alone (``batching.per_item``).
+Concurrent requests share one call per hop: the observations and DT decisions, HRM rewards and
+store writes of all requests in flight are coalesced with ``@serve.batch`` (no wait: a request
+that arrives while a call is in flight joins the next one), so a batch of 32 entries costs one
+``build_obs`` and one DT call; a request that fails inside a batch fails alone
+(``batching.per_item``).
 """
 
 import asyncio
@@ -245,10 +246,27 @@ class Ingress:
     # -- coalesced model calls ----------------------------------------------------------------
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def _decide(self, reqs: list[Doc]) -> list[list[float] | Exception]:
+    async def _decide(
+        self, items: list[tuple[Doc, features.Observe]]
+    ) -> list[tuple[list[float], list[float]] | Exception]:
+        """Each entry's observation and the DT's page probabilities: (probs, obs). The batch's
+        observations are one ``build_obs`` call, its decisions one DT call; an entry that fails
+        either gets its own exception (``per_item``), the others their answer."""
+        obs = per_item(features.entry_obs_many, [observe for _, observe in items])
+        ok = [i for i, o in enumerate(obs) if not isinstance(o, Exception)]
+        out: list[Any] = list(obs)  # the failed observations' exceptions stay
+        if not ok:
+            return out
+        reqs = [items[i][0] for i in ok]
+        for i, req in zip(ok, reqs, strict=True):
+            req["obs_now"] = obs[i]
         if self.dt is None:
-            return per_item(self.local_dt.probs, reqs)
-        return await self.dt.decide.remote(reqs)
+            probs = per_item(self.local_dt.probs, reqs)
+        else:
+            probs = await self.dt.decide.remote(reqs)
+        for i, p in zip(ok, probs, strict=True):
+            out[i] = p if isinstance(p, Exception) else (p, obs[i])
+        return out
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _reward(self, reqs: list[Doc]) -> list[float | Exception]:
@@ -326,16 +344,16 @@ class Ingress:
                     409, "the previous entry's session has not ended (POST .../session_end first)"
                 )
             t = len(state["actions"])
-            obs = features.entry_obs(state, body.hour, body.live_count)
             req = {"r1": state["r1"], "rewards": state["rewards"], "obs": state["obs"],
-                   "actions": state["actions"], "obs_now": obs, "hour": body.hour, "t": t,
+                   "actions": state["actions"], "hour": body.hour, "t": t,
                    "features": state["features"]}  # fmt: skip
             if self.policy == "klan":
                 if self.klan is None:
                     raise http.Unavailable("policy klan is selected but no KLAN deployment")
-                probs = await _guard(self.klan.decide.remote(req))
-            else:
-                probs = await _guard(self._decide(req))
+                obs = features.entry_obs(state, body.hour, body.live_count)
+                probs = await _guard(self.klan.decide.remote({**req, "obs_now": obs}))
+            else:  # the observation is built with the batch's others (one build_obs)
+                probs, obs = await _guard(self._decide((req, (state, body.hour, body.live_count))))
             page = max(range(len(probs)), key=probs.__getitem__)
             resp = {"page": PAGES[page], "page_index": page, "probs": probs, "rtg_s": _rtg(state),
                     "session_idx": t, "policy": self.policy}  # fmt: skip

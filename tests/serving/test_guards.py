@@ -192,6 +192,79 @@ def test_sqlite_store_refuses_non_finite_documents(tmp_path):
     asyncio.run(run())
 
 
+def test_state_documents_round_trip_exactly():
+    """The stored JSON (pydantic-core's encoder) reads back as the same document: every float
+    to the bit, the events in their order; words like NaN inside strings are no error, bare
+    non-finite numbers are."""
+    import random
+    import struct
+
+    from glan_ray.serving.state import _dumps
+
+    rng = random.Random(0)
+    floats = [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(5000)]
+    floats = [x for x in floats if x == x and abs(x) != float("inf")]
+    floats += [0.1, -0.0, 5e-324, 1e16, 1e-7, 1.7976931348623157e308, 2.0**53 + 2]
+    events = {f"entry:e{i}": ["ab12", {"probs": [0.25, 0.5, 0.25]}] for i in range(600)}
+    obs = [floats[i : i + 28] for i in range(0, 280, 28)]
+    doc = {"day": 3, "r1": 1234.5, "obs": obs, "rewards": floats, "open": None,
+           "ids": [2**53 - 1, 2**63 + 5], "events": events}  # fmt: skip
+    doc["events"]["entry:NaN-Infinity"] = ["cd34", {"policy": "glan"}]
+    back = json.loads(_dumps(doc))
+    assert back == doc and list(back["events"]) == list(doc["events"])
+    assert [struct.pack("d", x) for x in back["rewards"]] == [struct.pack("d", x) for x in floats]
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError):
+            _dumps({**doc, "r1": bad})
+
+
+def test_doc_encoder_reuses_kept_events_and_writes_the_whole_document():
+    """``DocEncoder`` (the events a user's previous write already encoded are reused) gives the
+    JSON of the whole document at every write: events added one by one and evicted from the
+    front (as the ingress does), a document read back from JSON (new objects), an entry
+    replaced or reordered, another user in between, two versions of one user in a batch, a
+    budget that keeps nothing, and a non-finite number in a new or a kept event."""
+    import random
+
+    from glan_ray.serving.state import DocEncoder
+
+    rng = random.Random(1)
+    enc, tiny = DocEncoder(), DocEncoder(max_bytes=1)
+
+    def check(user: int, doc: dict) -> None:
+        for e in (enc, tiny):
+            back = json.loads(e(user, doc))
+            assert back == doc and list(back["events"]) == list(doc["events"])
+
+    docs = {u: {"day": 0, "obs": [], "events": {}} for u in range(3)}
+    for step in range(400):
+        u = rng.randrange(3)
+        old = docs[u]
+        events = {**old["events"], f"e:{step}": [f"{step:04x}", {"probs": [rng.random()] * 3}]}
+        while len(events) > 20:  # the ingress's EVENTS_KEPT, small
+            del events[next(iter(events))]
+        doc = {**old, "obs": [*old["obs"], rng.random()][-8:], "events": events}
+        if step % 37 == 0:  # a fresh read: equal, but new objects
+            doc = json.loads(json.dumps(doc))
+        if step % 53 == 0 and len(events) > 2:  # an entry replaced by another object
+            k = list(events)[1]
+            doc["events"] = {**events, k: [events[k][0], {"probs": [0.5]}]}
+        if step % 71 == 0:  # another order
+            doc["events"] = dict(reversed(list(doc["events"].items())))
+        check(u, doc)
+        docs[u] = doc
+        if step % 29 == 0:  # a rival version of the same user, encoded right after
+            check(u, {**old, "events": {**old["events"], "rival": ["x", {"n": step}]}})
+    assert enc.size <= enc.max_bytes and not tiny.last
+    doc = docs[0]
+    bad = {**doc, "events": {**doc["events"], "nan": ["y", {"r": float("nan")}]}}
+    with pytest.raises(ValueError):
+        enc(0, bad)
+    with pytest.raises(ValueError):  # the kept (bad) event is checked again
+        enc(0, {**bad, "events": {**bad["events"], "next": ["z", {}]}})
+    check(0, {"day": 1, "events": {"day:1": ["d", {"Infinity": "NaN"}]}})  # words, no numbers
+
+
 def test_sqlite_store_locked_is_unavailable_then_recovers(tmp_path):
     path = str(tmp_path / "s.sqlite3")
 
