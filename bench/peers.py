@@ -41,17 +41,12 @@ def log(msg: str) -> None:
     print(f"[peers] {msg}", file=sys.stderr, flush=True)
 
 
-def train_peers(npz: str, out: str, args: argparse.Namespace) -> dict:
-    py = (
-        subprocess.run(
-            ["bash", os.path.join(HERE, "d3rlpy_env.sh")],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
+def train_peers(npz: str, out: str, args: argparse.Namespace, *extra: str) -> dict:
+    """Run ``peers_d3rlpy.py`` in d3rlpy's venv; its last stdout line (JSON)."""
+    env = subprocess.run(
+        ["bash", os.path.join(HERE, "d3rlpy_env.sh")], check=True, capture_output=True, text=True
     )
+    py = env.stdout.strip().splitlines()[-1]
     cmd = [
         py,
         os.path.join(HERE, "peers_d3rlpy.py"),
@@ -63,6 +58,7 @@ def train_peers(npz: str, out: str, args: argparse.Namespace) -> dict:
         str(args.cql_steps),
         "--dt-steps",
         str(args.dt_steps),
+        *extra,
     ]
     log(" ".join(cmd))
     res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
@@ -77,6 +73,7 @@ def dt_parity(module, spec, path: str) -> dict:
 
     z = np.load(path)
     agree = total = 0
+    counts = np.bincount(z["action"], minlength=3).tolist()
     for e in np.unique(z["episode"]):
         idx = np.flatnonzero(z["episode"] == e)
         obs, rew, act = z["obs"][idx], z["reward"][idx], z["action"][idx]
@@ -96,7 +93,12 @@ def dt_parity(module, spec, path: str) -> dict:
                 )
             agree += int(logits[0, -1].argmax()) == int(act[t])
             total += 1
-    return {"steps": total, "same_action": agree, "agreement": agree / max(total, 1)}
+    return {
+        "steps": total,
+        "same_action": agree,
+        "agreement": agree / max(total, 1),
+        "d3rlpy_actions": counts,
+    }
 
 
 def main() -> None:
@@ -138,6 +140,13 @@ def main() -> None:
             json.dump(training, f, indent=1)
     with open(os.path.join(args.work, "training.json")) as f:
         training = json.load(f)
+    if not os.path.exists(os.path.join(raw, "dt_parity_untrained.npz")):
+        if not os.path.exists(npz):
+            export_npz(storage.join(args.run, "data"), npz)
+        done = train_peers(npz, raw, args, "--untrained-parity-only")
+        training["dt_untrained"] = done["dt_untrained"]
+        with open(os.path.join(args.work, "training.json"), "w") as f:
+            json.dump(training, f, indent=1)
     train_s = time.perf_counter() - t0
 
     import torch
@@ -162,7 +171,11 @@ def main() -> None:
         save_external(torch.export.load(os.path.join(raw, f"{arm.split('_')[1]}.pt2")), spec, path)
         external[arm] = os.path.abspath(path)
     module, spec = read_external(external["d3rlpy_dt"])
-    parity = dt_parity(module, spec, os.path.join(raw, "dt_parity.npz"))
+    untrained = torch.export.load(os.path.join(raw, "dt_untrained.pt2")).module()
+    parity = {
+        "trained": dt_parity(module, spec, os.path.join(raw, "dt_parity.npz")),
+        "untrained": dt_parity(untrained, spec, os.path.join(raw, "dt_parity_untrained.npz")),
+    }
     log(f"DT window parity with d3rlpy's StatefulTransformerWrapper: {parity}")
 
     cfg = ABConfig(

@@ -15,7 +15,10 @@ dynamic batch dimension (no d3rlpy needed to run it):
 - ``DIR/dt.pt2``: ``logits(obs (B, K, D), actions (B, K), rtg (B, K, 1), timesteps (B, K),
   pad (B, K)) -> (B, K, A)``, the DT trained on rewards in hours (minutes / 60);
 - ``DIR/dt_parity.npz``: d3rlpy's own ``StatefulTransformerWrapper`` (greedy) played over a
-  few episodes, so the caller can check that its window gives the same actions.
+  few episodes, so the caller can check that its window gives the same actions;
+- ``DIR/dt_untrained.pt2`` + ``DIR/dt_parity_untrained.npz``: the same for a freshly initialised
+  DT of the same config (its actions vary with the inputs even where the trained one's do not;
+  ``--untrained-parity-only`` writes just these).
 
 The last stdout line is one JSON object: the training figures of both.
 """
@@ -110,6 +113,63 @@ def parity_episodes(algo, dataset, target_of, n: int) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
+def dt_arguments(args: argparse.Namespace, info: dict) -> argparse.Namespace:
+    """Our dt arm's sizes (context 20, embed 128, 3 layers, 2 heads, batch 64, lr 3e-4) with
+    d3rlpy's own recipe otherwise (GPT AdamW, no propensity weights, d3rlpy's windows)."""
+    max_t = max(64, info["max_episode_len"])
+    flags = {
+        "--algo": "dt",
+        "--batch-size": 64,
+        "--context-len": 20,
+        "--embed-dim": 128,
+        "--n-layers": 3,
+        "--n-heads": 2,
+        "--max-timestep": max_t,
+        "--position-encoding": "simple",
+        "--dt-lr": 3e-4,
+    }
+    return anchor.parse_args(["--data", args.data, *(str(x) for kv in flags.items() for x in kv)])
+
+
+def hours_dataset(args: argparse.Namespace):
+    """The dataset with rewards in hours (minutes / 60), as the DT is trained."""
+    z = np.load(args.data)
+    hours = dict(z)
+    hours["rewards"] = (z["rewards"] / 60.0).astype(np.float32)
+    path = os.path.join(args.out, "hours.npz")
+    np.savez(path, **hours)
+    return anchor.load_dataset(path, 3)[0]
+
+
+def export_dt(algo, dt_args: argparse.Namespace, obs_dim: int, path: str) -> None:
+    k = dt_args.context_len
+    example = (
+        torch.zeros(2, k, obs_dim),
+        torch.zeros(2, k, dtype=torch.int64),
+        torch.zeros(2, k, 1),
+        torch.ones(2, k, dtype=torch.int64),
+        torch.zeros(2, k),
+    )
+    export(DTLogits(algo), example, path)
+
+
+def untrained_parity(args: argparse.Namespace, info: dict) -> dict:
+    """A freshly initialised DT of the same config, exported, and d3rlpy's wrapper over it with
+    targets of 0.5-2.5 h by episode (its actions vary, so the window check is not a constant's)."""
+    dt_args = dt_arguments(args, info)
+    data = hours_dataset(args)
+    fresh = anchor.build_dt(dt_args)
+    fresh.create_impl((info["obs_dim"],), 3)
+    export_dt(fresh, dt_args, info["obs_dim"], os.path.join(args.out, "dt_untrained.pt2"))
+    targets = iter(0.5 + 0.5 * (np.arange(args.parity_episodes) % 5))
+    parity = parity_episodes(fresh, data, lambda ep: next(targets), args.parity_episodes)
+    np.savez(os.path.join(args.out, "dt_parity_untrained.npz"), **parity)
+    return {
+        "parity_steps": len(parity["action"]),
+        "actions": np.bincount(parity["action"], minlength=3).tolist(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -125,38 +185,39 @@ def main(argv: list[str] | None = None) -> int:
         "--parity-target-hours",
         type=float,
         default=1.0,
-        help="target return of the parity episodes (hours)",
+        help="target return of the trained DT's parity episodes (hours)",
+    )
+    p.add_argument(
+        "--untrained-parity-only",
+        action="store_true",
+        help="only write dt_untrained.pt2 and dt_parity_untrained.npz",
     )
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(args.threads)
     d3rlpy.seed(args.seed)
     out: dict = {"d3rlpy_version": d3rlpy.__version__, "torch_version": torch.__version__}
+    dataset, info = anchor.load_dataset(args.data, 3)
+    out["data"] = info
+    if args.untrained_parity_only:
+        out["dt_untrained"] = untrained_parity(args, info)
+        print(json.dumps(out), file=anchor._REAL_STDOUT, flush=True)
+        return 0
 
     # CQL: as our klan_iit is trained (batch 256, lr 3e-4, gamma 0.99, rewards in minutes,
     # target copy every 25,600 rows = 100 updates, alpha 1, two hidden layers of 256)
+    flags = {
+        "--algo": "cql",
+        "--batch-size": 256,
+        "--cql-lr": 3e-4,
+        "--gamma": 0.99,
+        "--target-update-interval": 100,
+        "--alpha": 1.0,
+        "--hidden": 256,
+    }
     cql_args = anchor.parse_args(
-        [
-            "--data",
-            args.data,
-            "--algo",
-            "cql",
-            "--batch-size",
-            "256",
-            "--cql-lr",
-            "3e-4",
-            "--gamma",
-            "0.99",
-            "--target-update-interval",
-            "100",
-            "--alpha",
-            "1.0",
-            "--hidden",
-            "256",
-        ]
+        ["--data", args.data, *(str(x) for kv in flags.items() for x in kv)]
     )
-    dataset, info = anchor.load_dataset(args.data, 3)
-    out["data"] = info
     cql = anchor.build_cql(cql_args)
     out["cql"] = {
         "config": vars(cql_args) | {"data": None},
@@ -168,59 +229,21 @@ def main(argv: list[str] | None = None) -> int:
     assert (q(x).argmax(-1).numpy() == greedy).all(), "QScores disagrees with d3rlpy's predict"
     export(q, (torch.zeros(2, info["obs_dim"]),), os.path.join(args.out, "cql.pt2"))
 
-    # DT: as our dt arm (context 20, embed 128, 3 layers, 2 heads, batch 64, lr 3e-4), on
-    # rewards in hours (minutes / 60) with d3rlpy's own recipe otherwise (GPT AdamW, no
-    # propensity weights, d3rlpy's windows)
-    max_t = max(64, info["max_episode_len"])
-    dt_args = anchor.parse_args(
-        [
-            "--data",
-            args.data,
-            "--algo",
-            "dt",
-            "--batch-size",
-            "64",
-            "--context-len",
-            "20",
-            "--embed-dim",
-            "128",
-            "--n-layers",
-            "3",
-            "--n-heads",
-            "2",
-            "--max-timestep",
-            str(max_t),
-            "--position-encoding",
-            "simple",
-            "--dt-lr",
-            "3e-4",
-        ]
-    )
-    z = np.load(args.data)
-    hours = dict(z)
-    hours["rewards"] = (z["rewards"] / 60.0).astype(np.float32)
-    hours_path = os.path.join(args.out, "hours.npz")
-    np.savez(hours_path, **hours)
-    dt_data, _ = anchor.load_dataset(hours_path, 3)
+    dt_args = dt_arguments(args, info)
+    dt_data = hours_dataset(args)
     dt = anchor.build_dt(dt_args)
     out["dt"] = {
         "config": vars(dt_args) | {"data": None},
-        **fit(dt, dt_data, args.dt_steps, "d3rlpy_dt", context=20),
+        **fit(dt, dt_data, args.dt_steps, "d3rlpy_dt", context=dt_args.context_len),
     }
-    out["dt"]["max_timestep"] = max_t
-    k, d = dt_args.context_len, info["obs_dim"]
-    example = (
-        torch.zeros(2, k, d),
-        torch.zeros(2, k, dtype=torch.int64),
-        torch.zeros(2, k, 1),
-        torch.ones(2, k, dtype=torch.int64),
-        torch.zeros(2, k),
-    )
-    export(DTLogits(dt), example, os.path.join(args.out, "dt.pt2"))
+    out["dt"]["max_timestep"] = dt_args.max_timestep
+    export_dt(dt, dt_args, info["obs_dim"], os.path.join(args.out, "dt.pt2"))
     target = args.parity_target_hours
     parity = parity_episodes(dt, dt_data, lambda ep: target, args.parity_episodes)
     np.savez(os.path.join(args.out, "dt_parity.npz"), **parity)
     out["dt"]["parity_steps"] = len(parity["action"])
+    out["dt"]["parity_actions"] = np.bincount(parity["action"], minlength=3).tolist()
+    out["dt_untrained"] = untrained_parity(args, info)
     print(json.dumps(out), file=anchor._REAL_STDOUT, flush=True)
     return 0
 
