@@ -152,7 +152,7 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not self.input_:
+        if not self.input_ or self.input_ == "sampler":  # "sampler": RLlib's online default
             self._value_error(
                 "offline_data(input_=...) must name the dataset directory (e.g. "
                 "runs/demo/data/transitions)"
