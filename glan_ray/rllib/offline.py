@@ -76,6 +76,15 @@ class ArrowOfflineData(OfflineData):
                 "batch_format": "pyarrow"}  # fmt: skip
 
 
+def _arrow_column(values: Any) -> Any:
+    """A numpy batch column for ``pa.table``: 2-D arrays (how Ray Data's numpy format gives a
+    fixed-size list column such as ``obs``) become fixed-size lists; the rest is left to Arrow."""
+    if isinstance(values, np.ndarray) and values.ndim == 2 and values.dtype != object:
+        flat = pa.array(np.ascontiguousarray(values).ravel())
+        return pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
+    return values
+
+
 class ArrowPreLearner(OfflinePreLearner):
     """Maps a validated Arrow batch of ``dataset`` rows to a flat train batch of numpy arrays.
 
@@ -93,7 +102,7 @@ class ArrowPreLearner(OfflinePreLearner):
 
     def __call__(self, batch: pa.Table | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(batch, pa.Table):
-            batch = pa.table(dict(batch))
+            batch = pa.table({k: _arrow_column(v) for k, v in batch.items()})
         table = conform(batch, self.dataset, where=str(self.config.input_))
         return {f"{DEFAULT_MODULE_ID}/{k}": v for k, v in self.transform(table).items()}
 
@@ -152,7 +161,7 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not self.input_:
+        if not self.input_ or self.input_ == "sampler":  # "sampler": RLlib's online default
             self._value_error(
                 "offline_data(input_=...) must name the dataset directory (e.g. "
                 "runs/demo/data/transitions)"

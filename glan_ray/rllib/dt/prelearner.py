@@ -24,7 +24,11 @@ def bucket_by_length(
     n = windows["mask"].sum(axis=1)  # (W,) sessions per window
     order = np.lexsort((rng.random(len(n)), n))  # by length, ties at random
     runs = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    perm = np.concatenate([runs[i] for i in rng.permutation(len(runs))]) if runs else order
+    # Whole runs in random order, a short last run (W not a multiple of batch_size) kept last:
+    # anywhere else it would shift every later batch off the runs, mixing their lengths.
+    full = len(order) // batch_size
+    shuffled = [runs[i] for i in rng.permutation(full)] + runs[full:]
+    perm = np.concatenate(shuffled) if runs else order
     return {k: v[perm] for k, v in windows.items()}
 
 
