@@ -39,3 +39,13 @@ def test_every_model_config_shares_the_fields(cls):
     cfg = cls([4, 6], 5, d=8)
     assert isinstance(cfg, FieldMMoEConfig)
     assert cfg.cat_cardinalities == (4, 6) and cfg.n_fields == 7 and cfg.d == 8
+
+
+def test_sizes_are_checked_naming_the_field():
+    for field, bad in (("d", 0), ("n_experts", 0), ("expert_hidden", 0), ("tower_hidden", -1)):
+        with pytest.raises(ValueError, match=rf"FieldMMoEConfig\.{field} must be >= 1"):
+            FieldMMoEConfig(cat_cardinalities=(3,), n_num=2, **{field: bad})
+    with pytest.raises(ValueError, match=r"n_num must be an integer >= 0; got -1"):
+        FieldMMoEConfig(cat_cardinalities=(3,), n_num=-1)
+    with pytest.raises(ValueError, match=r"cat_cardinalities must be integers >= 1; got \[0\]"):
+        FieldMMoEConfig(cat_cardinalities=(3, 0), n_num=2)
