@@ -36,10 +36,10 @@ import torch
 
 from glan_ray import storage
 from glan_ray.data.generate import GenerateOptions, generate
-from glan_ray.data.label import label_hrm
 from glan_ray.data.windows import cut_windows, deterministic_days
 from glan_ray.eval.ab import run_shard
 from glan_ray.eval.stats import compare
+from glan_ray.label import label_hrm
 from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.dt import DecisionTransformer, DTConfig, dt_loss, propensity_weights
 from glan_ray.schema import PAGES

@@ -226,7 +226,7 @@ def _add_label(sub: argparse._SubParsersAction) -> None:
 def _run_label(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from glan_ray.data.label import label_hrm
+    from glan_ray.label import label_hrm
     from glan_ray.runtime import init_ray
 
     init_ray(args.address)

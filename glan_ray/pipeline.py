@@ -171,7 +171,7 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
         return run
 
     def label() -> dict[str, Any]:
-        from glan_ray.data.label import label_hrm
+        from glan_ray.label import label_hrm
 
         return {"sessions": label_hrm(data, storage.join(models, "hrm"))}
 

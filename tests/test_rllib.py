@@ -16,7 +16,7 @@ import torch
 
 from glan_ray.data.features import SPECS, Normalizer, as_columns, feature_dims
 from glan_ray.data.generate import GenerateOptions, generate
-from glan_ray.data.label import hrm_rewards, label_hrm
+from glan_ray.label import hrm_rewards, label_hrm
 from glan_ray.models.checkpoint import load_checkpoint, save_checkpoint
 from glan_ray.models.registry import build_model, model_config
 from glan_ray.schema import DatasetValidationError
