@@ -35,9 +35,9 @@ from glan_ray.models.hrm import hrm_reward
 from glan_ray.models.klan_isp import uplift
 from glan_ray.models.lrtg import lrtg_losses
 from glan_ray.runtime import init_ray
+from glan_ray.sim.baselines import LoggingPolicy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
-from glan_ray.sim.policies import LoggingPolicy
 from glan_ray.train.config import train_config
 from glan_ray.train.trainer import fit
 

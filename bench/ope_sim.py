@@ -24,9 +24,9 @@ import torch
 from glan_ray.eval.ope import FQEConfig, fqe, fqe_value, per_decision_dr, per_decision_is
 from glan_ray.policy.registry import make_arm
 from glan_ray.schema import N_PAGES, OBS_FEATURES
+from glan_ray.sim.baselines import LoggingPolicy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
-from glan_ray.sim.policies import LoggingPolicy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAST_EXIT = [OBS_FEATURES.index(f"last_exit_{p}") for p in ("featured", "explore", "following")]

@@ -68,7 +68,7 @@ def export_npz(data: str, path: str) -> dict:
 
 
 def ours(algo: str, data: str, out: str, args: argparse.Namespace, bucket: bool = True) -> dict:
-    from glan_ray.rllib.train import RLTrainConfig, algorithm_config
+    from glan_ray.rllib.launch import RLTrainConfig, algorithm_config
 
     if algo == "cql":
         flat = {"batch_size": args.cql_batch, "hidden": [args.hidden, args.hidden]}

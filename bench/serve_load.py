@@ -381,7 +381,7 @@ def _free_port() -> int:
 def in_process(models: str, sessions_per_day: int, n: int = 400) -> dict[str, Any]:
     """The same model code as the replicas (``DTModel.probs``, ``HRMModel.rewards``), called
     directly: one user per call, and a batch of 32 users per call."""
-    from glan_ray.serving.models import DTModel, HRMModel
+    from glan_ray.serving.deployments import DTModel, HRMModel
 
     dt = DTModel.func_or_class(user_config={"path": os.path.join(models, "dt")})
     hrm = HRMModel.func_or_class(user_config={"path": os.path.join(models, "hrm")})

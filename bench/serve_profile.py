@@ -122,7 +122,7 @@ def make_ingress(models: str, state: str) -> Any:
 
 
 async def level(ing: Any, conc: int, n: int, users: range, spd: int, parts: Parts) -> dict:
-    from glan_ray.serving import schemas
+    from glan_ray.serving import bodies as schemas
 
     cls = type(ing)
     todo = iter(range(n))

@@ -24,7 +24,7 @@ def _load_mapping(path: str) -> dict:
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
-    from glan_ray.sim.policies import SIM_POLICIES
+    from glan_ray.sim.baselines import SIM_POLICIES
 
     p = sub.add_parser(
         "simulate",
@@ -163,7 +163,7 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_train_rl(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from glan_ray.rllib.train import RLTrainConfig, fit_rl
+    from glan_ray.rllib.launch import RLTrainConfig, fit_rl
     from glan_ray.runtime import init_ray
 
     if args.epochs:

@@ -177,7 +177,7 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
 
     def rl(algo: str, name: str, iterations: int, updates: int, **extra: Any):
         def run() -> dict[str, Any]:
-            from glan_ray.rllib.train import RLTrainConfig, fit_rl
+            from glan_ray.rllib.launch import RLTrainConfig, fit_rl
 
             flat = {"data": data, "out": models, "iterations": iterations, "name": name,
                     "updates_per_iteration": updates, "use_gpu": cfg.use_gpu, **extra}  # fmt: skip

@@ -16,9 +16,9 @@ from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.cql import QNetConfig, QNetwork
 from glan_ray.models.dt import DecisionTransformer, DTConfig
 from glan_ray.models.registry import build_model, model_config
+from glan_ray.sim.baselines import LoggingPolicy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
-from glan_ray.sim.policies import LoggingPolicy
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 

@@ -99,5 +99,5 @@ def test_only_glan_ray_rllib_imports_rllib():
 
 def test_the_checker_sees_lazy_imports():
     # pipeline imports Ray Train and RLlib code inside its stage functions only
-    assert "glan_ray.rllib.train" in GRAPH["glan_ray.pipeline"]
+    assert "glan_ray.rllib.launch" in GRAPH["glan_ray.pipeline"]
     assert "glan_ray.models.checkpoint" in GRAPH["glan_ray.label"]

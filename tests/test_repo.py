@@ -29,7 +29,7 @@ def test_importing_the_package_starts_nothing():
     code = (
         "import sys, glan_ray, glan_ray.schema, glan_ray.sim.engine, glan_ray.data.tables;"
         "import glan_ray.cli, glan_ray.pipeline, glan_ray.eval.ab, glan_ray.policy.registry;"
-        "import glan_ray.rllib.train, glan_ray.train.tune;"
+        "import glan_ray.rllib.launch, glan_ray.train.tune;"
         "import ray; print(ray.is_initialized(), 'ray.rllib' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -10,8 +10,8 @@ import pytest
 from glan_ray import schema
 from glan_ray.data.tables import day_tables
 from glan_ray.schema import DatasetValidationError
+from glan_ray.sim.baselines import LoggingPolicy
 from glan_ray.sim.engine import simulate
-from glan_ray.sim.policies import LoggingPolicy
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,9 @@ from ray.data.datasource import FilenameProvider
 from glan_ray import schema, storage
 from glan_ray.data.summary import SimSummary
 from glan_ray.data.tables import day_tables
+from glan_ray.sim.baselines import make_policy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
-from glan_ray.sim.policies import make_policy
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class GenerateOptions:
     rct: bool = False
     """RCT mode: random page treatment per user-day (with control) and the ``rct`` dataset."""
     policy: str = "logging"
-    """Simulator policy that logs the data (see ``sim.policies.SIM_POLICIES``)."""
+    """Simulator policy that logs the data (see ``sim.baselines.SIM_POLICIES``)."""
     shard_users: int | None = None
     """Users per actor; default: as many as keep every CPU busy, at most 20,000 users."""
     wave_user_days: int = 50_000

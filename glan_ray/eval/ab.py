@@ -49,7 +49,7 @@ from glan_ray.eval.stats import compare, ratio, uplift_captured
 from glan_ray.schema import PAGES
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import DayLog, simulate
-from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
+from glan_ray.sim.interface import IntraDayHistory, Observation, Policy
 from glan_ray.sim.state import UserState
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ METRICS: dict[str, tuple[str, str | None]] = {
 DIRECTION: dict[str, str] = {
     m: "min" if m == "pdr" else "max" for m in METRICS if not m.startswith("assign_ratio_")
 }
-"""Metric -> the better direction, ``"max"`` or ``"min"`` (as ``train.tasks.VAL_METRIC``); page
+"""Metric -> the better direction, ``"max"`` or ``"min"`` (as ``train.objectives.VAL_METRIC``); page
 assign ratios describe a policy and have none."""
 UPLIFT_METRICS = ("usage_time", "dau")
 """Metrics with uplift captured and personalization uplift captured in ``ab.json``."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from glan_ray.schema import OBS_FEATURES, SEQ_LEN
+from glan_ray.sim.interface import IntraDayHistory
 from glan_ray.sim.observation import PAGE_SCALE
-from glan_ray.sim.policy import IntraDayHistory
 
 _I = {name: i for i, name in enumerate(OBS_FEATURES)}
 TODAY_DUR = [_I["today_dur_featured"], _I["today_dur_explore"], _I["today_dur_following"]]

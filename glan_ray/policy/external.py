@@ -30,7 +30,7 @@ import torch
 from glan_ray.checks import check_fields, ranged
 from glan_ray.policy.heuristics import one_hot
 from glan_ray.schema import N_PAGES, OBS_DIM
-from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
+from glan_ray.sim.interface import IntraDayHistory, Observation, Policy
 
 SPEC_FILE = "policy.json"
 """Name of the extra file of the exported program that holds the ``ExternalSpec``."""

@@ -18,8 +18,8 @@ import torch
 from glan_ray.policy import glan_step
 from glan_ray.policy.context import completed_session_columns, daily_columns
 from glan_ray.policy.heuristics import one_hot
-from glan_ray.policy.models import ModelRunner
-from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
+from glan_ray.policy.runner import ModelRunner
+from glan_ray.sim.interface import IntraDayHistory, Observation, Policy
 
 HOUR = glan_step.HOUR
 

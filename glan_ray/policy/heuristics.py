@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from glan_ray.schema import N_PAGES
-from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
+from glan_ray.sim.interface import IntraDayHistory, Observation, Policy
 
 
 def one_hot(idx: np.ndarray, n: int = N_PAGES) -> np.ndarray:

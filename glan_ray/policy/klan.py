@@ -11,8 +11,8 @@ from glan_ray.models.klan_am import fuse
 from glan_ray.models.klan_isp import static_scores
 from glan_ray.policy.context import daily_columns, session_columns
 from glan_ray.policy.heuristics import one_hot
-from glan_ray.policy.models import ModelRunner
-from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
+from glan_ray.policy.runner import ModelRunner
+from glan_ray.sim.interface import IntraDayHistory, Observation, Policy
 
 
 class CQLPolicy(Policy):

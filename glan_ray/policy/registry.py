@@ -13,9 +13,9 @@ from typing import Any
 
 from glan_ray import storage
 from glan_ray.schema import PAGES
+from glan_ray.sim.baselines import FixedPagePolicy, LoggingPolicy, OraclePolicy, UniformPolicy
 from glan_ray.sim.config import SimConfig
-from glan_ray.sim.policies import FixedPagePolicy, LoggingPolicy, OraclePolicy, UniformPolicy
-from glan_ray.sim.policy import Policy
+from glan_ray.sim.interface import Policy
 
 
 def _path(models: str | None, name: str) -> str:

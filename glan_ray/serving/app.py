@@ -36,8 +36,8 @@ from typing import Any
 from ray.serve import Application
 
 from glan_ray import storage
+from glan_ray.serving.deployments import DTModel, HRMModel, KlanModel, LRTGModel
 from glan_ray.serving.ingress import Ingress
-from glan_ray.serving.models import DTModel, HRMModel, KlanModel, LRTGModel
 from glan_ray.serving.state import DEFAULT_PATH
 
 KNOWN = {"models", "policy", "use_lrtg", "use_hrm", "state_store", "num_gpus", "num_cpus",

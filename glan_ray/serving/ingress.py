@@ -44,8 +44,7 @@ from glan_ray.policy import glan_step
 from glan_ray.schema import PAGES
 from glan_ray.serving import docs, features, http
 from glan_ray.serving.batching import NonFiniteOutput, finite, per_item
-from glan_ray.serving.models import DTModel, HRMModel
-from glan_ray.serving.schemas import (
+from glan_ray.serving.bodies import (
     MAX_USER_ID,
     Entry,
     EntryResponse,
@@ -58,6 +57,7 @@ from glan_ray.serving.schemas import (
     StartDayResponse,
     UserState,
 )
+from glan_ray.serving.deployments import DTModel, HRMModel
 from glan_ray.serving.state import Versioned, make_store
 
 logger = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from glan_ray.schema import N_PAGES, PAGES
+from glan_ray.sim.baselines import make_policy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
-from glan_ray.sim.policies import make_policy
 
 CONSTANT_POLICIES = ("featured", "explore", "following")
 """The constant-page policies, in page order."""
@@ -87,7 +87,7 @@ class PolicyRun:
 
 
 def play(cfg: SimConfig, policy: str, users: int, days: int, first_user: int = 0) -> PolicyRun:
-    """Play simulator policy ``policy`` (``sim.policies.SIM_POLICIES``) and summarise it."""
+    """Play simulator policy ``policy`` (``sim.baselines.SIM_POLICIES``) and summarise it."""
     usage, acts, land, sess, drops = [], [], [], [], 0
     for log in simulate(cfg, first_user, users, days, make_policy(policy, cfg)):
         usage.append(log.y_wt)

@@ -16,8 +16,8 @@ from glan_ray.schema import N_PAGES, N_TREATMENTS, OBS_DIM
 from glan_ray.sim.arrivals import DayPlan, make_plan
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.dynamics import Latent, action_values, medians, sample_session, sigmoid
+from glan_ray.sim.interface import IntraDayHistory, Observation, Policy
 from glan_ray.sim.observation import build_obs
-from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
 from glan_ray.sim.rng import blocks_of, draw
 from glan_ray.sim.state import UserState, day_stats, initial_state, roll_day
 from glan_ray.sim.users import Users, make_users

@@ -27,7 +27,7 @@ from glan_ray.data.features import SPECS, Normalizer, am_features, as_columns
 from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.registry import build_model
 from glan_ray.train.config import train_config
-from glan_ray.train.tasks import TASKS
+from glan_ray.train.objectives import TASKS
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from glan_ray.data.read import read_dataset
 from glan_ray.models.registry import model_config
 from glan_ray.train.config import TrainConfig
 from glan_ray.train.loop import FeatureCollate, train_loop_per_worker
-from glan_ray.train.tasks import VAL_METRIC
+from glan_ray.train.objectives import VAL_METRIC
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ A sweep file (see ``tune_configs/``)::
 Each trial of a supervised model runs a TorchTrainer (one per trial, GPUs per worker from
 ``base.use_gpu``) inside a function trainable that reports through ``TuneReportCallback``; a
 trial of an RL policy (``cql``, ``dt``) builds the RLlib algorithm in the trial process and
-reports its learner losses every ``train()`` (keys: ``glan_ray.rllib.train.RLTrainConfig``).
+reports its learner losses every ``train()`` (keys: ``glan_ray.rllib.launch.RLTrainConfig``).
 The results table (CSV and Markdown) and the best trial's config (YAML) land in the experiment
 directory.
 """
@@ -34,10 +34,10 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 
-from glan_ray.rllib.train import ALGOS, TUNE_METRIC, RLTrainConfig, tune_trial
+from glan_ray.rllib.launch import ALGOS, TUNE_METRIC, RLTrainConfig, tune_trial
 from glan_ray.storage import staged_dir
 from glan_ray.train.config import CONFIGS, train_config
-from glan_ray.train.tasks import VAL_METRIC
+from glan_ray.train.objectives import VAL_METRIC
 from glan_ray.train.trainer import Prepared, fit, prepare
 
 logger = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ def _write_results(
 
 def sweep_metrics(sweep: SweepConfig) -> tuple[str, ...]:
     """Result columns of an RL sweep (the learner metrics); none for supervised sweeps."""
-    from glan_ray.rllib.train import METRICS
+    from glan_ray.rllib.launch import METRICS
 
     return METRICS[sweep.model] if sweep.is_rl else ()
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from glan_ray.data.summary import SimSummary
+from glan_ray.sim.baselines import LoggingPolicy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import DayLog, simulate
-from glan_ray.sim.policies import LoggingPolicy
 from glan_ray.sim.users import make_users
 
 CFG = SimConfig(seed=2, block_size=100)

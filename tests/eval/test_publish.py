@@ -13,8 +13,7 @@ import pytest
 
 from glan_ray.eval import report
 from glan_ray.eval.publish import AB_JSON, publish_evaluation
-
-from ..test_ab import _hand_made
+from tests.eval.test_ab import _hand_made
 
 ARMS = ("logging", "always_explore", "oracle")
 

@@ -11,7 +11,7 @@ import torch
 from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.cql import QNetConfig, QNetwork
 from glan_ray.models.exports import CQLRecord, DTRecord, ExportRecord, LRTGRecord, make_record
-from glan_ray.policy.models import ModelRunner
+from glan_ray.policy.runner import ModelRunner
 
 
 def test_records_check_their_fields_and_refuse_unknown_keys():

@@ -15,10 +15,10 @@ from glan_ray.policy.context import (
     session_columns,
 )
 from glan_ray.schema import SEQ_LEN
+from glan_ray.sim.baselines import LoggingPolicy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import DayLog, simulate
-from glan_ray.sim.policies import LoggingPolicy
-from glan_ray.sim.policy import IntraDayHistory, Observation
+from glan_ray.sim.interface import IntraDayHistory, Observation
 
 CFG = SimConfig(seed=6, block_size=100)
 

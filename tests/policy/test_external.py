@@ -18,7 +18,7 @@ from glan_ray.policy.external import (
 from glan_ray.policy.registry import make_arm
 from glan_ray.schema import N_PAGES, OBS_DIM
 from glan_ray.sim.config import SimConfig
-from glan_ray.sim.policy import IntraDayHistory, Observation
+from glan_ray.sim.interface import IntraDayHistory, Observation
 
 
 class FirstScores(torch.nn.Module):

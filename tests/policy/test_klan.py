@@ -16,12 +16,12 @@ from glan_ray.models.exports import CQLRecord
 from glan_ray.models.klan_isp import static_scores
 from glan_ray.policy.context import daily_columns
 from glan_ray.policy.klan import CQLPolicy, ISPPolicy, KlanPolicy, StaticScores
-from glan_ray.policy.models import ModelRunner
+from glan_ray.policy.runner import ModelRunner
 from glan_ray.schema import OBS_DIM
+from glan_ray.sim.baselines import FixedPagePolicy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate, user_features
-from glan_ray.sim.policies import FixedPagePolicy
-from glan_ray.sim.policy import IntraDayHistory, Observation
+from glan_ray.sim.interface import IntraDayHistory, Observation
 
 CFG = SimConfig(seed=8, block_size=100)
 

@@ -6,9 +6,9 @@ import pyarrow as pa
 import pytest
 
 from glan_ray.data.tables import day_tables
+from glan_ray.sim.baselines import LoggingPolicy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
-from glan_ray.sim.policies import LoggingPolicy
 
 
 @pytest.fixture(scope="package")

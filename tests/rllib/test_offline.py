@@ -1,7 +1,7 @@
 """What the offline algorithms share, without starting Ray: spaces, the categorical action
 distribution, the config defaults, own training() keys and validation, and the Arrow
 pre-learner's validation of every batch. (Training steps, get_module and checkpoint restore need
-a learner group: tests/test_rllib.py runs them inside the shared Ray fixture.)"""
+a learner group: tests/rllib/test_algorithms.py runs them inside the shared Ray fixture.)"""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from glan_ray.policy.glan import GlanPolicy
 from glan_ray.schema import PAGES
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
-from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
+from glan_ray.sim.interface import IntraDayHistory, Observation, Policy
 from tests.serving.conftest import app_args, end, entry, start
 
 pytestmark = pytest.mark.slow

@@ -11,11 +11,11 @@ import numpy as np
 
 from glan_ray.schema import PAGES
 from glan_ray.serving.batching import per_item
+from glan_ray.serving.bodies import DayFeatures
 from glan_ray.serving.features import after_session, day_context, entry_obs, entry_obs_many
-from glan_ray.serving.schemas import DayFeatures
+from glan_ray.sim.baselines import LoggingPolicy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
-from glan_ray.sim.policies import LoggingPolicy
 
 
 def _replayed_entries(seed: int = 11, days: int = 2) -> list[tuple[dict, float, int, np.ndarray]]:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from glan_ray.serving import http
 from glan_ray.serving.batching import NonFiniteOutput, per_item
-from glan_ray.serving.schemas import DayFeatures, Entry, SessionEnd, StartDay
+from glan_ray.serving.bodies import DayFeatures, Entry, SessionEnd, StartDay
 from glan_ray.serving.state import SQLiteStore, StoreUnavailable
 from tests.serving.conftest import END, ENTRY, FEATURES
 
@@ -76,7 +76,7 @@ def test_one_bad_item_fails_alone_in_a_batch():
 def test_hrm_batch_isolates_an_overflowing_session(random_models):
     """The issue's 500: a session end with an overflowing ``video_views`` failed its whole batch.
     Past validation it cannot reach the model, but the model call still isolates it."""
-    from glan_ray.serving.models import HRMModel
+    from glan_ray.serving.deployments import HRMModel
 
     hrm = HRMModel.func_or_class({"path": f"{random_models}/hrm"})
     good = {"features": {**FEATURES, "weekday": 0}, "obs": [0.1] * 28, "hour": 9.0, "t": 0,

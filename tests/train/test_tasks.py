@@ -18,7 +18,7 @@ from glan_ray.train.config import (
     LRTGTrainConfig,
     TrainConfig,
 )
-from glan_ray.train.tasks import (
+from glan_ray.train.objectives import (
     TASKS,
     VAL_METRIC,
     AMTask,

@@ -54,8 +54,8 @@ def test_generate_writes_every_dataset_with_summary_counts(run_dir):
 def test_read_back_equals_in_memory_simulation(run_dir):
     """What Ray wrote is exactly what the simulator produced (nothing lost or reordered)."""
     from glan_ray.data.tables import day_tables
+    from glan_ray.sim.baselines import LoggingPolicy
     from glan_ray.sim.engine import simulate
-    from glan_ray.sim.policies import LoggingPolicy
 
     out, _ = run_dir
     cfg = SimConfig(seed=3, block_size=100)
@@ -142,8 +142,8 @@ def test_reader_rejects_missing_columns_and_unknown_paths(run_dir, tmp_path):
 
 def test_reader_casts_compatible_types(ray_session, tmp_path):
     from glan_ray.data.tables import day_tables
+    from glan_ray.sim.baselines import LoggingPolicy
     from glan_ray.sim.engine import simulate
-    from glan_ray.sim.policies import LoggingPolicy
 
     cfg = SimConfig(block_size=100)
     t = day_tables(next(simulate(cfg, 0, 100, 1, LoggingPolicy(cfg))), False)["transitions"]

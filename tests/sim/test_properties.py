@@ -5,17 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from glan_ray.sim.engine import simulate
-from glan_ray.sim.policies import (
+from glan_ray.sim.baselines import (
     FixedPagePolicy,
     GreedyImmediatePolicy,
     LoggingPolicy,
     OraclePolicy,
     UniformPolicy,
 )
-from glan_ray.sim.policy import Policy
-
-from .conftest import concat_sessions
+from glan_ray.sim.engine import simulate
+from glan_ray.sim.interface import Policy
+from tests.conftest import concat_sessions
 
 
 def test_most_active_user_days_have_several_sessions(logged_days):

@@ -33,7 +33,7 @@ def data_dir(ray_session, tmp_path_factory):
 
 
 def _cfg(algo: str, data: str, out: str, **kw):
-    from glan_ray.rllib.train import RLTrainConfig
+    from glan_ray.rllib.launch import RLTrainConfig
 
     flat = {"data": data, "out": out, "iterations": 1, "updates_per_iteration": 8, **kw}
     return RLTrainConfig.from_flat(algo, flat)
@@ -73,7 +73,7 @@ def _dt_batch_loss(algo_obj, batch: dict[str, torch.Tensor]) -> float:
 
 def test_cql_trains_logs_its_loss_parts_and_round_trips(data_dir, tmp_path):
     from glan_ray.rllib.cql.cql import DiscreteCQL
-    from glan_ray.rllib.train import algorithm_config, learner_metrics
+    from glan_ray.rllib.launch import algorithm_config, learner_metrics
 
     # Target net frozen at its init (update freq beyond the run): TD is plain regression and
     # must fall; the conservative term must stay >= 0.
@@ -114,7 +114,7 @@ def test_cql_trains_logs_its_loss_parts_and_round_trips(data_dir, tmp_path):
 
 
 def test_cql_static_alpha_ablation_is_constant(data_dir, tmp_path):
-    from glan_ray.rllib.train import algorithm_config, learner_metrics
+    from glan_ray.rllib.launch import algorithm_config, learner_metrics
 
     cfg = _cfg("cql", data_dir, str(tmp_path), hidden=[16], static_alpha=True, alpha0=0.5)
     algo = algorithm_config(cfg).build_algo()
@@ -140,7 +140,7 @@ def _random_hrm(data_dir: str, path: str) -> str:
 
 def test_label_hrm_fills_rewards_in_seconds_then_dt_trains_on_them(data_dir, tmp_path):
     from glan_ray.rllib.dt.dt import DT
-    from glan_ray.rllib.train import algorithm_config, fit_rl, learner_metrics
+    from glan_ray.rllib.launch import algorithm_config, fit_rl, learner_metrics
 
     hrm = _random_hrm(data_dir, str(tmp_path / "hrm"))
     n = label_hrm(data_dir, hrm)
@@ -198,7 +198,7 @@ def test_label_hrm_fills_rewards_in_seconds_then_dt_trains_on_them(data_dir, tmp
 
 
 def test_unlabelled_rewards_and_bad_rows_fail_with_the_column_name(data_dir, tmp_path):
-    from glan_ray.rllib.train import algorithm_config
+    from glan_ray.rllib.launch import algorithm_config
 
     # a copy of the transitions with a NaN reward
     src = sorted(glob.glob(f"{data_dir}/transitions/*/*.parquet"))[0]
@@ -218,7 +218,7 @@ def test_unlabelled_rewards_and_bad_rows_fail_with_the_column_name(data_dir, tmp
 
 
 def test_dt_refuses_data_whose_every_day_is_deterministic(data_dir, tmp_path):
-    from glan_ray.rllib.train import algorithm_config
+    from glan_ray.rllib.launch import algorithm_config
 
     src = sorted(glob.glob(f"{data_dir}/trajectories/*/*.parquet"))[0]
     t = pq.read_table(src)
@@ -236,7 +236,7 @@ def test_dt_refuses_data_whose_every_day_is_deterministic(data_dir, tmp_path):
 
 
 def test_rl_train_config_names_unknown_keys(tmp_path):
-    from glan_ray.rllib.train import RLTrainConfig, algorithm_config
+    from glan_ray.rllib.launch import RLTrainConfig, algorithm_config
 
     with pytest.raises(ValueError, match="alpha_zero"):
         RLTrainConfig.from_flat("cql", {"alpha_zero": 1.0})

@@ -8,7 +8,7 @@ import numpy as np
 from glan_ray.schema import N_PAGES
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.dynamics import action_values
-from glan_ray.sim.policy import IntraDayHistory, Observation, Policy
+from glan_ray.sim.interface import IntraDayHistory, Observation, Policy
 
 
 def _one_hot(idx: np.ndarray) -> np.ndarray:

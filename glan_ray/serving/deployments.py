@@ -20,7 +20,7 @@ from glan_ray.models.exports import DTRecord
 from glan_ray.policy import glan_step
 from glan_ray.policy.context import daily_columns, session_columns
 from glan_ray.policy.glan import window_logits
-from glan_ray.policy.models import ModelRunner
+from glan_ray.policy.runner import ModelRunner
 from glan_ray.schema import OBS_DIM
 from glan_ray.serving.batching import n_users, per_item, split
 
@@ -160,7 +160,7 @@ class KlanModel:
         self.policy = KlanPolicy(*paths) if all(paths) else None
 
     async def decide(self, req: dict[str, Any]) -> list[float]:
-        from glan_ray.sim.policy import IntraDayHistory, Observation
+        from glan_ray.sim.interface import IntraDayHistory, Observation
 
         if self.policy is None:
             raise RuntimeError("KLAN deployment has no checkpoints (isp, cql, am)")

@@ -265,8 +265,8 @@ def test_lt_follows_glan_eq_31_by_hand():
 
 
 def test_a_burn_in_continues_exactly_where_it_stopped():
+    from glan_ray.sim.baselines import LoggingPolicy
     from glan_ray.sim.engine import simulate
-    from glan_ray.sim.policies import LoggingPolicy
 
     cfg = SimConfig(seed=4, block_size=100)
     whole = [log.y_wt for log in simulate(cfg, 0, 100, 5, LoggingPolicy(cfg))]
