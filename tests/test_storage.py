@@ -129,6 +129,7 @@ def test_an_unusable_uri_names_the_path():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # a second whole tiny pipeline (~200 s); S3 run dirs: the tests above
 def test_tiny_pipeline_with_its_run_directory_in_s3(s3):
     """`glan-ray pipeline --out s3://...` in a fresh process (its local Ray inherits the AWS_*
     variables, as a cluster's nodes would have them): every output lands in the bucket and a

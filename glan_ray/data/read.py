@@ -78,7 +78,7 @@ def read_dataset(path: str, name: str, *, validate: bool = True, **read_kwargs) 
     where = dataset_path(path, name)
     ds = ray.data.read_parquet(where, **read_kwargs)
     # Map stages take the CPU request given for reading (e.g. fractional under Ray Train).
-    cpus = (read_kwargs.get("ray_remote_args") or {}).get("num_cpus")
+    cpus = read_kwargs.get("num_cpus")
     map_kwargs = {} if cpus is None else {"num_cpus": cpus}
     got = ds.schema()
     if got is None:

@@ -57,7 +57,7 @@ class Prepared:
 def prepare(name: str, cfg: TrainConfig) -> Prepared:
     """Read and validate the model's dataset, split users, fit normalisation (and a, b)."""
     spec = SPECS[name]
-    ds = read_dataset(cfg.data, spec.dataset, ray_remote_args={"num_cpus": cfg.data_cpus})
+    ds = read_dataset(cfg.data, spec.dataset, num_cpus=cfg.data_cpus)
     kw = {"batch_format": "pyarrow", "zero_copy_batch": True, "num_cpus": cfg.data_cpus}
     train = ds.map_batches(
         _select,
