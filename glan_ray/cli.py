@@ -410,7 +410,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pipeline(args: argparse.Namespace) -> int:
-    from glan_ray.pipeline import STAGES, PipelineConfig, run_pipeline
+    from glan_ray.pipeline import STAGES, PipelineConfig, eta_s, run_pipeline
     from glan_ray.runtime import init_ray
 
     cfg = PipelineConfig(
@@ -423,12 +423,18 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     init_ray(args.address)
     t0 = __import__("time").perf_counter()
 
+    ran: dict[str, float] = {}
+
     def on_stage(stage: str, status: str, rec: dict) -> None:
         i = STAGES.index(stage) + 1
         if status == "start":
             print(f"[{i}/{len(STAGES)}] {stage} ...", flush=True)
         elif status == "done":
-            print(f"[{i}/{len(STAGES)}] {stage} done in {rec['wall_s']:.0f}s", flush=True)
+            ran[stage] = rec["wall_s"]
+            left = eta_s(ran, list(STAGES[i:]))
+            more = left is not None and i < len(STAGES)
+            eta = f"; about {left / 60:.0f} min left" if more else ""
+            print(f"[{i}/{len(STAGES)}] {stage} done in {rec['wall_s']:.0f}s{eta}", flush=True)
         else:
             print(f"[{i}/{len(STAGES)}] {stage} already done, skipped", flush=True)
 

@@ -34,6 +34,24 @@ STAGES = (
     "train_dt_naive",
     "evaluate",
 )
+STAGE_COST = {
+    "simulate": 9.4, "train_lrtg": 86.1, "train_hrm": 65.4, "train_isp": 34.3, "train_am": 52.1,
+    "label_hrm": 5.4, "train_cql": 36.7, "train_cql_static": 34.4, "train_dt": 622.5,
+    "train_dt_naive": 442.6, "evaluate": 143.3,
+}  # fmt: skip
+"""Relative cost of each stage: its wall seconds in the demo run of 2026-12-02 (2 cores,
+``bench/results/ab.json``). ``eta_s`` scales them by the speed measured in the current run."""
+
+
+def eta_s(ran: dict[str, float], remaining: list[str]) -> float | None:
+    """Seconds left: the stages that ran in this run took ``ran`` (stage -> wall s) against
+    their ``STAGE_COST``; the ``remaining`` stages are expected at the same ratio. None before
+    any stage has run (nothing measured yet)."""
+    spent = sum(ran.values())
+    cost = sum(STAGE_COST[s] for s in ran)
+    if not ran or cost <= 0:
+        return None
+    return spent / cost * sum(STAGE_COST[s] for s in remaining)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,18 @@ def _post(url: str, body: dict) -> dict:
         return json.load(r)
 
 
+def test_eta_scales_the_remaining_stage_costs_by_the_measured_speed():
+    from glan_ray.pipeline import STAGE_COST, eta_s
+
+    assert set(STAGE_COST) == set(STAGES)
+    assert eta_s({}, list(STAGES)) is None
+    # simulate + train_lrtg ran twice as slowly as in the demo: the rest is expected likewise
+    ran = {"simulate": 2 * STAGE_COST["simulate"], "train_lrtg": 2 * STAGE_COST["train_lrtg"]}
+    left = eta_s(ran, ["train_dt", "evaluate"])
+    assert left == pytest.approx(2 * (STAGE_COST["train_dt"] + STAGE_COST["evaluate"]))
+    assert eta_s(ran, []) == 0.0
+
+
 def test_pipeline_config_names_bad_values():
     with pytest.raises(ValueError, match="preset"):
         PipelineConfig(preset="huge")
