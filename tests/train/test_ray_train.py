@@ -90,6 +90,7 @@ def test_shipped_sweeps_load():
         assert sweep.param_space
 
 
+@pytest.mark.heavy  # ~55 s; run_sweep's Tune path also runs in the CQL alpha sweep test
 def test_small_sweep_runs_two_trials(data_dir, tmp_path):
     cfg = tmp_path / "sweep.yaml"
     cfg.write_text(
