@@ -206,6 +206,7 @@ def test_client_mistakes_are_4xx_naming_the_problem(server):
     assert requests.get(f"{server}/docs").status_code == 200
 
 
+@pytest.mark.heavy  # ~28 s; replica kills: tests/serving/test_faults.py (ingress + store)
 def test_state_survives_a_dt_replica_restart_and_klan_flag(server, random_models, tmp_path):
     from ray import serve
 
@@ -230,6 +231,7 @@ def test_state_survives_a_dt_replica_restart_and_klan_flag(server, random_models
     serve.delete("glan_klan")
 
 
+@pytest.mark.heavy  # ~34 s; Redis under kills: tests/serving/test_faults.py
 def test_with_redis_a_replica_restart_mid_day_loses_nothing(server, random_models, redis_url):
     import redis
     from ray import serve
