@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import pstats
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -38,18 +39,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FEATURES = {
-    **{k: 0 for k in ("age", "region", "activity", "weekday")},
-    **{k: 1.0 for k in ("social_degree", "sessions_7d", "sessions_30d")},
-    "usage_7d": 900.0,
-    "usage_30d": 900.0,
-    **{
-        k: [1.0, 1.0, 1.0]
-        for k in ("page_dur_7d", "page_dur_14d", "page_entries_7d", "page_entries_14d")
-    },
-    "seq_sessions": [4.0] * 30,
-    "seq_usage": [900.0] * 30,
-}  # as bench/serve_load.py sends
+sys.path.insert(0, HERE)
+from serve_load import FEATURES  # noqa: E402  (the day features serve_load.py sends)
+
 END = {"page_durations_s": [50.0, 0.0, 0.0], "video_views": [1, 0, 0], "n_switches": 0,
        "usage_time": 60.0, "exit_page": "featured"}  # fmt: skip
 
