@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -72,6 +73,23 @@ class DTCache:
     @property
     def n_tokens(self) -> int:
         return 0 if not self.layers or self.layers[0] is None else self.layers[0][0].size(2)
+
+
+@dataclass
+class DTRowCache:
+    """Keys/values of the current window of each of N user-days, each at its own session: the
+    simulator decides every user entering at one step in one batch, and they are at different
+    sessions of their day. A window holds the sessions since the last multiple of K, the
+    training windows (``data.windows.cut_windows``)."""
+
+    keys: list[Tensor]
+    """Per layer (N, nh, 3K, hs); row i's first ``n_tokens[i]`` positions are filled."""
+    values: list[Tensor]
+    """Per layer (N, nh, 3K, hs)."""
+    n_tokens: np.ndarray
+    """(N,) int64 tokens of the current window cached per row."""
+    fed: np.ndarray
+    """(N,) int64 sessions of the day fed so far per row (the next session's timestep)."""
 
 
 class CausalSelfAttention(nn.Module):
@@ -207,6 +225,55 @@ class DecisionTransformer(nn.Module):
             x, cache.layers[i] = block(x, cache.layers[i], cache.max_tokens)
         cache.steps = t + 1
         return self.head(self.ln_f(x[:, -1]))  # (B, A)
+
+    def new_row_cache(self, n: int) -> DTRowCache:
+        """An empty ``DTRowCache`` for N user-days starting their day."""
+        hs = self.cfg.embed_dim // self.cfg.n_heads
+        shape = (n, self.cfg.n_heads, 3 * self.cfg.context_len, hs)
+        return DTRowCache(
+            [torch.zeros(shape) for _ in self.blocks],
+            [torch.zeros(shape) for _ in self.blocks],
+            np.zeros(n, dtype=np.int64),
+            np.zeros(n, dtype=np.int64),
+        )
+
+    @torch.no_grad()
+    def step_rows(
+        self, cache: DTRowCache, rows: np.ndarray, rtg: Tensor, obs: Tensor, prev_action: Tensor
+    ) -> Tensor:
+        """One app entry for the user-days ``rows`` (B,): rtg (B,), obs (B, D) of their session
+        ``cache.fed[rows]``; prev_action (B,) the page of their previous session (ignored at a
+        window's first session). Returns logits (B, A), the same as ``forward`` over each row's
+        current window, and appends the row's tokens [a_{t−1}, R̂_t, s_t] to its window (a new
+        window starts, empty, every K sessions)."""
+        k = self.cfg.context_len
+        t = cache.fed[rows]  # (B,)
+        first = t % k == 0  # (B,) a window starts: no action token, no past
+        cache.n_tokens[rows[first]] = 0
+        p = cache.n_tokens[rows]  # (B,) cached tokens of each row's window
+        now = torch.from_numpy(t)
+        r = self.embed_rtg(rtg.unsqueeze(-1)) + self._time(now)  # (B, d)
+        s = self.embed_obs(obs) + self._time(now)
+        a = self.embed_action(prev_action.long()) + self._time(now - 1)
+        out = torch.empty(len(rows), self.cfg.n_actions)  # (B, A)
+        for pos in np.unique(p):  # rows with the same cached length share one batched step
+            g = np.flatnonzero(p == pos)
+            gi = torch.from_numpy(g)
+            tokens = [r[gi], s[gi]] if pos == 0 else [a[gi], r[gi], s[gi]]
+            x = self.drop(self.ln_in(torch.stack(tokens, dim=1)))  # (b, 2 or 3, d)
+            idx = torch.from_numpy(rows[g])
+            n_new = x.size(1)
+            for i, block in enumerate(self.blocks):
+                past = None
+                if pos:
+                    past = (cache.keys[i][idx, :, :pos], cache.values[i][idx, :, :pos])
+                x, (kk, vv) = block(x, past)  # kk, vv: (b, nh, pos + n_new, hs)
+                cache.keys[i][idx, :, pos : pos + n_new] = kk[:, :, pos:]
+                cache.values[i][idx, :, pos : pos + n_new] = vv[:, :, pos:]
+            out[gi] = self.head(self.ln_f(x[:, -1]))
+            cache.n_tokens[rows[g]] = pos + n_new
+        cache.fed[rows] = t + 1
+        return out
 
 
 def dt_loss(logits: Tensor, actions: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:

@@ -148,6 +148,32 @@ def test_kv_cache_step_equals_full_forward():
         m.step(m.new_cache(), rtg[:, 0], obs[:, 0], act[:, 0])
 
 
+def test_row_cache_gives_each_rows_window_forward_with_rows_at_different_sessions():
+    k, days = 3, 8  # windows of 3 sessions: sessions 0-2, 3-5, 6-7
+    m = _dt(k=k)
+    n = 4
+    g = torch.Generator().manual_seed(2)
+    rtg, obs = torch.randn(n, days, generator=g), torch.randn(n, days, OBS_DIM, generator=g)
+    act = torch.randint(0, 3, (n, days), generator=g)
+    cache = m.new_row_cache(n)
+    # each call decides a different subset of rows, each row at its own next session
+    schedule = [[0, 1, 2, 3], [0, 2], [0, 1, 3], [0], [0, 2, 3], [0, 1], [0, 3], [0, 2]]
+    for rows in schedule:
+        rows = np.asarray(rows)
+        t = cache.fed[rows].copy()
+        prev = act[rows, np.maximum(t - 1, 0)]
+        got = m.step_rows(cache, rows, rtg[rows, t], obs[rows, t], prev)
+        for j, (row, tj) in enumerate(zip(rows, t, strict=True)):
+            start = (tj // k) * k  # the training window holding session tj
+            sl = slice(start, tj + 1)
+            want = m(rtg[row : row + 1, sl], obs[row : row + 1, sl], act[row : row + 1, sl],
+                     torch.arange(start, tj + 1)[None])[0, -1]  # fmt: skip
+            assert torch.allclose(got[j], want, atol=1e-5), (row, tj)
+    assert cache.fed.tolist() == [8, 3, 4, 4]  # sessions fed per row
+    # tokens of the current window: row 0 sessions 6-7, row 1 sessions 0-2, rows 2-3 session 3
+    assert cache.n_tokens.tolist() == [2 + 3, 2 + 3 + 3, 2, 2]
+
+
 def test_dt_loss_masks_padding():
     logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
     actions = torch.tensor([[0, 1]])
