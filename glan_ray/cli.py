@@ -401,6 +401,9 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="simulator seed")
     p.add_argument("--from", dest="first_stage", choices=STAGES, help="rerun from this stage")
     p.add_argument("--use-gpu", action="store_true", help="GPUs for trainers and learners")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="stages run at once, each in a Ray task as soon as its inputs are done "
+                   "(1: one after another in this process)")  # fmt: skip
     p.add_argument("--serve", action="store_true",
                    help="then serve the trained models over HTTP until Ctrl-C")  # fmt: skip
     p.add_argument("--serve-host", default="127.0.0.1", help="HTTP host of --serve")
@@ -419,11 +422,13 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         seed=args.seed,
         first_stage=args.first_stage,
         use_gpu=args.use_gpu,
+        parallel=args.parallel,
     )
     init_ray(args.address)
     t0 = __import__("time").perf_counter()
 
     ran: dict[str, float] = {}
+    skipped: set[str] = set()
 
     def on_stage(stage: str, status: str, rec: dict) -> None:
         i = STAGES.index(stage) + 1
@@ -431,11 +436,12 @@ def _run_pipeline(args: argparse.Namespace) -> int:
             print(f"[{i}/{len(STAGES)}] {stage} ...", flush=True)
         elif status == "done":
             ran[stage] = rec["wall_s"]
-            left = eta_s(ran, list(STAGES[i:]))
-            more = left is not None and i < len(STAGES)
-            eta = f"; about {left / 60:.0f} min left" if more else ""
+            rest = [s for s in STAGES if s not in ran and s not in skipped]
+            left = eta_s(ran, rest, cfg.parallel)
+            eta = f"; about {left / 60:.0f} min left" if left is not None and rest else ""
             print(f"[{i}/{len(STAGES)}] {stage} done in {rec['wall_s']:.0f}s{eta}", flush=True)
         else:
+            skipped.add(stage)
             print(f"[{i}/{len(STAGES)}] {stage} already done, skipped", flush=True)
 
     records = run_pipeline(cfg, on_stage)

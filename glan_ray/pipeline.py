@@ -43,15 +43,52 @@ STAGE_COST = {
 ``bench/results/ab.json``). ``eta_s`` scales them by the speed measured in the current run."""
 
 
-def eta_s(ran: dict[str, float], remaining: list[str]) -> float | None:
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "simulate": (),
+    **{f"train_{m}": ("simulate",) for m in ("lrtg", "hrm", "isp", "am", "cql", "cql_static")},
+    "label_hrm": ("train_hrm",),  # rewrites the trajectories with HRM rewards
+    "train_dt": ("label_hrm",),
+    "train_dt_naive": ("label_hrm",),  # reads the trajectories label_hrm rewrites
+    "evaluate": STAGES[:-1],
+}
+"""The stages whose outputs each stage reads: it starts once they are done."""
+
+
+def critical_first(stages: list[str]) -> list[str]:
+    """``stages`` ordered by the longest chain of ``STAGE_COST`` from each to the end of the
+    pipeline (its own cost and its dependents'), longest first: the order in which ready stages
+    get a free slot, so the DT trainings start before the cheaper stages that could wait."""
+    tail: dict[str, float] = {}
+    for stage in reversed(STAGES):
+        after = [tail[s] for s in STAGES if stage in DEPENDS[s]]
+        tail[stage] = STAGE_COST[stage] + max(after, default=0.0)
+    return sorted(stages, key=lambda s: (-tail[s], STAGES.index(s)))
+
+
+def eta_s(ran: dict[str, float], remaining: list[str], width: int = 1) -> float | None:
     """Seconds left: the stages that ran in this run took ``ran`` (stage -> wall s) against
-    their ``STAGE_COST``; the ``remaining`` stages are expected at the same ratio. None before
-    any stage has run (nothing measured yet)."""
+    their ``STAGE_COST``; the ``remaining`` stages are expected at the same ratio, run
+    ``width`` at a time as their dependencies finish (stages of neither list count as done).
+    None before any stage has run (nothing measured yet)."""
     spent = sum(ran.values())
     cost = sum(STAGE_COST[s] for s in ran)
     if not ran or cost <= 0:
         return None
-    return spent / cost * sum(STAGE_COST[s] for s in remaining)
+    scale = spent / cost
+    # the scheduler's list schedule of the remaining stages on ``width`` slots
+    end: dict[str, float] = {}
+    slots = [0.0] * max(1, width)
+    todo = list(remaining)
+    while todo:
+        ready_at = {s: max((end.get(d, 0.0) for d in DEPENDS[s] if d in remaining),
+                           default=0.0) for s in todo if all(d in end or d not in remaining
+                                                             for d in DEPENDS[s])}  # fmt: skip
+        i = min(range(len(slots)), key=slots.__getitem__)  # the first free slot
+        now = max(slots[i], min(ready_at.values()))
+        stage = critical_first([s for s, t in ready_at.items() if t <= now])[0]
+        todo.remove(stage)
+        end[stage] = slots[i] = now + scale * STAGE_COST[stage]
+    return max(end.values(), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -83,7 +120,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(300, 4, 1, 2, 2, 20, 300, 2, (0,), 1, 2, {"batch_size": 256}),
-    "demo": Preset(3000, 14, 4, 8, 8, 300, 2000, 7, (0, 1), 7, 30),
+    "demo": Preset(3000, 14, 4, 8, 1, 300, 2000, 7, (0, 1), 7, 30),
     "small": Preset(10_000, 14, 6, 20, 20, 400, 5000, 14, (0, 1, 2), 14, 30),
     "full": Preset(100_000, 28, 8, 50, 50, 500, 20_000, 42, (0, 1, 2, 3, 4), 14, 30),
 }
@@ -102,8 +139,15 @@ class PipelineConfig:
     """Rerun from this stage even if it finished before."""
     use_gpu: bool = False
     """GPUs for the Ray Train workers and the RLlib learners."""
+    parallel: int = 1
+    """Stages run at once, each in its own Ray task as soon as the stages it reads are done
+    (``DEPENDS``); 1 runs them one after another in this process, in ``STAGES`` order. On 2
+    CPUs 2 gains nothing (every stage already keeps both busy: demo 499 s vs 502 s); raise it
+    on a machine or cluster with CPUs to spare."""
 
     def __post_init__(self) -> None:
+        if self.parallel < 1:
+            raise ValueError(f"parallel must be >= 1; got {self.parallel}")
         if self.preset not in PRESETS:
             raise ValueError(f"preset: unknown {self.preset!r}; expected one of {list(PRESETS)}")
         if self.first_stage is not None and self.first_stage not in STAGES:
@@ -235,37 +279,102 @@ def stage_marker(cfg: PipelineConfig, stage: str) -> str:
     return cfg.path("stages", f"{stage}.json")
 
 
+def _run_stage(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
+    """Run one stage; its record (wall time, peak memory of the machine, outputs)."""
+    t0 = time.perf_counter()
+    with _MemorySampler() as mem:
+        out = _stage_fns(cfg)[stage]()
+    return {"stage": stage, "wall_s": round(time.perf_counter() - t0, 1),
+            "peak_mib": round(mem.peak, 1), **out}  # fmt: skip
+
+
+def _stage_task(cfg: PipelineConfig, stage: str, cwd: str, threads: int, level: int) -> dict:
+    """``_run_stage`` in a Ray worker: the driver's working directory (relative run paths),
+    ``threads`` torch threads (its share of the CPUs), and the driver's log level, the stage's
+    log going to ``<run>/stages/<stage>.log`` when the run is local."""
+    import torch
+
+    torch.set_num_threads(threads)
+    before, root = os.getcwd(), logging.getLogger()
+    os.chdir(cwd)
+    handler = None
+    if not storage.is_uri(cfg.run):
+        handler = logging.FileHandler(cfg.path("stages", f"{stage}.log"), mode="w")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(level)
+    try:
+        return _run_stage(cfg, stage)
+    finally:
+        root.setLevel(old_level)
+        if handler is not None:
+            root.removeHandler(handler)
+            handler.close()
+        os.chdir(before)
+
+
 def run_pipeline(
     cfg: PipelineConfig, on_stage: Callable[[str, str, dict[str, Any]], None] | None = None
 ) -> list[dict[str, Any]]:
-    """Run every unfinished stage in order; returns one record per stage (run or skipped)."""
-    fns = _stage_fns(cfg)
+    """Run every unfinished stage, ``cfg.parallel`` at a time as their ``DEPENDS`` finish;
+    returns one record per stage (run or skipped) in ``STAGES`` order. A failed stage stops the
+    run: stages still running are cancelled (they start over on a rerun) and its error raised."""
     storage.makedirs(cfg.path("stages"))
     storage.write_json(
         cfg.path("pipeline.json"), {"config": asdict(cfg), "preset": asdict(cfg.sizes)}, indent=1
     )
     forced = STAGES[STAGES.index(cfg.first_stage) :] if cfg.first_stage else ()
-    records = []
+    records: dict[str, dict[str, Any]] = {}
+    todo = []
     for stage in STAGES:
         marker = stage_marker(cfg, stage)
         if stage not in forced and storage.exists(marker):
-            rec = {**storage.read_json(marker), "status": "skipped (done)"}
-            records.append(rec)
+            records[stage] = {**storage.read_json(marker), "status": "skipped (done)"}
             if on_stage:
-                on_stage(stage, "skipped", rec)
-            continue
+                on_stage(stage, "skipped", records[stage])
+        else:
+            todo.append(stage)
+
+    def finish(rec: dict[str, Any]) -> None:
+        storage.write_json(stage_marker(cfg, rec["stage"]), rec, indent=1, default=str)
+        records[rec["stage"]] = {**rec, "status": "ran"}  # the marker is written atomically
         if on_stage:
-            on_stage(stage, "start", {})
-        t0 = time.perf_counter()
-        with _MemorySampler() as mem:
-            out = fns[stage]()
-        rec = {"stage": stage, "wall_s": round(time.perf_counter() - t0, 1),
-               "peak_mib": round(mem.peak, 1), **out}  # fmt: skip
-        storage.write_json(marker, rec, indent=1, default=str)  # atomic: a marker is whole
-        records.append({**rec, "status": "ran"})
-        if on_stage:
-            on_stage(stage, "done", rec)
-    return records
+            on_stage(rec["stage"], "done", rec)
+
+    if cfg.parallel == 1:
+        for stage in todo:
+            if on_stage:
+                on_stage(stage, "start", {})
+            finish(_run_stage(cfg, stage))
+        return [records[s] for s in STAGES]
+
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    task = ray.remote(num_cpus=0)(_stage_task)  # its trainers and learners reserve the CPUs
+    args = (os.getcwd(), max(1, cpus // cfg.parallel), logging.getLogger().getEffectiveLevel())
+    running: dict[Any, str] = {}
+    while todo or running:
+        for stage in critical_first([s for s in todo if all(d in records for d in DEPENDS[s])]):
+            if len(running) >= cfg.parallel:
+                break
+            todo.remove(stage)
+            if on_stage:
+                on_stage(stage, "start", {})
+            running[task.remote(cfg, stage, *args)] = stage
+        if not running:  # pragma: no cover - DEPENDS is acyclic and complete
+            raise RuntimeError(f"stages {todo} wait on stages that never run")
+        [ref], _ = ray.wait(list(running), num_returns=1)
+        del running[ref]
+        try:
+            rec = ray.get(ref)
+        except BaseException:
+            for other in running:
+                ray.cancel(other, force=True)
+            raise
+        finish(rec)
+    return [records[s] for s in STAGES]
 
 
 def serve_models(cfg: PipelineConfig, host: str = "127.0.0.1", port: int = 8000) -> str:

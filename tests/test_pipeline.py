@@ -87,8 +87,31 @@ def test_eta_scales_the_remaining_stage_costs_by_the_measured_speed():
     assert eta_s(ran, []) == 0.0
 
 
+def test_stage_dependencies_precede_each_stage_and_eta_schedules_them_in_parallel(monkeypatch):
+    from glan_ray import pipeline
+    from glan_ray.pipeline import DEPENDS, eta_s
+
+    assert set(DEPENDS) == set(STAGES)
+    for stage, deps in DEPENDS.items():
+        assert all(STAGES.index(d) < STAGES.index(stage) for d in deps), stage
+    assert set(DEPENDS["evaluate"]) == set(STAGES) - {"evaluate"}
+    assert DEPENDS["train_dt_naive"] == ("label_hrm",)  # label_hrm rewrites its trajectories
+    cost = dict.fromkeys(STAGES, 0.0) | {"simulate": 1, "train_hrm": 10, "label_hrm": 1,
+                                         "train_cql": 4, "train_dt": 20, "train_dt_naive": 20,
+                                         "evaluate": 5}  # fmt: skip
+    monkeypatch.setattr(pipeline, "STAGE_COST", cost)
+    ran = {"simulate": 2.0}  # twice the listed cost: everything else is expected at 2x
+    rest = ["train_hrm", "label_hrm", "train_cql", "train_dt", "train_dt_naive", "evaluate"]
+    # two slots, in 2x seconds: A hrm 0-20, label 20-22, dt 22-62, evaluate 62-72;
+    # B cql 0-8, dt_naive 22-62 (waits for label)
+    assert eta_s(ran, rest, width=2) == pytest.approx(72.0)
+    assert eta_s(ran, rest, width=1) == pytest.approx(2 * (10 + 1 + 4 + 20 + 20 + 5))
+
+
 def test_pipeline_config_names_bad_values():
     with pytest.raises(ValueError, match="preset"):
         PipelineConfig(preset="huge")
     with pytest.raises(ValueError, match="stage"):
         PipelineConfig(first_stage="train_everything")
+    with pytest.raises(ValueError, match="parallel"):
+        PipelineConfig(parallel=0)
