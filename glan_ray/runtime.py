@@ -20,6 +20,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     if quiet:
         for name in ("ray.data", "ray._private.worker", "ray.train", "ray.tune"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # Warnings about what quiet does on purpose (no progress bars) or about an optional
+        # package we never use (GPU monitoring of RLlib's Trainable): not the user's problem.
+        for name in ("ray.data._internal.progress", "ray.tune.utils.util"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
