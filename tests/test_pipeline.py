@@ -4,6 +4,7 @@ report has every arm, a rerun skips finished stages, ``--from`` reruns from a st
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import urllib.request
@@ -17,7 +18,7 @@ from glan_ray.schema import PAGES, SEQ_LEN
 pytestmark = pytest.mark.slow
 
 
-def test_tiny_pipeline_runs_resumes_and_reports_every_arm(ray_session, tmp_path):
+def test_tiny_pipeline_runs_resumes_and_reports_every_arm(ray_session, tmp_path, caplog):
     cfg = PipelineConfig(run=str(tmp_path / "run"), preset="tiny")
     records = run_pipeline(cfg)
     assert [r["stage"] for r in records] == list(STAGES)
@@ -40,8 +41,15 @@ def test_tiny_pipeline_runs_resumes_and_reports_every_arm(ray_session, tmp_path)
     again = run_pipeline(cfg)
     assert [r["status"] for r in again[:-1]] == ["skipped (done)"] * (len(STAGES) - 1)
     assert again[-1]["status"] == "ran"
-    redo = run_pipeline(PipelineConfig(run=cfg.run, preset="tiny", first_stage="train_dt_naive"))
+    # --from, run as Ray tasks (--parallel): the two stages in their order, each with its log
+    caplog.set_level(logging.INFO)  # the tasks log at the driver's level
+    redo = run_pipeline(
+        PipelineConfig(run=cfg.run, preset="tiny", first_stage="train_dt_naive", parallel=2)
+    )
     assert [r["status"] for r in redo[-2:]] == ["ran", "ran"]
+    assert [r["status"] for r in redo[:-2]] == ["skipped (done)"] * (len(STAGES) - 2)
+    with open(cfg.path("stages", "evaluate.log")) as f:
+        assert "A/B tasks done" in f.read()
 
     # --serve: the run's models answer the loop over HTTP
     from ray import serve
