@@ -134,6 +134,11 @@ class ABConfig:
     external: dict[str, str] = field(default_factory=dict)
     """Extra arms: name -> a TorchScript policy file (``glan_ray.policy.external``), e.g. a peer
     library's exported policy."""
+    variants: dict[str, Any] = field(default_factory=dict)
+    """Extra arms: name -> a ``policy.registry.Variant`` (or a dict of its fields): a built-in
+    arm with another models directory or options, e.g. ``{"klan_gen0": {"arm": "klan",
+    "models": "runs/demo/models"}}`` or ``{"klan_explore": {"arm": "klan", "options":
+    {"explore": "epsilon=0.1"}}}``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arms", tuple(dict.fromkeys((self.control, *self.arms))))
@@ -148,20 +153,26 @@ class ABConfig:
             raise ValueError("seeds: need at least one simulator seed")
         if self.buckets not in BUCKETS:
             raise ValueError(f"buckets: unknown {self.buckets!r}; expected one of {BUCKETS}")
-        from glan_ray.policy.registry import ARM_OPTIONS, ARMS
+        from glan_ray.policy.registry import ARMS, Variant, check_options
 
         clash = sorted(set(self.external) & set(ARMS))
         if clash:
             raise ValueError(f"external: arm name(s) {', '.join(clash)} are built-in arms")
+        clash = sorted(set(self.variants) & (set(ARMS) | set(self.external)))
+        if clash:
+            raise ValueError(f"variants: arm name(s) {', '.join(clash)} are built-in or external")
+        variants = {}
+        for name, spec in self.variants.items():
+            try:
+                variants[name] = Variant.of(spec)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"variants[{name!r}]: {e}") from None
+        object.__setattr__(self, "variants", variants)
         stray = sorted(set(self.options) - set(self.arms))
         if stray:
             raise ValueError(f"options: arm(s) {', '.join(stray)} not in arms {self.arms}")
         for arm, opts in self.options.items():
-            unknown = sorted(set(opts) - set(ARM_OPTIONS.get(arm, ())))
-            if unknown:
-                valid = ", ".join(ARM_OPTIONS.get(arm, ())) or "none"
-                raise ValueError(f"arm {arm!r}: unknown option(s) {', '.join(unknown)}; "
-                                 f"valid: {valid}")  # fmt: skip
+            check_options(variants[arm].arm if arm in variants else arm, opts)
 
     @property
     def burn_arm(self) -> str:
@@ -303,6 +314,7 @@ def run_shard(
     options: dict[str, Any] | None = None,
     *,
     external: dict[str, str] | None = None,
+    variants: dict[str, Any] | None = None,
     start: UserState | None = None,
     first_day: int = 0,
     window: int | None = None,
@@ -315,7 +327,8 @@ def run_shard(
     from glan_ray.policy.registry import make_arm
 
     cfg = SimConfig.from_dict({**sim, "seed": seed})
-    policy = TimedPolicy(make_arm(arm, models, cfg, options, external=external))
+    policy = TimedPolicy(make_arm(arm, models, cfg, options, external=external,
+                                  variants=variants))  # fmt: skip
     out, state = _play(policy, cfg, first, n, days, first_day, start, window)
     return {"arm": arm, "seed": seed, "first": first, **out, "latency_s": policy.seconds,
             "decisions": policy.decisions, **({"state": state} if keep_state else {})}  # fmt: skip
@@ -331,11 +344,13 @@ def run_prefix(
     if cfg.burn_in_days:
         arm = cfg.burn_arm
         state = run_shard(arm, *common, cfg.burn_in_days, cfg.options.get(arm),
-                          external=cfg.external, keep_state=True)["state"]  # fmt: skip
+                          external=cfg.external, variants=cfg.variants,
+                          keep_state=True)["state"]  # fmt: skip
     if cfg.aa_days:
         arm = cfg.control
         aa = run_shard(arm, *common, cfg.aa_days, cfg.options.get(arm), external=cfg.external,
-                       start=state, first_day=cfg.burn_in_days, keep_state=True)  # fmt: skip
+                       variants=cfg.variants, start=state, first_day=cfg.burn_in_days,
+                       keep_state=True)  # fmt: skip
         state = aa.pop("state")
     return state, aa
 
@@ -551,7 +566,8 @@ def run_ab(cfg: ABConfig, progress: Callable[[int, int], None] | None = None) ->
 
     sim0 = SimConfig.from_dict({**cfg.sim, "seed": cfg.seeds[0]})
     for arm in dict.fromkeys((*cfg.arms, cfg.burn_arm)):  # fail fast, before any task runs
-        make_arm(arm, cfg.models, sim0, cfg.options.get(arm), external=cfg.external)
+        make_arm(arm, cfg.models, sim0, cfg.options.get(arm), external=cfg.external,
+                 variants=cfg.variants)  # fmt: skip
     block = sim0.block_size
     if cfg.first_user % block:
         raise ValueError(f"first_user must be a multiple of the block size {block}")
@@ -574,8 +590,9 @@ def run_ab(cfg: ABConfig, progress: Callable[[int, int], None] | None = None) ->
                 start = pre[key][0] if has_prefix else None
                 refs.append(task.remote(
                     arm, cfg.models, cfg.sim, seed, first, n, cfg.ab_days,
-                    cfg.options.get(arm), external=cfg.external, start=start,
-                    first_day=cfg.burn_in_days + cfg.aa_days, window=cfg.window))  # fmt: skip
+                    cfg.options.get(arm), external=cfg.external, variants=cfg.variants,
+                    start=start, first_day=cfg.burn_in_days + cfg.aa_days,
+                    window=cfg.window))  # fmt: skip
     total = len(refs) + len(pre)
     results, pending, done_n = [], list(refs) + [p[1] for p in pre.values()], 0
     aa_by_ref = {p[1]: k for k, p in pre.items()}

@@ -20,9 +20,9 @@ import torch
 from glan_ray.models.dt import DTRowCache
 from glan_ray.policy import glan_step
 from glan_ray.policy.context import completed_session_columns, daily_columns
-from glan_ray.policy.heuristics import one_hot
+from glan_ray.policy.explore import Exploration, ExploringPolicy
 from glan_ray.policy.runner import ModelRunner
-from glan_ray.sim.interface import IntraDayHistory, Observation, Policy
+from glan_ray.sim.interface import IntraDayHistory, Observation
 
 HOUR = glan_step.HOUR
 
@@ -76,8 +76,9 @@ def window_logits(
     return logits[torch.arange(b), torch.from_numpy(n - 1)]
 
 
-class GlanPolicy(Policy):
-    """DT conditioned on R̂ from L-RTG (or 7-day mean) and decremented by HRM (or naive) reward."""
+class GlanPolicy(ExploringPolicy):
+    """DT conditioned on R̂ from L-RTG (or 7-day mean) and decremented by HRM (or naive) reward;
+    π = softmax of the DT's logits (``explore="softmax"`` samples from it: GLAN eq. 29)."""
 
     def __init__(
         self,
@@ -85,8 +86,8 @@ class GlanPolicy(Policy):
         lrtg: str | None = None,
         hrm: str | None = None,
         name: str = "glan",
-        sample: bool = False,
         target_gain: float | None = None,
+        explore: str | Exploration | None = None,
     ) -> None:
         self.name = name
         self.dt = ModelRunner(dt, "dt")
@@ -96,7 +97,7 @@ class GlanPolicy(Policy):
         self.target_gain = glan_step.target_gain(self.dt.record, target_gain)
         self.lrtg = ModelRunner(lrtg, "lrtg") if lrtg else None
         self.hrm = ModelRunner(hrm, "hrm") if hrm else None
-        self.sample = sample
+        self.explore(explore)
         self._day: dict[str, np.ndarray] = {}
         self._features: dict[str, np.ndarray] = {}
         self._r1: np.ndarray | None = None
@@ -131,7 +132,7 @@ class GlanPolicy(Policy):
         cols = completed_session_columns(self._day, history, users, t_idx)
         self._reward[users, t_idx] = glan_step.session_reward_s(self.hrm(cols))
 
-    def probs(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
+    def pi(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
         if self._r1 is None:
             self._start_day(obs.weekday, history)
         rows = obs.rows
@@ -163,6 +164,4 @@ class GlanPolicy(Policy):
                 obs.obs[u],
                 self.rtg_scale,
             )
-        if self.sample:
-            return torch.softmax(last, -1).numpy()
-        return one_hot(last.argmax(-1).numpy())
+        return torch.softmax(last, -1).numpy()

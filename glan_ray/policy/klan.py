@@ -10,13 +10,13 @@ from glan_ray.models.cql import interest_scores
 from glan_ray.models.klan_am import fuse
 from glan_ray.models.klan_isp import static_scores
 from glan_ray.policy.context import daily_columns, session_columns
-from glan_ray.policy.heuristics import one_hot
+from glan_ray.policy.explore import ExploringPolicy
 from glan_ray.policy.runner import ModelRunner
-from glan_ray.sim.interface import IntraDayHistory, Observation, Policy
+from glan_ray.sim.interface import IntraDayHistory, Observation
 
 
-class CQLPolicy(Policy):
-    """IIT alone: argmax_a Q(s, a)."""
+class CQLPolicy(ExploringPolicy):
+    """IIT alone: argmax_a Q(s, a); π = the interest scores softmax(Q/T)."""
 
     name = "cql"
 
@@ -28,8 +28,8 @@ class CQLPolicy(Policy):
         with torch.no_grad():
             return self.cql.model(torch.from_numpy(np.ascontiguousarray(obs, np.float32)))
 
-    def probs(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
-        return one_hot(self.q(obs.obs).argmax(-1).numpy())
+    def pi(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
+        return interest_scores(self.q(obs.obs), self.temperature).numpy()
 
 
 class StaticScores:
@@ -54,8 +54,8 @@ class StaticScores:
         return self.day, self.scores
 
 
-class ISPPolicy(Policy):
-    """ISP alone (KLAN-ISP): a* = argmax_k s_k, one page per user-day."""
+class ISPPolicy(ExploringPolicy):
+    """ISP alone (KLAN-ISP): a* = argmax_k s_k, one page per user-day; π = s."""
 
     name = "klan_isp"
 
@@ -65,13 +65,13 @@ class ISPPolicy(Policy):
     def begin_day(self, day: int, features: dict[str, np.ndarray]) -> None:
         self.static.begin_day(features)
 
-    def probs(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
+    def pi(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
         _, s = self.static.of(obs.weekday)  # (N, 3)
-        return one_hot(s[torch.from_numpy(obs.rows)].argmax(-1).numpy())
+        return s[torch.from_numpy(obs.rows)].numpy()
 
 
 class KlanPolicy(CQLPolicy):
-    """f_k = w_k·s_k + (1 − w_k)·d_k, a* = argmax f (KLAN eq. 13)."""
+    """f_k = w_k·s_k + (1 − w_k)·d_k, a* = argmax f (KLAN eq. 13); π = f / Σ f."""
 
     name = "klan"
 
@@ -83,11 +83,10 @@ class KlanPolicy(CQLPolicy):
     def begin_day(self, day: int, features: dict[str, np.ndarray]) -> None:
         self.static.begin_day(features)
 
-    def probs(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
+    def pi(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
         day, s = self.static.of(obs.weekday)  # s: (N, 3)
         d = interest_scores(self.q(obs.obs), self.temperature)  # (B, 3)
         cols = session_columns(day, obs.rows, obs.obs, obs.hour, obs.entries_today)
         cols["action"] = np.zeros(len(obs.rows), dtype=np.int64)  # AM scores every page
         w = self.am(cols)["w"]  # (B, 3)
-        f = fuse(w, s[torch.from_numpy(obs.rows)], d)
-        return one_hot(f.argmax(-1).numpy())
+        return fuse(w, s[torch.from_numpy(obs.rows)], d).numpy()  # (B, 3)

@@ -9,6 +9,7 @@ duration: ``--set reward_column=reward --out`` to ``dt_naive``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from glan_ray import storage
@@ -28,7 +29,9 @@ def _path(models: str | None, name: str) -> str:
 
 
 def _glan(dt: str, lrtg: bool, hrm: bool, name: str) -> Callable[..., Policy]:
-    def build(m: str | None, cfg: SimConfig, target_gain: float | None = None) -> Policy:
+    def build(
+        m: str | None, cfg: SimConfig, target_gain: float | None = None, explore: str | None = None
+    ) -> Policy:
         from glan_ray.policy.glan import GlanPolicy
 
         return GlanPolicy(
@@ -37,30 +40,31 @@ def _glan(dt: str, lrtg: bool, hrm: bool, name: str) -> Callable[..., Policy]:
             hrm=_path(m, "hrm") if hrm else None,
             name=name,
             target_gain=target_gain,
+            explore=explore,
         )
 
     return build
 
 
-def _klan(m: str | None, cfg: SimConfig) -> Policy:
+def _klan(m: str | None, cfg: SimConfig, explore: str | None = None) -> Policy:
     from glan_ray.policy.klan import KlanPolicy
 
-    return KlanPolicy(_path(m, "isp"), _path(m, "cql"), _path(m, "am"))
+    return KlanPolicy(_path(m, "isp"), _path(m, "cql"), _path(m, "am")).explore(explore)
 
 
-def _cql(export: str) -> Callable[[str | None, SimConfig], Policy]:
-    def build(m: str | None, cfg: SimConfig) -> Policy:
+def _cql(export: str) -> Callable[..., Policy]:
+    def build(m: str | None, cfg: SimConfig, explore: str | None = None) -> Policy:
         from glan_ray.policy.klan import CQLPolicy
 
-        return CQLPolicy(_path(m, export))
+        return CQLPolicy(_path(m, export)).explore(explore)
 
     return build
 
 
-def _klan_isp(m: str | None, cfg: SimConfig) -> Policy:
+def _klan_isp(m: str | None, cfg: SimConfig, explore: str | None = None) -> Policy:
     from glan_ray.policy.klan import ISPPolicy
 
-    return ISPPolicy(_path(m, "isp"))
+    return ISPPolicy(_path(m, "isp")).explore(explore)
 
 
 def _heuristic(kind: str) -> Callable[[str | None, SimConfig], Policy]:
@@ -103,10 +107,15 @@ KLAN Table 2's ablations (ISP alone, IIT alone); ``cql`` is the old name of ``kl
 same policy) and ``cql_static`` is IIT with a static conservative coefficient."""
 ALIASES = {"cql": "klan_iit"}
 """Arm -> the arm it is another name of (both run when both are asked for)."""
+GLAN_ARMS = ("glan", "glan_no_lrtg", "glan_no_hrm", "dt")
+LEARNED_ARMS = ("klan", "klan_isp", "klan_iit", "cql", "cql_static", *GLAN_ARMS)
+"""The arms with a learned distribution π, which can explore (``policy.explore``)."""
 ARM_OPTIONS: dict[str, tuple[str, ...]] = {
-    a: ("target_gain",) for a in ("glan", "glan_no_lrtg", "glan_no_hrm", "dt")
+    **{a: ("explore",) for a in LEARNED_ARMS},
+    **{a: ("target_gain", "explore") for a in GLAN_ARMS},
 }
-"""Options an arm's builder takes (GLAN arms: the DT's ``target_gain`` override)."""
+"""Options an arm's builder takes: every learned arm its ``explore`` (``Exploration.parse``:
+greedy, epsilon=E, softmax[=T]; greedy when absent); GLAN arms also the DT's ``target_gain``."""
 CONSTANT_ARMS = tuple(f"always_{p}" for p in PAGES)
 """The constant-page arms (``always_featured``, ``always_explore``, ``always_following``): the
 candidates for the A/B's best constant page."""
@@ -115,28 +124,71 @@ HEURISTICS = (*CONSTANT_ARMS, "uniform", "last_exit", "most_visited")
 MODEL_FREE = ("logging", *HEURISTICS, "oracle")
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A named arm that is another arm with other models or options, e.g. the incumbent KLAN
+    trained on generation 0's data beside a KLAN retrained on generation 1's, or an exploring
+    KLAN beside its greedy self (``ABConfig.variants``)."""
+
+    arm: str
+    """The built-in arm it builds (``ARMS``)."""
+    models: str | None = None
+    """Its models directory; None: the A/B's ``models``."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Its builder options (``ARM_OPTIONS[arm]``), under the A/B's options for the name."""
+
+    def __post_init__(self) -> None:
+        if self.arm not in ARMS:
+            raise ValueError(f"variant: unknown arm {self.arm!r}; expected one of "
+                             f"{', '.join(ARMS)}")  # fmt: skip
+        check_options(self.arm, self.options)
+
+    @classmethod
+    def of(cls, spec: Variant | dict[str, Any]) -> Variant:
+        """A ``Variant`` from itself or from a dict with its fields (unknown keys refused)."""
+        if isinstance(spec, Variant):
+            return spec
+        unknown = sorted(set(spec) - {"arm", "models", "options"})
+        if unknown:
+            raise ValueError(f"variant: unknown field(s) {', '.join(unknown)}; valid: arm, "
+                             "models, options")  # fmt: skip
+        if "arm" not in spec:
+            raise ValueError("variant: field 'arm' is required")
+        return cls(**spec)
+
+
+def check_options(arm: str, options: dict[str, Any]) -> None:
+    """Refuse options arm ``arm``'s builder does not take, naming them and the valid ones."""
+    unknown = sorted(set(options) - set(ARM_OPTIONS.get(arm, ())))
+    if unknown:
+        valid = ", ".join(ARM_OPTIONS.get(arm, ())) or "none"
+        raise ValueError(f"arm {arm!r}: unknown option(s) {', '.join(unknown)}; valid: {valid}")
+
+
 def make_arm(
     name: str,
     models: str | None,
     cfg: SimConfig,
     options: dict[str, Any] | None = None,
     external: dict[str, str] | None = None,
+    variants: dict[str, Variant | dict[str, Any]] | None = None,
 ) -> Policy:
     """Build arm ``name``; ``options`` (``ARM_OPTIONS[name]``) override its model defaults;
-    ``external`` maps extra arm names to TorchScript policy files (``policy.external``)."""
+    ``external`` maps extra arm names to TorchScript policy files (``policy.external``);
+    ``variants`` maps extra arm names to the ``Variant`` they are."""
     if external and name in external:
         from glan_ray.policy.external import load_external
 
         policy = load_external(external[name])
         policy.name = name
         return policy
-    if name not in ARMS:
+    base, options = name, dict(options or {})
+    if variants and name in variants:
+        v = Variant.of(variants[name])
+        base, models, options = v.arm, v.models or models, {**v.options, **options}
+    if base not in ARMS:
         raise ValueError(f"unknown arm {name!r}; expected one of {', '.join(ARMS)}")
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(ARM_OPTIONS.get(name, ())))
-    if unknown:
-        valid = ", ".join(ARM_OPTIONS.get(name, ())) or "none"
-        raise ValueError(f"arm {name!r}: unknown option(s) {', '.join(unknown)}; valid: {valid}")
-    policy = ARMS[name](models, cfg, **options)
+    check_options(base, options)
+    policy = ARMS[base](models, cfg, **options)
     policy.name = name
     return policy

@@ -85,6 +85,12 @@ class Policy:
             raise ValueError(
                 f"{self.name}: probs must have shape {(len(obs.rows), N_PAGES)}, got {p.shape}"
             )
-        cdf = np.cumsum(p, axis=1)
-        a = (u[:, None] > cdf / cdf[:, -1:]).sum(1).clip(0, N_PAGES - 1)
-        return a.astype(np.int8), p
+        return sample_pages(p, u).astype(np.int8), p
+
+
+def sample_pages(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Pages (B,) int64 drawn from ``probs`` (B, 3) by inverse CDF of uniforms ``u`` (B,) in
+    [0, 1): the simulator's common-random-number draw, and Serve's (``policy.explore``)."""
+    cdf = np.cumsum(np.asarray(probs, dtype=np.float64), axis=1)
+    u = np.asarray(u, dtype=np.float64)
+    return (u[:, None] > cdf / cdf[:, -1:]).sum(1).clip(0, N_PAGES - 1).astype(np.int64)

@@ -27,7 +27,7 @@ class _Probs(Policy):
 
 
 def _play(models: str, full_window: bool) -> tuple[_Probs, GlanPolicy, dict]:
-    glan = GlanPolicy(f"{models}/dt", f"{models}/lrtg", f"{models}/hrm", sample=True)
+    glan = GlanPolicy(f"{models}/dt", f"{models}/lrtg", f"{models}/hrm", explore="softmax")
     if full_window:  # every row off the cache: the policy recomputes each window in full
         start = glan._start_day
 
