@@ -48,6 +48,27 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         choices=sorted(SIM_POLICIES),
         help="policy that logs the data",
     )
+    p.add_argument(
+        "--incumbent",
+        metavar="ARM",
+        help="log the data with this learned arm (policy.registry.ARMS, e.g. klan) built from "
+        "--models, exploring as --explore says, instead of --policy",
+    )
+    p.add_argument("--models", help="exported models of the --incumbent arm")
+    p.add_argument(
+        "--explore",
+        default=None,
+        help="exploration of the --incumbent: greedy, epsilon=E or softmax[=T] "
+        "(default: policy.explore.DEPLOY_DEFAULT, epsilon=0.1)",
+    )
+    p.add_argument(
+        "--burn-in-days",
+        type=int,
+        default=0,
+        help="days the users first live under the logging policy, not written: with the --seed, "
+        "--users and --burn-in-rct of an earlier run of that many days, its users continuing",
+    )
+    p.add_argument("--burn-in-rct", action="store_true", help="the burn-in runs in RCT mode")
     p.add_argument("--sim-config", metavar="YAML", help="YAML file of SimConfig fields to override")
     p.add_argument("--shard-users", type=int, help="users per simulator actor (default: auto)")
     p.add_argument("--overwrite", action="store_true", help="replace datasets already in --out")
@@ -65,17 +86,26 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
     overrides = _load_mapping(args.sim_config) if args.sim_config else {}
     cfg = SimConfig.from_dict({**overrides, "seed": args.seed})
+    factory, policy = None, args.policy
+    if args.incumbent:
+        from glan_ray.policy.registry import incumbent_factory
+
+        factory, policy = incumbent_factory(args.incumbent, args.models, cfg, args.explore)
+    elif args.models or args.explore:
+        raise ValueError("--models and --explore need --incumbent ARM")
     opts = GenerateOptions(
         users=args.users,
         days=args.days,
         rct=args.rct,
-        policy=args.policy,
+        policy=policy,
         shard_users=args.shard_users,
         overwrite=args.overwrite,
+        burn_in_days=args.burn_in_days,
+        burn_in_rct=args.burn_in_rct,
     )
     init_ray(args.address, args.num_cpus)
     with tqdm(total=args.users * args.days, unit="user-day", desc="simulate", disable=None) as bar:
-        summary = generate(cfg, opts, args.out, progress=bar.update)
+        summary = generate(cfg, opts, args.out, progress=bar.update, policy_factory=factory)
     print(summary.format())
     print(f"\nwritten to {args.out}")
     return 0
@@ -260,8 +290,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    choices=list(ARMS), metavar="ARM",
                    help=f"arms to run; one of: {', '.join(ARMS)} (default: all but the aliases "
                    f"{', '.join(ALIASES)})")  # fmt: skip
-    p.add_argument("--control", default=d.control, choices=list(ARMS), metavar="ARM",
-                   help="control arm (klan: GLAN's tables; logging: KLAN's)")  # fmt: skip
+    p.add_argument("--control", default=d.control, metavar="ARM",
+                   help="control arm, built-in or a --variant (klan: GLAN's tables; logging: "
+                   "KLAN's)")  # fmt: skip
     p.add_argument("--users", type=int, default=d.users, help="users per arm")
     p.add_argument("--ab-days", "--days", dest="ab_days", type=int, default=d.ab_days,
                    help="days of the A/B phase")  # fmt: skip
@@ -274,9 +305,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--burn-in-arm",
-        choices=list(ARMS),
         metavar="ARM",
-        help="policy of the burn-in (default: the control)",
+        help="policy of the burn-in, built-in or a --variant (default: the control)",
     )
     p.add_argument(
         "--buckets",
@@ -310,9 +340,32 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="an extra arm NAME played from a torch.export policy file (glan_ray.policy.external, "
         "e.g. bench/peers.py's d3rlpy policies); repeatable",
     )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARM[@MODELS]",
+        help="an extra arm NAME that is built-in ARM with the models of MODELS (default: "
+        "--models), e.g. incumbent=klan@runs/demo/models; its options by --arm-option "
+        "NAME.KEY=VALUE (e.g. NAME.explore=epsilon=0.1); repeatable",
+    )
     p.add_argument("--report-only", action="store_true", help="rewrite the report from ab.json")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
     p.set_defaults(func=_run_evaluate)
+
+
+def _variant_arms(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["inc=klan@runs/demo/models"]`` -> ``{"inc": {"arm": "klan", "models": "runs/..."}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, rest = item.partition("=")
+        arm, _, models = rest.partition("@")
+        if not (sep and name and arm):
+            raise ValueError(f"--variant: expected NAME=ARM[@MODELS], got {item!r}")
+        if name in out:
+            raise ValueError(f"--variant: arm {name!r} given twice")
+        out[name] = {"arm": arm, **({"models": models} if models else {})}
+    return out
 
 
 def _external_arms(items: list[str]) -> dict[str, str]:
@@ -357,9 +410,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     result = None
     if not args.report_only:
         external = _external_arms(args.external)
+        variants = _variant_arms(args.variant)
+        extra = (*external, *variants)
         cfg = ABConfig(
-            arms=(*args.arms, *(a for a in external if a not in args.arms)),
+            arms=(*args.arms, *(a for a in extra if a not in args.arms)),
             external=external,
+            variants=variants,
             control=args.control,
             users=args.users,
             ab_days=args.ab_days,
@@ -385,7 +441,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_pipeline(sub: argparse._SubParsersAction) -> None:
-    from glan_ray.pipeline import PRESETS, STAGES
+    from glan_ray.pipeline import ALL_STAGES, PRESETS, STAGES
 
     p = sub.add_parser(
         "pipeline",
@@ -393,17 +449,26 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
         description="simulate -> train L-RTG, HRM, KLAN-ISP, KLAN-AM (Ray Train) -> label "
         "trajectories with HRM -> train CQL, DT, DT on naive reward (RLlib) -> simulated A/B "
         "of every arm -> report.md, all under --out. Finished stages are skipped on a rerun, "
-        "so a killed run resumes where it stopped. Stages: " + ", ".join(STAGES) + ".",
+        "so a killed run resumes where it stopped. Stages: " + ", ".join(STAGES) + "; with "
+        "--incumbent ARM, generation 1 after them: " + ", ".join(ALL_STAGES[len(STAGES) :]) + ".",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--preset", default="demo", choices=list(PRESETS), help="run size")
     p.add_argument("--out", help="run directory or URI (s3://B/run; default runs/<preset>)")
     p.add_argument("--seed", type=int, default=0, help="simulator seed")
-    p.add_argument("--from", dest="first_stage", choices=STAGES, help="rerun from this stage")
+    p.add_argument("--from", dest="first_stage", choices=ALL_STAGES,
+                   help="rerun from this stage")  # fmt: skip
     p.add_argument("--use-gpu", action="store_true", help="GPUs for trainers and learners")
     p.add_argument("--parallel", type=int, default=1,
                    help="stages run at once, each in a Ray task as soon as its inputs are done "
                    "(1: one after another in this process)")  # fmt: skip
+    p.add_argument("--incumbent", metavar="ARM",
+                   help="then generation 1: this learned arm of generation 0 (e.g. klan) "
+                   "serves the training users with exploration, the models retrain on its "
+                   "log, and the A/B uses it as control (gen1/report.md)")  # fmt: skip
+    p.add_argument("--incumbent-explore", default="epsilon=0.1",
+                   help="exploration of the incumbent while it collects generation 1's data: "
+                   "greedy, epsilon=E or softmax[=T]")  # fmt: skip
     p.add_argument("--serve", action="store_true",
                    help="then serve the trained models over HTTP until Ctrl-C")  # fmt: skip
     p.add_argument("--serve-host", default="127.0.0.1", help="HTTP host of --serve")
@@ -413,7 +478,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pipeline(args: argparse.Namespace) -> int:
-    from glan_ray.pipeline import STAGES, PipelineConfig, eta_s, run_pipeline
+    from glan_ray.pipeline import PipelineConfig, eta_s, run_pipeline
     from glan_ray.runtime import init_ray
 
     cfg = PipelineConfig(
@@ -423,7 +488,10 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         first_stage=args.first_stage,
         use_gpu=args.use_gpu,
         parallel=args.parallel,
+        incumbent=args.incumbent,
+        incumbent_explore=args.incumbent_explore,
     )
+    stages = cfg.stages
     init_ray(args.address)
     t0 = __import__("time").perf_counter()
 
@@ -431,24 +499,24 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     skipped: set[str] = set()
 
     def on_stage(stage: str, status: str, rec: dict) -> None:
-        i = STAGES.index(stage) + 1
+        i = stages.index(stage) + 1
         if status == "start":
-            print(f"[{i}/{len(STAGES)}] {stage} ...", flush=True)
+            print(f"[{i}/{len(stages)}] {stage} ...", flush=True)
         elif status == "done":
             ran[stage] = rec["wall_s"]
-            rest = [s for s in STAGES if s not in ran and s not in skipped]
+            rest = [s for s in stages if s not in ran and s not in skipped]
             left = eta_s(ran, rest, cfg.parallel)
             eta = f"; about {left / 60:.0f} min left" if left is not None and rest else ""
-            print(f"[{i}/{len(STAGES)}] {stage} done in {rec['wall_s']:.0f}s{eta}", flush=True)
+            print(f"[{i}/{len(stages)}] {stage} done in {rec['wall_s']:.0f}s{eta}", flush=True)
         else:
             skipped.add(stage)
-            print(f"[{i}/{len(STAGES)}] {stage} already done, skipped", flush=True)
+            print(f"[{i}/{len(stages)}] {stage} already done, skipped", flush=True)
 
     records = run_pipeline(cfg, on_stage)
     total = __import__("time").perf_counter() - t0
-    print(f"\n{'stage':<16} {'status':<16} {'wall s':>8} {'peak MiB':>9}")
+    print(f"\n{'stage':<20} {'status':<16} {'wall s':>8} {'peak MiB':>9}")
     for r in records:
-        print(f"{r['stage']:<16} {r['status']:<16} {r['wall_s']:>8.1f} {r['peak_mib']:>9.0f}")
+        print(f"{r['stage']:<20} {r['status']:<16} {r['wall_s']:>8.1f} {r['peak_mib']:>9.0f}")
     print(f"\ntotal {total:.0f}s; report: {cfg.path('report.md')}")
     if args.serve:
         from glan_ray.pipeline import serve_models

@@ -39,8 +39,33 @@ STAGE_COST = {
     "label_hrm": 3.9, "train_cql": 29.6, "train_cql_static": 27.9, "train_dt": 42.5,
     "train_dt_naive": 46.3, "evaluate": 81.4,
 }  # fmt: skip
+GEN1_STAGES = (
+    "simulate_gen1",
+    "gen1_train_lrtg",
+    "gen1_train_hrm",
+    "gen1_copy_isp",
+    "gen1_train_am",
+    "gen1_label_hrm",
+    "gen1_train_cql",
+    "gen1_train_dt",
+    "gen1_train_dt_naive",
+    "evaluate_gen1",
+)
+"""With ``--incumbent ARM``, generation 1 after ``STAGES`` (generation 0): the incumbent, from
+generation 0's models, serves the training users for the days after theirs with exploration
+(``simulate_gen1``: ``data_gen1/``); generation 1's models train on that log (``models_gen1/``;
+KLAN-ISP's uplift model is generation 0's, copied: it learns from the RCT, not from the
+incumbent's traffic); ``evaluate_gen1`` runs the A/B with the greedy incumbent as control
+(``gen1/report.md``)."""
+ALL_STAGES = STAGES + GEN1_STAGES
+STAGE_COST.update({
+    "simulate_gen1": 15.1, "gen1_train_lrtg": 86.2, "gen1_train_hrm": 45.2, "gen1_copy_isp": 0.1,
+    "gen1_train_am": 50.5, "gen1_label_hrm": 5.9, "gen1_train_cql": 30.4, "gen1_train_dt": 46.1,
+    "gen1_train_dt_naive": 34.9, "evaluate_gen1": 103.9,
+})  # fmt: skip
 """Relative cost of each stage: its wall seconds in the demo run of 2026-12-03 (2 cores, idle,
-``bench/results/ab.json``). ``eta_s`` scales them by the speed measured in the current run."""
+``bench/results/ab.json``; generation 1's with ``--incumbent klan``, a helper's tests beside
+it). ``eta_s`` scales them by the speed measured in the current run."""
 
 
 DEPENDS: dict[str, tuple[str, ...]] = {
@@ -50,6 +75,13 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "train_dt": ("label_hrm",),
     "train_dt_naive": ("label_hrm",),  # reads the trajectories label_hrm rewrites
     "evaluate": STAGES[:-1],
+    "simulate_gen1": ("train_isp", "train_am", "train_cql"),  # the incumbent's models
+    **{f"gen1_train_{m}": ("simulate_gen1",) for m in ("lrtg", "hrm", "am", "cql")},
+    "gen1_copy_isp": ("train_isp",),
+    "gen1_label_hrm": ("gen1_train_hrm",),
+    "gen1_train_dt": ("gen1_label_hrm",),
+    "gen1_train_dt_naive": ("gen1_label_hrm",),
+    "evaluate_gen1": (*(s for s in GEN1_STAGES[:-1]), "train_dt"),  # + generation 0's GLAN
 }
 """The stages whose outputs each stage reads: it starts once they are done."""
 
@@ -59,10 +91,10 @@ def critical_first(stages: list[str]) -> list[str]:
     pipeline (its own cost and its dependents'), longest first: the order in which ready stages
     get a free slot, so the DT trainings start before the cheaper stages that could wait."""
     tail: dict[str, float] = {}
-    for stage in reversed(STAGES):
-        after = [tail[s] for s in STAGES if stage in DEPENDS[s]]
-        tail[stage] = STAGE_COST[stage] + max(after, default=0.0)
-    return sorted(stages, key=lambda s: (-tail[s], STAGES.index(s)))
+    for stage in reversed(ALL_STAGES):
+        after = [tail[s] for s in ALL_STAGES if stage in DEPENDS[s]]
+        tail[stage] = STAGE_COST.get(stage, 0.0) + max(after, default=0.0)
+    return sorted(stages, key=lambda s: (-tail[s], ALL_STAGES.index(s)))
 
 
 def eta_s(ran: dict[str, float], remaining: list[str], width: int = 1) -> float | None:
@@ -116,6 +148,9 @@ class Preset:
     """Days the A/B's users live under the control before the A/A phase (existing users)."""
     train: dict[str, Any] = field(default_factory=dict)
     """Extra supervised TrainConfig fields for every model (e.g. a smaller batch)."""
+    gen1_days: int | None = None
+    """Days the incumbent serves the training users in generation 1 (``--incumbent``); None:
+    ``days``."""
 
 
 PRESETS: dict[str, Preset] = {
@@ -140,6 +175,12 @@ class PipelineConfig:
     """Rerun from this stage even if it finished before."""
     use_gpu: bool = False
     """GPUs for the Ray Train workers and the RLlib learners."""
+    incumbent: str | None = None
+    """Run generation 1 (``GEN1_STAGES``) with this learned arm of generation 0 as the deployed
+    system (``policy.registry.LEARNED_ARMS``; the papers: ``klan``); None: generation 0 only."""
+    incumbent_explore: str = "epsilon=0.1"
+    """How the incumbent explores while it collects generation 1's data (``policy.explore``;
+    ``DEPLOY_DEFAULT``). The A/B's control is the greedy incumbent."""
     parallel: int = 1
     """Stages run at once, each in its own Ray task as soon as the stages it reads are done
     (``DEPENDS``); 1 runs them one after another in this process, in ``STAGES`` order. On 2
@@ -151,8 +192,21 @@ class PipelineConfig:
             raise ValueError(f"parallel must be >= 1; got {self.parallel}")
         if self.preset not in PRESETS:
             raise ValueError(f"preset: unknown {self.preset!r}; expected one of {list(PRESETS)}")
-        if self.first_stage is not None and self.first_stage not in STAGES:
-            raise ValueError(f"--from: unknown stage {self.first_stage!r}; stages: {STAGES}")
+        if self.first_stage is not None and self.first_stage not in self.stages:
+            raise ValueError(f"--from: unknown stage {self.first_stage!r}; stages: {self.stages}")
+        if self.incumbent is not None:
+            from glan_ray.policy.explore import Exploration
+            from glan_ray.policy.registry import LEARNED_ARMS
+
+            if self.incumbent not in LEARNED_ARMS:
+                raise ValueError(f"incumbent: {self.incumbent!r} is not a learned arm; expected "
+                                 f"one of {', '.join(LEARNED_ARMS)}")  # fmt: skip
+            Exploration.parse(self.incumbent_explore)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages of this run: ``STAGES``, and ``GEN1_STAGES`` with an incumbent."""
+        return ALL_STAGES if self.incumbent else STAGES
 
     @property
     def sizes(self) -> Preset:
@@ -212,6 +266,7 @@ class _MemorySampler:
 def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
     s = cfg.sizes
     data, models = cfg.path("data"), cfg.path("models")
+    data1, models1 = cfg.path("data_gen1"), cfg.path("models_gen1")
 
     def simulate() -> dict[str, Any]:
         from glan_ray.data.generate import GenerateOptions, generate
@@ -221,7 +276,7 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
         summary = generate(SimConfig(seed=cfg.seed), opts, data)
         return {"out": data, "summary": summary.format()}
 
-    def supervised(name: str) -> Callable[[], dict[str, Any]]:
+    def supervised(name: str, data: str = data, models: str = models) -> Callable[[], dict]:
         def run() -> dict[str, Any]:
             from glan_ray.train.config import train_config
             from glan_ray.train.trainer import fit
@@ -233,12 +288,16 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
 
         return run
 
-    def label() -> dict[str, Any]:
-        from glan_ray.label import label_hrm
+    def label(data: str = data, models: str = models) -> Callable[[], dict[str, Any]]:
+        def run() -> dict[str, Any]:
+            from glan_ray.label import label_hrm
 
-        return {"sessions": label_hrm(data, storage.join(models, "hrm"))}
+            return {"sessions": label_hrm(data, storage.join(models, "hrm"))}
 
-    def rl(algo: str, name: str, iterations: int, updates: int, **extra: Any):
+        return run
+
+    def rl(algo: str, name: str, iterations: int, updates: int, data: str = data,
+           models: str = models, **extra: Any):  # fmt: skip
         def run() -> dict[str, Any]:
             from glan_ray.rllib.launch import RLTrainConfig, fit_rl
 
@@ -263,16 +322,78 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
 
         return {"out": publish_evaluation(cfg.run, run_ab(ab, progress))[0]}
 
+    def simulate_gen1() -> dict[str, Any]:
+        from glan_ray.data.generate import GenerateOptions, generate
+        from glan_ray.policy.registry import incumbent_factory
+        from glan_ray.sim.config import SimConfig
+
+        sim = SimConfig(seed=cfg.seed)
+        factory, name = incumbent_factory(cfg.incumbent, models, sim, cfg.incumbent_explore)
+        opts = GenerateOptions(users=s.users, days=s.gen1_days or s.days, policy=name,
+                               burn_in_days=s.days, burn_in_rct=True, overwrite=True)  # fmt: skip
+        summary = generate(sim, opts, data1, policy_factory=factory)
+        return {"out": data1, "policy": name, "summary": summary.format()}
+
+    def copy_isp() -> dict[str, Any]:
+        src, dst = storage.join(models, "isp"), storage.join(models1, "isp")
+        if storage.exists(dst):
+            storage.rmtree(dst)
+        storage.upload_dir(storage.local_copy(src), dst)
+        return {"out": dst, "copied_from": src}
+
+    def evaluate_gen1() -> dict[str, Any]:
+        from glan_ray.eval.ab import ABConfig, run_ab
+        from glan_ray.eval.publish import publish_evaluation
+        from glan_ray.policy.registry import GLAN_ARMS, MODEL_FREE
+
+        inc = cfg.incumbent
+        variants = {
+            "incumbent": {"arm": inc, "models": models},
+            "incumbent_explore": {"arm": inc, "models": models,
+                                  "options": {"explore": cfg.incumbent_explore}},
+            "glan_gen0": {"arm": "glan", "models": models},
+        }  # fmt: skip
+        arms = ("incumbent", "incumbent_explore", *GLAN_ARMS, "klan", "glan_gen0", *MODEL_FREE)
+        ab = ABConfig(arms=arms, control="incumbent", users=s.ab_users, ab_days=s.ab_days,
+                      aa_days=s.ab_aa_days, burn_in_days=s.ab_burn_in_days, seeds=s.ab_seeds,
+                      models=models1, variants=variants)  # fmt: skip
+
+        def progress(done: int, total: int) -> None:
+            if done == total or done % max(1, total // 10) == 0:
+                logger.info("evaluate_gen1: %d/%d A/B tasks done", done, total)
+
+        learned = {a: data1 for a in (*GLAN_ARMS, "klan")}
+        learned.update({a: data for a in ("incumbent", "incumbent_explore", "glan_gen0")})
+        storage.makedirs(cfg.path("gen1"))
+        storage.write_json(cfg.path("gen1", "learned_from.json"), learned, indent=1)
+        out = publish_evaluation(cfg.path("gen1"), run_ab(ab, progress))[0]
+        return {"out": out, "learned_from": learned}
+
     u = s.updates_per_iteration
-    return {
+    fns = {
         "simulate": simulate,
         **{f"train_{m}": supervised(m) for m in ("lrtg", "hrm", "isp", "am")},
-        "label_hrm": label,
+        "label_hrm": label(),
         "train_cql": rl("cql", "cql", s.cql_iterations, u),
         "train_cql_static": rl("cql", "cql_static", s.cql_iterations, u, static_alpha=True),
         "train_dt": rl("dt", "dt", s.dt_iterations, u),
         "train_dt_naive": rl("dt", "dt_naive", s.dt_iterations, u, reward_column="reward"),
         "evaluate": evaluate,
+    }
+    if not cfg.incumbent:
+        return fns
+    return {
+        **fns,
+        "simulate_gen1": simulate_gen1,
+        **{f"gen1_train_{m}": supervised(m, data1, models1) for m in ("lrtg", "hrm", "am")},
+        "gen1_copy_isp": copy_isp,
+        "gen1_label_hrm": label(data1, models1),
+        "gen1_train_cql": rl("cql", "cql", s.cql_iterations, u, data1, models1),
+        "gen1_train_dt": rl("dt", "dt", s.dt_iterations, u, data1, models1),
+        "gen1_train_dt_naive": rl(
+            "dt", "dt_naive", s.dt_iterations, u, data1, models1, reward_column="reward"
+        ),
+        "evaluate_gen1": evaluate_gen1,
     }
 
 
@@ -319,16 +440,17 @@ def run_pipeline(
     cfg: PipelineConfig, on_stage: Callable[[str, str, dict[str, Any]], None] | None = None
 ) -> list[dict[str, Any]]:
     """Run every unfinished stage, ``cfg.parallel`` at a time as their ``DEPENDS`` finish;
-    returns one record per stage (run or skipped) in ``STAGES`` order. A failed stage stops the
+    returns one record per stage (run or skipped) in ``cfg.stages`` order. A failed stage stops the
     run: stages still running are cancelled (they start over on a rerun) and its error raised."""
     storage.makedirs(cfg.path("stages"))
     storage.write_json(
         cfg.path("pipeline.json"), {"config": asdict(cfg), "preset": asdict(cfg.sizes)}, indent=1
     )
-    forced = STAGES[STAGES.index(cfg.first_stage) :] if cfg.first_stage else ()
+    stages = cfg.stages
+    forced = stages[stages.index(cfg.first_stage) :] if cfg.first_stage else ()
     records: dict[str, dict[str, Any]] = {}
     todo = []
-    for stage in STAGES:
+    for stage in stages:
         marker = stage_marker(cfg, stage)
         if stage not in forced and storage.exists(marker):
             records[stage] = {**storage.read_json(marker), "status": "skipped (done)"}
@@ -348,7 +470,7 @@ def run_pipeline(
             if on_stage:
                 on_stage(stage, "start", {})
             finish(_run_stage(cfg, stage))
-        return [records[s] for s in STAGES]
+        return [records[s] for s in stages]
 
     import ray
 
@@ -375,7 +497,7 @@ def run_pipeline(
                 ray.cancel(other, force=True)
             raise
         finish(rec)
-    return [records[s] for s in STAGES]
+    return [records[s] for s in stages]
 
 
 def serve_models(cfg: PipelineConfig, host: str = "127.0.0.1", port: int = 8000) -> str:

@@ -152,3 +152,27 @@ def test_unknown_policy_is_an_argparse_error():
     with pytest.raises(SystemExit) as exc:
         main(["simulate", "--users", "10", "--days", "1", "--out", "x", "--policy", "nope"])
     assert exc.value.code == 2
+
+
+def test_variants_and_incumbents_are_checked_before_any_ray_work(tmp_path, capsys):
+    from glan_ray.cli import _variant_arms
+
+    got = _variant_arms(["inc=klan@runs/x/models", "hot=glan"])
+    assert got == {"inc": {"arm": "klan", "models": "runs/x/models"}, "hot": {"arm": "glan"}}
+    for bad, msg in ((["inc"], "expected NAME=ARM"), (["a=klan", "a=glan"], "given twice")):
+        with pytest.raises(ValueError, match=msg):
+            _variant_arms(bad)
+    run = ["evaluate", "--run", str(tmp_path), "--arms", "logging"]
+    assert main([*run, "--variant", "klan=glan"]) == 2
+    assert "variants: arm name(s) klan are built-in" in capsys.readouterr().err
+    assert main([*run, "--variant", "v=nope"]) == 2
+    assert "variants['v']: variant: unknown arm 'nope'" in capsys.readouterr().err
+    assert main([*run, "--variant", "v=klan", "--arm-option", "v.target_gain=2"]) == 2
+    assert "'klan': unknown option(s) target_gain; valid: explore" in capsys.readouterr().err
+    sim = ["simulate", "--users", "10", "--days", "1", "--out", str(tmp_path / "o")]
+    assert main([*sim, "--incumbent", "last_exit"]) == 2
+    assert "incumbent: 'last_exit' is not a learned arm" in capsys.readouterr().err
+    assert main([*sim, "--explore", "epsilon=0.1"]) == 2
+    assert "--models and --explore need --incumbent ARM" in capsys.readouterr().err
+    assert main([*sim, "--incumbent", "klan", "--models", str(tmp_path), "--explore", "e=1"]) == 2
+    assert "unknown mode 'e'" in capsys.readouterr().err

@@ -9,9 +9,18 @@ import os
 import socket
 import urllib.request
 
+import numpy as np
 import pytest
 
-from glan_ray.pipeline import STAGES, PipelineConfig, run_pipeline, serve_models, stage_marker
+from glan_ray.data.read import read_dataset
+from glan_ray.pipeline import (
+    ALL_STAGES,
+    STAGES,
+    PipelineConfig,
+    run_pipeline,
+    serve_models,
+    stage_marker,
+)
 from glan_ray.policy.registry import ALIASES, ARMS
 from glan_ray.schema import PAGES, SEQ_LEN
 
@@ -50,6 +59,27 @@ def test_tiny_pipeline_runs_resumes_and_reports_every_arm(ray_session, tmp_path,
     assert [r["status"] for r in redo[:-2]] == ["skipped (done)"] * (len(STAGES) - 2)
     with open(cfg.path("stages", "evaluate.log")) as f:
         assert "A/B tasks done" in f.read()
+
+    # --incumbent klan: generation 1 learns from the exploring incumbent's traffic
+    gen1 = run_pipeline(PipelineConfig(run=cfg.run, preset="tiny", incumbent="klan"))
+    assert [r["stage"] for r in gen1] == list(ALL_STAGES)
+    assert [r["status"] for r in gen1[: len(STAGES)]] == ["skipped (done)"] * len(STAGES)
+    assert all(r["status"] == "ran" for r in gen1[len(STAGES) :])
+    logged = read_dataset(cfg.path("data_gen1"), "sessions").to_pandas()
+    assert logged["day"].min() == cfg.sizes.days  # the training users' next days
+    greedy = logged["propensity"] > 0.5  # epsilon=0.1: 1 - 0.1 * 2/3 on the argmax, else 0.1/3
+    np.testing.assert_allclose(logged["propensity"], np.where(greedy, 1 - 0.2 / 3, 0.1 / 3),
+                               rtol=1e-6)  # fmt: skip
+    assert 0.02 < (~greedy).mean() < 0.15
+    with open(cfg.path("gen1", "ab", "ab.json")) as f:
+        summary1 = json.load(f)
+    assert summary1["config"]["control"] == summary1["protocol"]["burn_in_arm"] == "incumbent"
+    for arm in ("incumbent_explore", "glan", "glan_no_lrtg", "glan_no_hrm", "klan", "glan_gen0"):
+        assert arm in summary1["metrics"]
+    with open(cfg.path("gen1", "learned_from.json")) as f:
+        learned = json.load(f)
+    assert learned["glan"] == cfg.path("data_gen1") and learned["incumbent"] == cfg.path("data")
+    assert os.path.exists(cfg.path("models_gen1", "isp", "model.pt"))
 
     # --serve: the run's models answer the loop over HTTP
     from ray import serve

@@ -27,6 +27,7 @@ from glan_ray.data.tables import day_tables
 from glan_ray.sim.baselines import make_policy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
+from glan_ray.sim.interface import Policy
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,16 @@ class GenerateOptions:
     rct: bool = False
     """RCT mode: random page treatment per user-day (with control) and the ``rct`` dataset."""
     policy: str = "logging"
-    """Simulator policy that logs the data (see ``sim.baselines.SIM_POLICIES``)."""
+    """Simulator policy that logs the data (see ``sim.baselines.SIM_POLICIES``); with a
+    ``policy_factory`` given to ``generate``, the name it is recorded under."""
+    burn_in_days: int = 0
+    """Days the users live under ``burn_in_policy`` before the days written (not written): with
+    the seed, users and ``burn_in_rct`` of an earlier run of ``burn_in_days`` days, they are
+    exactly that run's users, continuing (the incumbent's traffic after the heuristic's)."""
+    burn_in_policy: str = "logging"
+    """Simulator policy of the burn-in (``sim.baselines.SIM_POLICIES``)."""
+    burn_in_rct: bool = False
+    """Whether the burn-in ran in RCT mode (as the earlier run it continues)."""
     shard_users: int | None = None
     """Users per actor; default: as many as keep every CPU busy, at most 20,000 users."""
     wave_user_days: int = 50_000
@@ -56,6 +66,8 @@ class GenerateOptions:
         for name in ("users", "days", "wave_user_days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.burn_in_days < 0:
+            raise ValueError(f"burn_in_days must be >= 0, got {self.burn_in_days}")
         if self.shard_users is not None and self.shard_users < 1:
             raise ValueError(f"shard_users must be >= 1, got {self.shard_users}")
 
@@ -69,13 +81,24 @@ class ShardSimulator:
     """Simulates one shard of users day by day; returns one Arrow table per dataset."""
 
     def __init__(
-        self, cfg: dict, first_user: int, n_users: int, days: int, rct: bool, policy: str
+        self,
+        cfg: dict,
+        first_user: int,
+        n_users: int,
+        opts: GenerateOptions,
+        factory: Callable[[SimConfig], Policy] | None = None,
     ) -> None:
         sim_cfg = SimConfig.from_dict(cfg)
-        self.rct = rct
-        self._days = simulate(
-            sim_cfg, first_user, n_users, days, make_policy(policy, sim_cfg), rct=rct
-        )
+        self.rct = opts.rct
+        policy = factory(sim_cfg) if factory else make_policy(opts.policy, sim_cfg)
+        start = None
+        if opts.burn_in_days:
+            burn = make_policy(opts.burn_in_policy, sim_cfg)
+            for log in simulate(sim_cfg, first_user, n_users, opts.burn_in_days, burn,
+                                rct=opts.burn_in_rct):  # fmt: skip
+                start = log.next_state
+        self._days = simulate(sim_cfg, first_user, n_users, opts.days, policy, rct=opts.rct,
+                              first_day=opts.burn_in_days, start=start)  # fmt: skip
 
     def step(self, n_days: int) -> tuple:
         """Simulate the next ``n_days``: (table per dataset..., SimSummary)."""
@@ -138,10 +161,16 @@ def actor_cpus(cpus: int, n_actors: int) -> float:
 
 
 def generate(
-    cfg: SimConfig, opts: GenerateOptions, out: str, progress: Callable[[int], Any] | None = None
+    cfg: SimConfig,
+    opts: GenerateOptions,
+    out: str,
+    progress: Callable[[int], Any] | None = None,
+    policy_factory: Callable[[SimConfig], Policy] | None = None,
 ) -> SimSummary:
     """Simulate ``opts.users`` × ``opts.days`` and write every dataset under ``out/<name>/``.
 
+    ``policy_factory(sim_config)`` builds the policy that logs the data in each actor (e.g. an
+    exploring KLAN from exported models, ``policy.registry.make_arm``); None: ``opts.policy``.
     ``progress(n)`` is called with the number of user-days finished after each wave. Returns the
     summary, also written with the resolved configs to ``out/manifest.json``. ``out`` may be a
     local path or a URI (``s3://``, ``gs://``: see ``glan_ray.storage``).
@@ -164,7 +193,7 @@ def generate(
         group = shards[g : g + cpus]
         actors = [
             ShardSimulator.options(num_cpus=actor_cpus(cpus, len(group))).remote(
-                cfg.to_dict(), f, n, opts.days, opts.rct, opts.policy
+                cfg.to_dict(), f, n, opts, policy_factory
             )
             for f, n in group
         ]

@@ -192,3 +192,26 @@ def make_arm(
     policy = ARMS[base](models, cfg, **options)
     policy.name = name
     return policy
+
+
+def incumbent_factory(
+    arm: str, models: str | None, cfg: SimConfig, explore: str | None = None
+) -> tuple[Callable[[SimConfig], Policy], str]:
+    """The deployed system of a generation run (``data.generate``'s ``policy_factory``): learned
+    arm ``arm`` from ``models``, exploring by ``explore`` (default ``DEPLOY_DEFAULT``); built once
+    here so a bad arm, models directory or exploration fails before any Ray work. Returns the
+    factory and the name the data records, e.g. ``klan(epsilon=0.1)``."""
+    from glan_ray.policy.explore import DEPLOY_DEFAULT, Exploration
+
+    if arm not in LEARNED_ARMS:
+        raise ValueError(f"incumbent: {arm!r} is not a learned arm; expected one of "
+                         f"{', '.join(LEARNED_ARMS)}")  # fmt: skip
+    spec = str(Exploration.parse(explore or DEPLOY_DEFAULT))
+    options = {"explore": spec}
+    make_arm(arm, models, cfg, options)
+
+    def factory(c: SimConfig) -> Policy:
+        return make_arm(arm, models, c, options)
+
+    return factory, f"{arm}({spec})"
+
