@@ -367,6 +367,14 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
         storage.makedirs(cfg.path("gen1"))
         storage.write_json(cfg.path("gen1", "learned_from.json"), learned, indent=1)
         out = publish_evaluation(cfg.path("gen1"), run_ab(ab, progress))[0]
+        who = {data1: "generation 1: the incumbent's log", data: "generation 0: the heuristic's"}
+        rows = [f"| {a} | {who[d]} (`{d}`) |" for a, d in learned.items()]
+        text = storage.read_text(out) + (
+            f"\n## What each learned arm learned from\n\nIncumbent: {inc} of generation 0, "
+            f"exploring by {cfg.incumbent_explore} while it logged generation 1 (greedy in the "
+            "A/B).\n\n| arm | trained on |\n|---|---|\n" + "\n".join(rows) + "\n"
+        )
+        storage.write_text(out, text)
         return {"out": out, "learned_from": learned}
 
     u = s.updates_per_iteration

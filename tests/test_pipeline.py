@@ -27,9 +27,15 @@ from glan_ray.schema import PAGES, SEQ_LEN
 pytestmark = pytest.mark.slow
 
 
-def test_tiny_pipeline_runs_resumes_and_reports_every_arm(ray_session, tmp_path, caplog):
-    cfg = PipelineConfig(run=str(tmp_path / "run"), preset="tiny")
-    records = run_pipeline(cfg)
+@pytest.fixture(scope="module")
+def tiny_run(ray_session, tmp_path_factory):
+    """One tiny generation-0 run shared by this module's tests: (config, its records)."""
+    cfg = PipelineConfig(run=str(tmp_path_factory.mktemp("tiny") / "run"), preset="tiny")
+    return cfg, run_pipeline(cfg)
+
+
+def test_tiny_pipeline_runs_resumes_and_reports_every_arm(tiny_run, caplog):
+    cfg, records = tiny_run
     assert [r["stage"] for r in records] == list(STAGES)
     assert all(r["status"] == "ran" and r["wall_s"] >= 0 for r in records)
     with open(cfg.path("report.md")) as f:
@@ -60,27 +66,6 @@ def test_tiny_pipeline_runs_resumes_and_reports_every_arm(ray_session, tmp_path,
     with open(cfg.path("stages", "evaluate.log")) as f:
         assert "A/B tasks done" in f.read()
 
-    # --incumbent klan: generation 1 learns from the exploring incumbent's traffic
-    gen1 = run_pipeline(PipelineConfig(run=cfg.run, preset="tiny", incumbent="klan"))
-    assert [r["stage"] for r in gen1] == list(ALL_STAGES)
-    assert [r["status"] for r in gen1[: len(STAGES)]] == ["skipped (done)"] * len(STAGES)
-    assert all(r["status"] == "ran" for r in gen1[len(STAGES) :])
-    logged = read_dataset(cfg.path("data_gen1"), "sessions").to_pandas()
-    assert logged["day"].min() == cfg.sizes.days  # the training users' next days
-    greedy = logged["propensity"] > 0.5  # epsilon=0.1: 1 - 0.1 * 2/3 on the argmax, else 0.1/3
-    np.testing.assert_allclose(logged["propensity"], np.where(greedy, 1 - 0.2 / 3, 0.1 / 3),
-                               rtol=1e-6)  # fmt: skip
-    assert 0.02 < (~greedy).mean() < 0.15
-    with open(cfg.path("gen1", "ab", "ab.json")) as f:
-        summary1 = json.load(f)
-    assert summary1["config"]["control"] == summary1["protocol"]["burn_in_arm"] == "incumbent"
-    for arm in ("incumbent_explore", "glan", "glan_no_lrtg", "glan_no_hrm", "klan", "glan_gen0"):
-        assert arm in summary1["metrics"]
-    with open(cfg.path("gen1", "learned_from.json")) as f:
-        learned = json.load(f)
-    assert learned["glan"] == cfg.path("data_gen1") and learned["incumbent"] == cfg.path("data")
-    assert os.path.exists(cfg.path("models_gen1", "isp", "model.pt"))
-
     # --serve: the run's models answer the loop over HTTP
     from ray import serve
 
@@ -103,6 +88,33 @@ def test_tiny_pipeline_runs_resumes_and_reports_every_arm(ray_session, tmp_path,
         assert entry["page"] in PAGES and len(entry["probs"]) == len(PAGES)
     finally:
         serve.shutdown()
+
+
+def test_generation_1_learns_from_the_exploring_incumbents_traffic(tiny_run):
+    """--incumbent klan: the incumbent's log continues the training users, with ε-greedy
+    propensities; the A/B's control is the incumbent; the report says who learned from what."""
+    cfg, _ = tiny_run
+    gen1 = run_pipeline(PipelineConfig(run=cfg.run, preset="tiny", incumbent="klan"))
+    assert [r["stage"] for r in gen1] == list(ALL_STAGES)
+    assert [r["status"] for r in gen1[: len(STAGES)]] == ["skipped (done)"] * len(STAGES)
+    assert all(r["status"] == "ran" for r in gen1[len(STAGES) :])
+    logged = read_dataset(cfg.path("data_gen1"), "sessions").to_pandas()
+    assert logged["day"].min() == cfg.sizes.days  # the training users' next days
+    greedy = logged["propensity"] > 0.5  # epsilon=0.1: 1 - 0.1 * 2/3 on the argmax, else 0.1/3
+    np.testing.assert_allclose(logged["propensity"], np.where(greedy, 1 - 0.2 / 3, 0.1 / 3),
+                               rtol=1e-6)  # fmt: skip
+    assert 0.02 < (~greedy).mean() < 0.15
+    with open(cfg.path("gen1", "ab", "ab.json")) as f:
+        summary1 = json.load(f)
+    assert summary1["config"]["control"] == summary1["protocol"]["burn_in_arm"] == "incumbent"
+    for arm in ("incumbent_explore", "glan", "glan_no_lrtg", "glan_no_hrm", "klan", "glan_gen0"):
+        assert arm in summary1["metrics"]
+    with open(cfg.path("gen1", "learned_from.json")) as f:
+        learned = json.load(f)
+    assert learned["glan"] == cfg.path("data_gen1") and learned["incumbent"] == cfg.path("data")
+    assert os.path.exists(cfg.path("models_gen1", "isp", "model.pt"))
+    with open(cfg.path("gen1", "report.md")) as f:
+        assert "| glan | generation 1: the incumbent's log" in f.read()
 
 
 def _post(url: str, body: dict) -> dict:
