@@ -517,7 +517,8 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     print(f"\n{'stage':<20} {'status':<16} {'wall s':>8} {'peak MiB':>9}")
     for r in records:
         print(f"{r['stage']:<20} {r['status']:<16} {r['wall_s']:>8.1f} {r['peak_mib']:>9.0f}")
-    print(f"\ntotal {total:.0f}s; report: {cfg.path('report.md')}")
+    gen1 = f", generation 1: {cfg.path('gen1', 'report.md')}" if cfg.incumbent else ""
+    print(f"\ntotal {total:.0f}s; report: {cfg.path('report.md')}{gen1}")
     if args.serve:
         from glan_ray.pipeline import serve_models
 
