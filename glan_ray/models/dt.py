@@ -16,6 +16,7 @@ Plain PyTorch: the RLlib learner (glan_ray/rllib/dt/), evaluation and Serve reus
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -286,6 +287,22 @@ def dt_loss(logits: Tensor, actions: Tensor, mask: Tensor, weight: Tensor | None
     if weight is not None:
         m = m * weight.flatten().to(ce.dtype)
     return (ce * m).sum() / m.sum().clamp_min(1e-8 if weight is not None else 1.0)
+
+
+def rtg_baseline_s(obs: np.ndarray, coef: Sequence[float]) -> np.ndarray:
+    """The advantage tokens' baseline b(s) = w·s + c of the remaining return (s): obs (..., D),
+    coef (D + 1,) (``DTRecord.rtg_baseline``) -> (...) float64."""
+    c = np.asarray(coef, dtype=np.float64)
+    return np.asarray(obs, dtype=np.float64) @ c[:-1] + c[-1]
+
+
+def fit_rtg_baseline(xtx: np.ndarray, xty: np.ndarray, ridge: float = 1e-3) -> list[float]:
+    """Least squares of the remaining return on [s, 1] from its sums Σ x xᵀ (D+1, D+1) and
+    Σ x y (D+1,), with a ridge of ``ridge`` × the mean diagonal (the intercept unpenalised)."""
+    n = xtx.shape[0]
+    pen = ridge * np.trace(xtx) / n * np.eye(n)
+    pen[-1, -1] = 0.0
+    return np.linalg.solve(xtx + pen, xty).tolist()
 
 
 def propensity_weights(propensity: Tensor, max_weight: float) -> Tensor:

@@ -50,6 +50,22 @@ class DTRecord(ExportRecord):
     """Seconds per unit of the RTG tokens (R̂ / rtg_scale is fed to the DT)."""
     target_gain: float = ranged(1.0, gt=0.0)
     """g of R̂₁ = g · forecast; 1 (ask for the forecast itself) for exports that record none."""
+    rtg_baseline: tuple[float, ...] = ()
+    """Advantage tokens (``DTConfig.advantage_tokens``): the coefficients (OBS_DIM weights, then
+    the intercept; seconds) of the linear baseline b(s) of the remaining return the DT's tokens
+    are relative to, (R̂_t − b(s_t)) / rtg_scale; empty: GLAN's tokens R̂_t / rtg_scale."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        import math
+
+        from glan_ray.schema import OBS_DIM
+
+        b = tuple(float(x) for x in self.rtg_baseline)
+        if b and (len(b) != OBS_DIM + 1 or not all(math.isfinite(x) for x in b)):
+            raise ValueError(f"DTRecord.rtg_baseline must be empty or {OBS_DIM + 1} finite "
+                             f"numbers; got {len(b)} values")  # fmt: skip
+        object.__setattr__(self, "rtg_baseline", b)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,10 +14,12 @@ per request) at a fraction of the cost.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
-from glan_ray.models.dt import DTRowCache
+from glan_ray.models.dt import DTRowCache, rtg_baseline_s
 from glan_ray.policy import glan_step
 from glan_ray.policy.context import completed_session_columns, daily_columns
 from glan_ray.policy.explore import Exploration, ExploringPolicy
@@ -37,6 +39,7 @@ def window_logits(
     t: np.ndarray,
     obs_now: np.ndarray,
     rtg_scale: float,
+    baseline: Sequence[float] = (),
 ) -> torch.Tensor:
     """The DT's logits for the current entry of B user-days: (B, A).
 
@@ -44,6 +47,7 @@ def window_logits(
     past_obs (B, S, D) and past_actions (B, S) of today's sessions; t (B,) sessions finished;
     obs_now (B, D). The window is the sessions since the last multiple of K up to the current
     one, exactly as the training windows are cut; R̂ at session j is r1 − Σ_{j' < j} r_j'.
+    ``baseline`` (``DTRecord.rtg_baseline``): tokens are R̂_j − b(s_j) (advantage tokens).
     """
     k = net.cfg.context_len
     t = np.asarray(t, dtype=np.int64)
@@ -67,6 +71,8 @@ def window_logits(
     else:
         acts = np.zeros((b, width), dtype=np.int64)
     x_obs[np.arange(b), n - 1] = obs_now  # the current entry
+    if len(baseline):
+        rtg = rtg - rtg_baseline_s(x_obs, baseline)  # (B, W) advantage tokens
     logits = net(
         torch.from_numpy((np.where(valid, rtg, 0.0) / rtg_scale).astype(np.float32)),
         torch.from_numpy(np.asarray(x_obs, dtype=np.float32)),
@@ -94,6 +100,7 @@ class GlanPolicy(ExploringPolicy):
         self.net = self.dt.model
         self.k = self.net.cfg.context_len
         self.rtg_scale = self.dt.record.rtg_scale
+        self.baseline = self.dt.record.rtg_baseline  # () unless advantage tokens
         self.target_gain = glan_step.target_gain(self.dt.record, target_gain)
         self.lrtg = ModelRunner(lrtg, "lrtg") if lrtg else None
         self.hrm = ModelRunner(hrm, "hrm") if hrm else None
@@ -144,7 +151,10 @@ class GlanPolicy(ExploringPolicy):
         if cached.any():
             c = np.flatnonzero(cached)
             # eq. 30 session by session: R̂_t = R̂₁ − Σ_{j < t} r̂_j (r is 0 beyond t)
-            rtg = glan_step.next_rtg(self._r1[rows[c]], r[c].sum(1)) / self.rtg_scale
+            rtg = glan_step.next_rtg(self._r1[rows[c]], r[c].sum(1))
+            if self.baseline:
+                rtg = rtg - rtg_baseline_s(obs.obs[c], self.baseline)  # advantage tokens
+            rtg = rtg / self.rtg_scale
             prev = np.where(t[c] > 0, history.action[rows[c], np.maximum(t[c] - 1, 0)], 0)
             last[c] = self.net.step_rows(
                 self._cache, rows[c], torch.from_numpy(np.asarray(rtg, dtype=np.float32)),
@@ -163,5 +173,6 @@ class GlanPolicy(ExploringPolicy):
                 t[u],
                 obs.obs[u],
                 self.rtg_scale,
+                self.baseline,
             )
         return torch.softmax(last, -1).numpy()

@@ -193,6 +193,8 @@ def algorithm_config(cfg: RLTrainConfig) -> Any:
     )
     if cfg.model:
         ac = ac.rl_module(model_config=dict(cfg.model))
+    if hasattr(ac, "measure_baseline"):  # the DT's advantage tokens, fitted before the build
+        ac = ac.measure_baseline()
     return ac
 
 

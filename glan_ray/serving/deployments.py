@@ -139,6 +139,7 @@ class DTModel(_Loaded):
             np.asarray([len(r["actions"]) for r in reqs]),
             np.asarray([r["obs_now"] for r in reqs], dtype=np.float32),
             self.runner.record.rtg_scale,
+            self.runner.record.rtg_baseline,
         )
         return torch.softmax(logits, -1).tolist()
 

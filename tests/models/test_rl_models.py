@@ -261,3 +261,33 @@ def test_windows_carry_the_logged_propensity_and_deterministic_days_are_found():
     bad = t.set_column(t.column_names.index("propensity"), "propensity", zero)
     with pytest.raises(DatasetValidationError, match="propensity"):
         cut_windows(bad, k=2, reward_column="reward")
+
+
+def test_rtg_baseline_recovers_a_linear_return_and_the_record_checks_it():
+    """The advantage tokens' baseline: remaining returns per session, least squares by sums."""
+    import pyarrow as pa
+
+    from glan_ray.models.dt import fit_rtg_baseline, rtg_baseline_s
+    from glan_ray.models.exports import DTRecord
+    from glan_ray.rllib.dt.baseline import remaining_returns
+    from glan_ray.schema import OBS_DIM
+
+    # two days: rewards (10, 20, 30) and (5,): remaining returns 60, 50, 30 and 5
+    obs = [[[float(i)] * OBS_DIM for i in range(3)], [[9.0] * OBS_DIM]]
+    t = pa.table({"obs": obs, "reward_hrm": [[10.0, 20.0, 30.0], [5.0]]})
+    o, y = remaining_returns(t, "reward_hrm")
+    np.testing.assert_array_equal(y, [60, 50, 30, 5])
+    assert o.shape == (4, OBS_DIM) and o[3, 0] == 9.0
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, OBS_DIM))
+    w = rng.normal(size=OBS_DIM)
+    target = x @ w + 300.0
+    xa = np.concatenate([x, np.ones((500, 1))], 1)
+    coef = fit_rtg_baseline(xa.T @ xa, xa.T @ target, ridge=0.0)
+    np.testing.assert_allclose(coef[:-1], w, atol=1e-8)
+    np.testing.assert_allclose(rtg_baseline_s(x, coef), target, atol=1e-6)
+    assert DTRecord(rtg_baseline=coef).rtg_baseline == tuple(coef)
+    with pytest.raises(ValueError, match=f"rtg_baseline must be empty or {OBS_DIM + 1} finite"):
+        DTRecord(rtg_baseline=(1.0, 2.0))
+    with pytest.raises(ValueError, match="rtg_baseline"):
+        DTRecord(rtg_baseline=(float("nan"),) * (OBS_DIM + 1))

@@ -4,6 +4,7 @@ over each window (``window_logits``, what Serve runs per request)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from glan_ray.policy.glan import GlanPolicy
 from glan_ray.sim.config import SimConfig
@@ -26,8 +27,16 @@ class _Probs(Policy):
         return p
 
 
-def _play(models: str, full_window: bool) -> tuple[_Probs, GlanPolicy, dict]:
+def _play(
+    models: str, full_window: bool, baseline=(), rtg_gain: float = 1.0
+) -> tuple[_Probs, GlanPolicy, dict]:
     glan = GlanPolicy(f"{models}/dt", f"{models}/lrtg", f"{models}/hrm", explore="softmax")
+    glan.baseline = tuple(baseline)  # advantage tokens (DTRecord.rtg_baseline)
+    if rtg_gain != 1.0:  # a random DT barely reads R̂ (its token is layer-normed): make it
+        with torch.no_grad():
+            glan.net.embed_rtg.weight.mul_(rtg_gain)
+            glan.net.embed_rtg.bias.copy_(torch.linspace(-0.05, 0.05, glan.net.cfg.embed_dim))
+            glan.net.head.weight.mul_(100.0)  # and its logits far from 0
     if full_window:  # every row off the cache: the policy recomputes each window in full
         start = glan._start_day
 
@@ -52,3 +61,28 @@ def test_cached_windows_give_the_full_window_probabilities(random_models):
     # the random DT's windows are K = 4 sessions: some user-days restart a window
     assert (np.bincount(sessions["row"]) > glan.k).any()
     assert (glan._cache.fed >= 0).all()  # nobody fell back to the full forward
+
+
+def test_advantage_tokens_are_the_same_in_the_cache_and_the_full_window(random_models):
+    """Tokens R̂ − b(s): each cached token is the window's token at its position, and a
+    baseline that is a constant c is the same as asking for R̂₁ − c."""
+    from glan_ray.policy.glan import window_logits
+    from glan_ray.schema import OBS_DIM
+
+    coef = np.random.default_rng(0).normal(0, 3000, OBS_DIM + 1)
+    cached, glan, _ = _play(random_models, False, baseline=coef, rtg_gain=10.0)
+    full, _, _ = _play(random_models, True, baseline=coef, rtg_gain=10.0)
+    plain, _, _ = _play(random_models, False, rtg_gain=10.0)
+    for (_, p), (_, p_f) in zip(cached.seen, full.seen, strict=True):
+        np.testing.assert_allclose(p, p_f, atol=1e-5)
+    assert max(np.abs(p - q).max() for (_, p), (_, q) in zip(cached.seen, plain.seen,
+                                                              strict=True)) > 1e-3  # fmt: skip
+    rng = np.random.default_rng(1)
+    r1, rewards = rng.uniform(500, 3000, 5), rng.uniform(0, 300, (5, 6))
+    obs, acts = rng.normal(size=(5, 6, OBS_DIM)), rng.integers(0, 3, (5, 6))
+    t, now = np.array([0, 1, 3, 5, 6]), rng.normal(size=(5, OBS_DIM))
+    const = np.zeros(OBS_DIM + 1)
+    const[-1] = 700.0
+    a = window_logits(glan.net, r1, rewards, obs, acts, t, now, 3600.0, const)
+    b = window_logits(glan.net, r1 - 700.0, rewards, obs, acts, t, now, 3600.0)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)

@@ -66,10 +66,31 @@ class DTConfig(OfflineAlgorithmConfig):
         7-day mean) forecast. The forecast is the expected usage under the logging policy; a
         DT asked for exactly that reproduces average behaviour, asked for more it picks the
         pages that reached more (``bench/glan_gain.py`` sweeps it on held-out users)."""
+        self.advantage_tokens: bool = False
+        """Our option, off in GLAN as published: the DT's return tokens are relative to a
+        linear baseline of the remaining return given the state, (R̂_t − b(s_t)) / rtg_scale,
+        fitted on the same trajectories before training (``rllib.dt.baseline``) and stored in
+        the export (``DTRecord.rtg_baseline``), so at inference the GLAN loop's R̂_t is compared
+        with what this user was expected to get from here. Returns depend on the user far more
+        than on the page; relative tokens make them comparable across users."""
+        self.rtg_baseline: list[float] | None = None
+        """The baseline's coefficients (OBS_DIM weights, then the intercept; seconds); None:
+        fitted on the input when ``advantage_tokens`` (``measure_baseline``)."""
         self.bucket_by_length: bool = True
         """Batch windows of similar length together (batches in random order), so the learner's
         trimming of shared padding skips most of the K-session window; False gives i.i.d.
         batches at the cost of computing every batch at its longest day's length."""
+
+    def measure_baseline(self) -> DTConfig:
+        """With ``advantage_tokens`` and no ``rtg_baseline``, fit it on ``input_`` (once, on
+        the driver, before the algorithm is built); returns self."""
+        if self.advantage_tokens and self.rtg_baseline is None:
+            from glan_ray.rllib.dt.baseline import measure_baseline
+
+            self.rtg_baseline = measure_baseline(
+                self.input_, self.reward_column, self.skip_deterministic_days
+            )
+        return self
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         from glan_ray.rllib.dt.torch.dt_torch_rl_module import DTTorchRLModule
@@ -93,6 +114,11 @@ class DTConfig(OfflineAlgorithmConfig):
             self._value_error(f"max_weight must be >= 1; got {self.max_weight}")
         if self.rtg_scale <= 0:
             self._value_error(f"rtg_scale must be > 0; got {self.rtg_scale}")
+        if self.rtg_baseline is not None:
+            try:
+                DTRecord(rtg_baseline=tuple(self.rtg_baseline))
+            except (TypeError, ValueError) as e:
+                self._value_error(str(e))
         try:
             dt_config(self.model_config, self.observation_space)
         except (TypeError, ValueError) as e:
@@ -116,6 +142,12 @@ class DT(OfflineAlgorithm):
             dataclasses.asdict(module.dt.cfg),
             {k: getattr(self.config, k) for k in type(self.config).own_training_keys()},
             normalizer=None,
-            extra=DTRecord(rtg_scale=self.config.rtg_scale, target_gain=self.config.target_gain),
+            extra=DTRecord(
+                rtg_scale=self.config.rtg_scale,
+                target_gain=self.config.target_gain,
+                rtg_baseline=tuple(self.config.rtg_baseline or ())
+                if self.config.advantage_tokens
+                else (),
+            ),
         )
         return path

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from glan_ray.data.windows import cut_windows, deterministic_days
+from glan_ray.models.dt import rtg_baseline_s
 from glan_ray.rllib.dt.torch.dt_torch_rl_module import dt_config
 from glan_ray.rllib.offline import ArrowPreLearner
 
@@ -51,6 +52,9 @@ class TrajectoriesPreLearner(ArrowPreLearner):
         w = cut_windows(
             table, k, reward_column=self.config.reward_column, rtg_scale=self.config.rtg_scale
         )
+        if self.config.advantage_tokens:  # tokens relative to b(s_t) (``rllib.dt.baseline``)
+            b = rtg_baseline_s(w["obs"], self.config.rtg_baseline) / self.config.rtg_scale
+            w["rtg"] = (w["rtg"] - w["mask"] * b).astype(np.float32)  # (W, K)
         if self.config.bucket_by_length:
             w = bucket_by_length(w, self.config.train_batch_size_per_learner, self._rng)
         return w
