@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from glan_ray import cli_logs
+
 logger = logging.getLogger("glan_ray")
 
 
@@ -585,6 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tune(sub)
     _add_evaluate(sub)
     _add_pipeline(sub)
+    cli_logs.add_traffic(sub)
+    cli_logs.add_logs_to_datasets(sub)
     return parser
 
 

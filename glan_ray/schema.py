@@ -122,7 +122,7 @@ SESSIONS = pa.schema(
         pa.field("today_dur", _f32_list(N_PAGES), False),
         # session features v
         pa.field("video_views", pa.list_(pa.int16(), N_PAGES), False),
-        pa.field("page_seq", pa.list_(pa.int8()), False),
+        pa.field("page_seq", pa.list_(pa.int8()), True),  # null: not known (decision logs)
         pa.field("n_switches", pa.int8(), False),
         # landing page k and logging propensity
         pa.field("action", pa.int8(), False),
@@ -131,8 +131,8 @@ SESSIONS = pa.schema(
         pa.field("dur", _f32_list(N_PAGES), False),
         pa.field("y_sw", pa.int8(), False),
         pa.field("usage_time", pa.float32(), False),
-        pa.field("watch_time", pa.float32(), False),
-        pa.field("value_true", pa.float32(), False),
+        pa.field("watch_time", pa.float32(), True),  # null: a deployment's client did not say
+        pa.field("value_true", pa.float32(), True),  # null: only the simulator knows it
         pa.field("obs", _f32_list(OBS_DIM), False),
     ]
 )
@@ -149,7 +149,7 @@ TRAJECTORIES = pa.schema(
         pa.field("reward_hrm", pa.list_(pa.float32()), True),
         pa.field("dropoff", pa.list_(pa.int8()), False),
         pa.field("propensity", pa.list_(pa.float32()), False),
-        pa.field("value_true", pa.list_(pa.float32()), False),
+        pa.field("value_true", pa.list_(pa.float32()), True),  # null: not the simulator's
         pa.field("y_wt", pa.float32(), False),
         pa.field("y_se", pa.int16(), False),
     ]
@@ -291,7 +291,10 @@ def value_problems(table: pa.Table, name: str) -> list[Problem]:
                 problems.append(Problem(field.name, "has null values", nulls))
         base = _flat(col).type
         if pa.types.is_floating(base):
-            bad = _rows_where(col, lambda a: ~np.isfinite(a.to_numpy(zero_copy_only=False)))
+            # a null (allowed in a nullable column, counted above otherwise) is not a NaN
+            bad = _rows_where(
+                col, lambda a: ~np.isfinite(a.fill_null(0.0).to_numpy(zero_copy_only=False))
+            )
             if bad:
                 problems.append(Problem(field.name, "has NaN or infinite values", bad))
         lo_hi = RANGES.get(name, {}).get(field.name)

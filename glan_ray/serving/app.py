@@ -4,6 +4,12 @@
 - ``models``: directory of exported models (``lrtg``, ``hrm``, ``dt``, and for KLAN ``isp``,
   ``cql``, ``am``); default ``runs/demo/models``.
 - ``policy``: ``glan`` (default) or ``klan``; switchable later with ``reconfigure``.
+- ``exploration``: how the page is drawn from the policy's π (``policy.explore``): ``greedy``
+  (default: argmax, propensity 1), ``epsilon=E`` or ``softmax[=T]``. A deployment that collects
+  training data uses ``policy.explore.DEPLOY_DEFAULT`` (``epsilon=0.1``, as
+  ``serve/config.yaml``). ``explore_seed`` (int, default 0): the seed of the per-entry draw.
+- ``decision_log``: write every applied event to the decision log in the state store (default
+  true; ``glan-ray logs-to-datasets --flush`` moves it to Parquet).
 - ``use_lrtg`` / ``use_hrm``: false serves the ablations (R̂₁ = 7-day mean; naive reward).
 - ``state_store``: ``embedded`` (default: an SQLite file, ``runs/serve/state.sqlite3`` under
   the directory ``serve run`` starts in, kept across restarts; one machine), ``sqlite:///path``,
@@ -37,12 +43,13 @@ from ray.serve import Application
 
 from glan_ray import storage
 from glan_ray.serving.deployments import DTModel, HRMModel, KlanModel, LRTGModel
-from glan_ray.serving.ingress import Ingress
+from glan_ray.serving.ingress import Ingress, parse_user_config
 from glan_ray.serving.state import DEFAULT_PATH
 
 KNOWN = {"models", "policy", "use_lrtg", "use_hrm", "state_store", "num_gpus", "num_cpus",
          "min_replicas", "max_replicas", "ingress_replicas", "access_log",
-         "colocate_models", "api_key_env"}  # fmt: skip
+         "colocate_models", "api_key_env", "exploration", "explore_seed",
+         "decision_log"}  # fmt: skip
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -129,7 +136,17 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         if all(klan_paths.values())
         else None
     )
-    user_config: dict[str, Any] = {"policy": args.get("policy", "glan")}
+    user_config: dict[str, Any] = {
+        "policy": args.get("policy", "glan"),
+        "exploration": args.get("exploration", "greedy"),
+        "seed": args.get("explore_seed", 0),
+        "decision_log": args.get("decision_log", True),
+    }
+    try:  # refuse a bad value now, naming the app arg, rather than in a replica
+        parse_user_config(user_config)
+    except ValueError as e:
+        msg = str(e).replace("user_config.seed", "explore_seed").replace("user_config.", "")
+        raise ValueError(f"app arg {msg}") from None
     options: dict[str, Any] = {}
     if colocate:  # the models live in the ingress: its user_config names their checkpoints
         user_config.update(dt=path("dt"), hrm=hrm_path)

@@ -153,7 +153,21 @@ class Entry(Body):
 class EntryResponse(BaseModel):
     page: str = Field(description=f"landing page, one of {list(PAGES)}")
     page_index: int = Field(description="index of the page in that list")
-    probs: list[float] = Field(description="the policy's probability of each page")
+    probs: list[float] = Field(
+        description="the serving distribution the page was drawn from (the policy's π after "
+        "the exploration: one-hot on argmax π when greedy)"
+    )
+    propensity: float | None = Field(
+        default=None,
+        description="probability of the served page under probs (the logged propensity); null "
+        "only in the replay of an entry answered before propensities were served",
+    )
+    policy_probs: list[float] | None = Field(
+        default=None, description="the policy's own distribution π over the pages"
+    )
+    exploration: str | None = Field(
+        default=None, description="greedy, epsilon=E or softmax=T (the ingress's user_config)"
+    )
     rtg_s: float = Field(description="return-to-go R̂_t at this entry (s)")
     session_idx: int = Field(description="index of this session in the day, from 0")
     policy: str = Field(description="glan or klan")
@@ -180,6 +194,36 @@ class SessionEnd(Body):
         description="session usage time (s), the page durations plus browsing: the naive reward"
     )
     exit_page: Page = Field(description="the page the user left the app from")
+    page_seq: list[Page] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="optional: the pages in the order visited, the landing page first and "
+        "exit_page last (n_switches + 1 of them; otherwise 409); for the decision log",
+    )
+    watch_time_s: Seconds | None = Field(
+        default=None, description="optional: video watch time in this session (s), for the log"
+    )
+
+    def page_seq_conflict(self, landing: str) -> str | None:
+        """Why ``page_seq`` does not fit the rest of the session (``n_switches``, ``exit_page``,
+        the ``landing`` page the entry served), or None. Not a schema rule (JSON Schema cannot
+        say it): the ingress answers 409 naming the fields."""
+        seq = self.page_seq
+        if seq is None:
+            return None
+        if len(seq) != self.n_switches + 1:
+            return f"page_seq has {len(seq)} pages but n_switches + 1 = {self.n_switches + 1}"
+        if seq[-1] != self.exit_page:
+            return f"page_seq ends with {seq[-1]!r}, not exit_page {self.exit_page!r}"
+        if seq[0] != landing:
+            return f"page_seq starts with {seq[0]!r}, not the landing page {landing!r}"
+        return None
+
+
+OPTIONAL_LOG_FIELDS = ("page_seq", "watch_time_s")
+"""Request fields added for the decision log: left out of a body's fingerprint when absent, so
+an event sent before they existed still matches its repeat."""
 
 
 class SessionEndResponse(BaseModel):

@@ -9,6 +9,7 @@ forward for all users entering at once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from ray import serve
 
+from glan_ray import storage
 from glan_ray.models.exports import DTRecord
 from glan_ray.policy import glan_step
 from glan_ray.policy.context import daily_columns, session_columns
@@ -34,8 +36,18 @@ def day_features(feats: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return cols
 
 
+def checkpoint_version(path: str | None) -> str | None:
+    """``path#hash``: the checkpoint's path and a content hash of its weights (``model.pt``), as
+    the decision log records which model served."""
+    if not path:
+        return None
+    digest = hashlib.blake2b(storage.read_bytes(storage.join(path, "model.pt")), digest_size=8)
+    return f"{path}#{digest.hexdigest()}"
+
+
 class _Loaded:
     kind = ""
+    version_: str | None = None
 
     def __init__(self, user_config: dict[str, Any] | None = None) -> None:
         # Small models on a shared CPU: intra-op threads only contend with the other replicas.
@@ -47,10 +59,15 @@ class _Loaded:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         path = user_config.get("path")
         self.runner = ModelRunner(path, self.kind) if path else None
+        self.version_ = checkpoint_version(path)
         logger.info("%s: loaded %s", self.kind, path or "nothing (disabled)")
 
     def loaded(self) -> str | None:
         return self.runner.path if self.runner else None
+
+    async def version(self) -> str | None:
+        """The loaded checkpoint's ``checkpoint_version`` (None: no checkpoint)."""
+        return self.version_
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
@@ -151,6 +168,7 @@ class KlanModel:
     def __init__(self, user_config: dict[str, Any] | None = None) -> None:
         torch.set_num_threads(1)
         self.policy = None
+        self.version_: str | None = None
         if user_config:
             self.reconfigure(user_config)
 
@@ -159,8 +177,17 @@ class KlanModel:
 
         paths = [user_config.get(k) for k in ("isp", "cql", "am")]
         self.policy = KlanPolicy(*paths) if all(paths) else None
+        self.version_ = (
+            ",".join(f"{k}={checkpoint_version(p)}" for k, p in zip(("isp", "cql", "am"), paths,
+                                                                     strict=True))
+            if all(paths) else None
+        )  # fmt: skip
+
+    async def version(self) -> str | None:
+        return self.version_
 
     async def decide(self, req: dict[str, Any]) -> list[float]:
+        """π: KLAN's fused scores f normalised (``KlanPolicy.pi``); the ingress explores."""
         from glan_ray.sim.interface import IntraDayHistory, Observation
 
         if self.policy is None:
@@ -177,4 +204,5 @@ class KlanModel:
             last_exit=np.zeros(1, dtype=np.int64),
             most_visited=np.zeros(1, dtype=np.int64),
         )
-        return self.policy.probs(obs, IntraDayHistory.empty(1, 1, OBS_DIM))[0].tolist()
+        f = np.asarray(self.policy.pi(obs, IntraDayHistory.empty(1, 1, OBS_DIM))[0], np.float64)
+        return (f / f.sum()).tolist()

@@ -22,6 +22,15 @@ store writes of all requests in flight are coalesced with ``@serve.batch`` (no w
 that arrives while a call is in flight joins the next one), so a batch of 32 entries costs one
 ``build_obs`` and one DT call; a request that fails inside a batch fails alone
 (``batching.per_item``).
+
+Exploration (``user_config.exploration``, ``policy.explore``): the DT's π (softmax of its logits)
+or KLAN's (its fused scores normalised) becomes the serving distribution, and the page is drawn
+from it by inverse CDF of a uniform that is a function of (``user_config.seed``, user, day, the
+entry's event id) only, so a retried entry draws the same page even when it is redone.
+
+Decision log (``glan_ray.data.decision_log``): every applied event's record (day start, entry,
+session end) is written in the same store transaction as the state (``state.StateStore.put``),
+unless ``user_config.decision_log`` is false.
 """
 
 import asyncio
@@ -29,10 +38,12 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, HTTPException, Path
 from fastapi.exceptions import RequestValidationError
 from ray import serve
@@ -40,12 +51,15 @@ from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
+from glan_ray.data import decision_log as dlog
 from glan_ray.policy import glan_step
+from glan_ray.policy.explore import Exploration, sample_pages
 from glan_ray.schema import PAGES
 from glan_ray.serving import docs, features, http
 from glan_ray.serving.batching import NonFiniteOutput, finite, per_item
 from glan_ray.serving.bodies import (
     MAX_USER_ID,
+    OPTIONAL_LOG_FIELDS,
     Entry,
     EntryResponse,
     Health,
@@ -58,7 +72,7 @@ from glan_ray.serving.bodies import (
     UserState,
 )
 from glan_ray.serving.deployments import DTModel, HRMModel
-from glan_ray.serving.state import Versioned, make_store
+from glan_ray.serving.state import LogRow, Versioned, make_store
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +82,47 @@ MAX_TRIES = 4
 """Compare-and-set attempts of one event before answering 409 (concurrent writers)."""
 EVENTS_KEPT = 512
 """Event ids remembered per user (all endpoints, across days; the oldest are forgotten)."""
+VERSIONS_TTL_S = 10.0
+"""How long the model versions the replicas report are reused for the decision log."""
+USER_CONFIG = {"policy", "dt", "hrm", "exploration", "seed", "decision_log"}
 
 Doc = dict[str, Any]
-Step = Callable[[Doc | None], Awaitable[tuple[Doc, Doc]]]
-"""One new event on the current state: (response, new state)."""
+Step = Callable[[Doc | None], Awaitable[tuple[Doc, Doc, dlog.Record | None]]]
+"""One new event on the current state: (response, new state, its decision-log record)."""
+
+
+def entry_uniform(seed: int, user_id: int, day: int, event_id: str) -> float:
+    """The uniform in [0, 1) an entry's page is drawn with: a hash of (seed, user, day, event
+    id), so a retried entry gets the same page."""
+    raw = f"{seed}|{user_id}|{day}|{event_id}".encode()
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") / 2.0**64
+
+
+def parse_user_config(user_config: dict[str, Any]) -> tuple[str, Exploration, int, bool]:
+    """(policy, exploration, seed, decision_log) of an ingress ``user_config``; a bad value is
+    a ``ValueError`` naming its field."""
+    unknown = sorted(set(user_config) - USER_CONFIG)
+    if unknown:
+        raise ValueError(f"ingress user_config: unknown field(s) {unknown}; valid: "
+                         f"{sorted(USER_CONFIG)}")  # fmt: skip
+    policy = user_config.get("policy", "glan")
+    if policy not in ("glan", "klan"):
+        raise ValueError(f"policy must be glan or klan, got {policy!r}")
+    spec = user_config.get("exploration", "greedy")
+    if not isinstance(spec, str):
+        raise ValueError(f"user_config.exploration must be a string such as 'epsilon=0.1', "
+                         f"got {spec!r}")  # fmt: skip
+    try:
+        exploration = Exploration.parse(spec)
+    except ValueError as e:
+        raise ValueError(f"user_config.exploration: {e}") from None
+    seed = user_config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"user_config.seed must be an integer, got {seed!r}")
+    log = user_config.get("decision_log", True)
+    if not isinstance(log, bool):
+        raise ValueError(f"user_config.decision_log must be true or false, got {log!r}")
+    return policy, exploration, seed, log
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -115,7 +166,11 @@ def _rtg(state: Doc) -> float:
 
 def _digest(body: Any) -> str:
     """Fingerprint of a request body without its event id (a repeat must match it)."""
-    raw = json.dumps(body.model_dump(exclude={"event_id"}), sort_keys=True).encode()
+    d = body.model_dump(exclude={"event_id"})
+    for k in OPTIONAL_LOG_FIELDS:  # absent: the fingerprint of a body sent before they existed
+        if k in d and d[k] is None:
+            del d[k]
+    raw = json.dumps(d, sort_keys=True).encode()
     return hashlib.blake2b(raw, digest_size=8).hexdigest()
 
 
@@ -173,6 +228,8 @@ class Ingress:
         self.store_kind = self.store.kind
         self.cache: OrderedDict[int, Versioned] = OrderedDict()
         self.policy = "glan"
+        self.exploration, self.seed, self.log_on = Exploration(), 0, True
+        self.versions: tuple[float, dict[str, str]] = (-1e9, {})
         self.local_dt: Any = None  # DTModel's class, in this replica (colocated models)
         self.local_hrm: Any = None
         api.state.api_key = api_key or os.environ.get("GLAN_RAY_API_KEY") or None
@@ -180,15 +237,38 @@ class Ingress:
             self.reconfigure(user_config)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        policy = user_config.get("policy", "glan")
-        if policy not in ("glan", "klan"):
-            raise ValueError(f"policy must be glan or klan, got {policy!r}")
+        policy, exploration, seed, log_on = parse_user_config(user_config)
         if self.dt is None:  # colocated: (re)load a checkpoint only when its path changes
             if self.local_dt is None or self.local_dt.loaded() != user_config.get("dt"):
                 self.local_dt = DTModel.func_or_class({"path": user_config.get("dt")})
             if self.local_hrm is None or self.local_hrm.loaded() != user_config.get("hrm"):
                 self.local_hrm = HRMModel.func_or_class({"path": user_config.get("hrm")})
         self.policy = policy
+        self.exploration, self.seed, self.log_on = exploration, seed, log_on
+        self.versions = (-1e9, {})  # ask the replicas again
+
+    async def _models(self) -> dict[str, str]:
+        """Model name -> ``path#hash`` of what serves now (``deployments.checkpoint_version``),
+        as the replicas report it (reused for ``VERSIONS_TTL_S``)."""
+        at, got = self.versions
+        if time.monotonic() - at < VERSIONS_TTL_S:
+            return got
+        calls: dict[str, Awaitable[Any]] = {"lrtg": self.lrtg.version.remote()}
+        for name, handle, local in (("dt", self.dt, self.local_dt),
+                                    ("hrm", self.hrm, self.local_hrm)):  # fmt: skip
+            if handle is not None:
+                calls[name] = handle.version.remote()
+            elif local is not None:
+                calls[name] = local.version()
+        if self.klan is not None:
+            calls["klan"] = self.klan.version.remote()
+        try:
+            values = await asyncio.gather(*calls.values())
+        except (RayError, RayServeException) as e:
+            raise http.Unavailable(f"model replica: {type(e).__name__}") from e
+        got = {k: v for k, v in zip(calls, values, strict=True) if v}
+        self.versions = (time.monotonic(), got)
+        return got
 
     # -- state: cached reads, compare-and-set writes ------------------------------------------
 
@@ -223,7 +303,7 @@ class Ingress:
                         409, f"event id {key.split(':', 1)[1]!r} was already used with another "
                         "body on this endpoint; use a new event id"
                     )  # fmt: skip
-                resp, new = (seen[1], None) if seen is not None else await step(state)
+                resp, new, rec = (seen[1], None, None) if seen is not None else await step(state)
             except HTTPException:
                 if fresh:
                     raise
@@ -237,7 +317,10 @@ class Ingress:
                 while len(events) > EVENTS_KEPT:
                     del events[next(iter(events))]
                 new["events"] = events
-                if await self.store.put(user_id, new, version):
+                row: LogRow | None = None
+                if rec is not None and self.log_on:
+                    row = (rec.endpoint, rec.day, rec.event_id, dlog.to_json(rec))
+                if await self.store.put(user_id, new, version, row):
                     self._remember(user_id, (version + 1, new))
                     return resp
             fresh = True
@@ -303,15 +386,15 @@ class Ingress:
     async def start_day(self, body: StartDay, user_id: int = UserId) -> Doc:
         """Start the user's day: R̂₁ from L-RTG. Days only move forward."""
 
-        async def step(old: Doc | None) -> tuple[Doc, Doc]:
+        async def step(old: Doc | None) -> tuple[Doc, Doc, dlog.Record]:
             if old is not None and body.day <= old["day"]:
                 when = "already started" if body.day == old["day"] else "is before the current"
                 raise HTTPException(
                     409, f"day {body.day} {when} day {old['day']}; days only move forward"
                 )
             feats = body.features.model_dump()
-            (r1, source), gain = await asyncio.gather(
-                _guard(self.lrtg.r1.remote(feats)), self._target_gain()
+            (r1, source), gain, models = await asyncio.gather(
+                _guard(self.lrtg.r1.remote(feats)), self._target_gain(), self._models()
             )
             r1 = float(glan_step.initial_rtg(r1, gain))
             if not finite(r1):
@@ -322,7 +405,9 @@ class Ingress:
                 **{"rewards": [], "obs": [], "hours": [], "actions": []},
                 **features.day_context(body.last_exit_page, old),
             }
-            return resp, state
+            rec = dlog.DayStart(user_id, body.day, body.event_id, feats, state["last_exit"], r1,
+                                source, self.policy, models, time.time())  # fmt: skip
+            return resp, state, rec
 
         return await self._update(user_id, f"day:{body.event_id}", _digest(body), step)
 
@@ -335,7 +420,7 @@ class Ingress:
     async def entry(self, body: Entry, user_id: int = UserId) -> Doc:
         """An app entry: the landing page to show."""
 
-        async def step(state: Doc | None) -> tuple[Doc, Doc]:
+        async def step(state: Doc | None) -> tuple[Doc, Doc, dlog.Record]:
             if state is None:
                 raise _unknown(user_id)
             _check_day(state, body.day)
@@ -351,14 +436,29 @@ class Ingress:
                 if self.klan is None:
                     raise http.Unavailable("policy klan is selected but no KLAN deployment")
                 obs = features.entry_obs(state, body.hour, body.live_count)
-                probs = await _guard(self.klan.decide.remote({**req, "obs_now": obs}))
+                pi = await _guard(self.klan.decide.remote({**req, "obs_now": obs}))
             else:  # the observation is built with the batch's others (one build_obs)
-                probs, obs = await _guard(self._decide((req, (state, body.hour, body.live_count))))
-            page = max(range(len(probs)), key=probs.__getitem__)
-            resp = {"page": PAGES[page], "page_index": page, "probs": probs, "rtg_s": _rtg(state),
+                pi, obs = await _guard(self._decide((req, (state, body.hour, body.live_count))))
+            models = await self._models()
+            try:
+                serving = self.exploration.probs(np.asarray([pi], dtype=np.float64))
+            except ValueError as e:
+                raise HTTPException(422, f"the model's page distribution is unusable: {e}") from e
+            u = entry_uniform(self.seed, user_id, body.day, body.event_id)
+            page = int(sample_pages(serving, np.asarray([u]))[0])
+            probs = serving[0].tolist()
+            resp = {"page": PAGES[page], "page_index": page, "probs": probs,
+                    "propensity": probs[page], "policy_probs": list(pi),
+                    "exploration": str(self.exploration), "rtg_s": _rtg(state),
                     "session_idx": t, "policy": self.policy}  # fmt: skip
             opened = {"obs": obs, "hour": body.hour, "action": page}
-            return resp, {**state, "open": opened}
+            rec = dlog.EntryRecord(
+                user_id, body.day, body.event_id, t, body.hour, body.live_count,
+                list(state["today_dur"]), obs, page, probs[page], probs=probs, pi=list(pi), u=u,
+                rtg=resp["rtg_s"], policy=self.policy, exploration=str(self.exploration),
+                models=models, ts=time.time(),
+            )  # fmt: skip
+            return resp, {**state, "open": opened}, rec
 
         return await self._update(user_id, f"entry:{body.event_id}", _digest(body), step)
 
@@ -371,7 +471,7 @@ class Ingress:
     async def session_end(self, body: SessionEnd, user_id: int = UserId) -> Doc:
         """The open entry's session ended: its reward r̂ and the next return-to-go."""
 
-        async def step(state: Doc | None) -> tuple[Doc, Doc]:
+        async def step(state: Doc | None) -> tuple[Doc, Doc, dlog.Record]:
             if state is None:
                 raise _unknown(user_id)
             _check_day(state, body.day)
@@ -381,6 +481,10 @@ class Ingress:
                     409, "session end without a matching entry (POST .../entry first)"
                 )
             t = len(state["actions"])
+            landing = entry["action"]
+            conflict = body.page_seq_conflict(PAGES[landing])
+            if conflict:
+                raise HTTPException(409, conflict)
             reward = await _guard(self._reward(
                 {"features": state["features"], "obs": entry["obs"], "hour": entry["hour"],
                  "t": t, "action": entry["action"], "video_views": body.video_views,
@@ -392,7 +496,17 @@ class Ingress:
                    "rewards": [*state["rewards"], reward],
                    **features.after_session(state, entry["action"], body.page_durations_s,
                                             body.exit_page)}  # fmt: skip
-            return {"reward_s": reward, "rtg_s": _rtg(new), "sessions": t + 1}, new
+            resp = {"reward_s": reward, "rtg_s": _rtg(new), "sessions": t + 1}
+            dur = body.page_durations_s
+            rec = dlog.SessionEndRecord(
+                user_id, body.day, body.event_id, t, landing, list(dur), list(body.video_views),
+                body.n_switches, body.usage_time, PAGES.index(body.exit_page),
+                int(dur[landing] < dlog.DROPOFF_S),
+                page_seq=None if body.page_seq is None else [PAGES.index(p) for p in body.page_seq],
+                watch_time=body.watch_time_s, reward=reward, next_rtg=resp["rtg_s"],
+                ts=time.time(),
+            )  # fmt: skip
+            return resp, new, rec
 
         return await self._update(user_id, f"end:{body.event_id}", _digest(body), step)
 

@@ -14,6 +14,14 @@ needs nothing installed, but is one machine's (a cluster uses Redis, which outli
 Ray cluster). Committed writes survive a crash of any process (WAL, ``synchronous=NORMAL``: a
 power cut may lose the last commits). A store that cannot answer raises ``StoreUnavailable``
 (the ingress answers 503 with ``Retry-After``); the next call tries again from scratch.
+
+The decision log (``glan_ray.data.decision_log``) lives in the same store: ``put`` takes the
+event's log row and writes it in the same transaction as the state (SQLite: one ``BEGIN
+IMMEDIATE`` transaction, table ``decision_log``; Redis: the compare-and-set script also appends
+to the stream ``glan_ray:decision_log``), so a row exists iff its state change was applied, a
+replayed event (answered from the state, never written) adds none, and a crash of the ingress
+loses none it acknowledged. ``log_read`` / ``log_delete`` are the flush's (``serving.log``):
+rows are deleted by their own sequence numbers only after their Parquet file is durable.
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ from glan_ray.serving.http import Unavailable
 DEFAULT_PATH = os.path.join("runs", "serve", "state.sqlite3")
 Versioned = tuple[int, dict[str, Any]]
 """(version, document); version 0 means "absent" in a compare-and-set."""
+LogRow = tuple[str, int, str, str]
+"""One decision-log row of an event: (endpoint, day, event id, the record as JSON)."""
+StoredLogRow = tuple[int, str, int, int, str, str]
+"""A decision-log row as stored: (sequence number, endpoint, user id, day, event id, JSON)."""
 
 
 class StoreUnavailable(Unavailable):
@@ -97,8 +109,19 @@ class StateStore:
     async def get(self, user_id: int) -> Versioned | None:
         raise NotImplementedError
 
-    async def put(self, user_id: int, doc: dict[str, Any], version: int) -> bool:
-        """Store ``doc`` as version ``version + 1`` iff the stored version is ``version``."""
+    async def put(
+        self, user_id: int, doc: dict[str, Any], version: int, log: LogRow | None = None
+    ) -> bool:
+        """Store ``doc`` as version ``version + 1`` iff the stored version is ``version``, and
+        with it (same transaction) the decision-log row ``log``."""
+        raise NotImplementedError
+
+    async def log_read(self, limit: int) -> list[StoredLogRow]:
+        """The oldest ``limit`` decision-log rows, in sequence order."""
+        raise NotImplementedError
+
+    async def log_delete(self, seqs: list[int]) -> int:
+        """Delete the decision-log rows of these sequence numbers; returns how many were."""
         raise NotImplementedError
 
     async def ping(self) -> None:
@@ -217,6 +240,11 @@ class SQLiteStore(StateStore):
                 "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, v INTEGER NOT NULL,"
                 " doc TEXT NOT NULL)"
             )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS decision_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " endpoint TEXT NOT NULL, user_id INTEGER NOT NULL, day INTEGER NOT NULL,"
+                " event_id TEXT NOT NULL, record TEXT NOT NULL)"
+            )
             self.conn = conn
         return self.conn
 
@@ -239,11 +267,13 @@ class SQLiteStore(StateStore):
 
         return await self._run(read)
 
-    def _write(self, conn: sqlite3.Connection, items: list[tuple[int, str, int]]) -> list[bool]:
+    def _write(
+        self, conn: sqlite3.Connection, items: list[tuple[int, str, int, LogRow | None]]
+    ) -> list[bool]:
         done = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for user_id, raw, version in items:
+            for user_id, raw, version, log in items:
                 if version == 0:
                     cur = conn.execute(
                         "INSERT OR IGNORE INTO users (id, v, doc) VALUES (?, 1, ?)", (user_id, raw)
@@ -254,6 +284,12 @@ class SQLiteStore(StateStore):
                         (raw, user_id, version),
                     )
                 done.append(cur.rowcount == 1)
+                if log is not None and cur.rowcount == 1:  # the log row iff the state is written
+                    conn.execute(
+                        "INSERT INTO decision_log (endpoint, user_id, day, event_id, record)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (log[0], user_id, log[1], log[2], log[3]),
+                    )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -261,12 +297,45 @@ class SQLiteStore(StateStore):
             raise
         return done
 
-    async def _put_many(self, items: list[tuple[int, dict[str, Any], int]]) -> list[bool]:
-        rows = [(u, self.encode(u, doc), v) for u, doc, v in items]  # a bad doc fails first
+    async def _put_many(
+        self, items: list[tuple[int, dict[str, Any], int, LogRow | None]]
+    ) -> list[bool]:
+        rows = [(u, self.encode(u, doc), v, log) for u, doc, v, log in items]  # bad docs first
         return await self._run(lambda conn: self._write(conn, rows))
 
-    async def put(self, user_id: int, doc: dict[str, Any], version: int) -> bool:
-        return await self._put((user_id, doc, version))
+    async def put(
+        self, user_id: int, doc: dict[str, Any], version: int, log: LogRow | None = None
+    ) -> bool:
+        return await self._put((user_id, doc, version, log))
+
+    async def log_read(self, limit: int) -> list[StoredLogRow]:
+        def read(conn: sqlite3.Connection) -> list[StoredLogRow]:
+            return conn.execute(
+                "SELECT seq, endpoint, user_id, day, event_id, record FROM decision_log"
+                " ORDER BY seq LIMIT ?",
+                (int(limit),),
+            ).fetchall()
+
+        return await self._run(read)
+
+    async def log_delete(self, seqs: list[int]) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            n = 0
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for i in range(0, len(seqs), 500):
+                    part = [int(x) for x in seqs[i : i + 500]]
+                    marks = ",".join("?" * len(part))
+                    n += conn.execute(f"DELETE FROM decision_log WHERE seq IN ({marks})",
+                                      part).rowcount  # fmt: skip
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return n
+
+        return await self._run(delete)
 
     async def ping(self) -> None:
         def check(conn: sqlite3.Connection) -> None:
@@ -276,14 +345,31 @@ class SQLiteStore(StateStore):
         await self._run(check)
 
 
-# KEYS[1] = user key; ARGV = expected version, document, TTL (s). Atomic in Redis.
+# KEYS[1] = user key, KEYS[2] = the decision-log stream; ARGV = expected version, document,
+# TTL (s), and for the log row (or nothing): user id, endpoint, day, event id, record JSON.
+# Atomic in Redis: the log entry is appended iff the state is written.
 _CAS = """
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'v', v + 1, 'doc', ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+if ARGV[4] then
+  redis.call('XADD', KEYS[2], '*', 'u', ARGV[4], 'e', ARGV[5], 'd', ARGV[6], 'i', ARGV[7],
+             'r', ARGV[8])
+end
 return 1
 """
+LOG_STREAM = "glan_ray:decision_log"
+
+
+def _stream_seq(entry_id: bytes | str) -> int:
+    """A Redis stream id ``<ms>-<n>`` as one increasing integer."""
+    ms, _, n = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    return (int(ms) << 20) | int(n)
+
+
+def _stream_id(seq: int) -> str:
+    return f"{seq >> 20}-{seq & ((1 << 20) - 1)}"
 
 
 class RedisStore(StateStore):
@@ -321,9 +407,29 @@ class RedisStore(StateStore):
         version, raw = await self._guard(self.client.hmget(self._key(user_id), ["v", "doc"]))
         return None if raw is None else (int(version), json.loads(raw))
 
-    async def put(self, user_id: int, doc: dict[str, Any], version: int) -> bool:
-        keys, argv = [self._key(user_id)], [version, self.encode(user_id, doc), self.ttl_s]
+    async def put(
+        self, user_id: int, doc: dict[str, Any], version: int, log: LogRow | None = None
+    ) -> bool:
+        keys = [self._key(user_id), LOG_STREAM]
+        argv: list[Any] = [version, self.encode(user_id, doc), self.ttl_s]
+        if log is not None:
+            argv += [user_id, *log]
         return bool(await self._guard(self.cas(keys=keys, args=argv)))
+
+    async def log_read(self, limit: int) -> list[StoredLogRow]:
+        got = await self._guard(self.client.xrange(LOG_STREAM, "-", "+", count=int(limit)))
+        out = []
+        for entry_id, f in got:
+            out.append((_stream_seq(entry_id), f[b"e"].decode(), int(f[b"u"]), int(f[b"d"]),
+                        f[b"i"].decode(), f[b"r"].decode()))  # fmt: skip
+        return out
+
+    async def log_delete(self, seqs: list[int]) -> int:
+        n = 0
+        for i in range(0, len(seqs), 500):
+            ids = [_stream_id(s) for s in seqs[i : i + 500]]
+            n += int(await self._guard(self.client.xdel(LOG_STREAM, *ids)))
+        return n
 
     async def ping(self) -> None:
         await self._guard(self.client.ping())

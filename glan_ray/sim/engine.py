@@ -85,6 +85,8 @@ def simulate_day(
         **stats,
         "seq_sessions": state.hist_sessions,
         "seq_usage": state.hist_usage,
+        "weekday": np.full(n, plan.weekday, dtype=np.int64),
+        "last_exit": state.last_exit.astype(np.int64),
     }
     policy.begin_day(day, features)
     most_visited = stats["page_entries_14d"].argmax(1)
@@ -147,6 +149,7 @@ def simulate_day(
             last_exit=last_exit[rows],
             most_visited=most_visited[rows],
             latent=latent if policy.privileged else None,
+            live_count=plan.live_count[rows, k],
         )
         action, probs = policy.act(ob, hist, plan.u_action[rows, k])
         if treatment is not None:
@@ -198,6 +201,8 @@ def simulate_day(
         hist.n_switches[rows, t] = out["seq_len"] - 1
         hist.y_sw[rows, t] = out["y_sw"]
         hist.usage[rows, t] = out["usage"]
+        hist.exit_page[rows, t] = out["last_exit"]
+        hist.watch[rows, t] = out["watch"]
         hist.length[rows] += 1
 
         # Hidden dynamics: satisfaction, fatigue, the Following-morning effect.

@@ -30,6 +30,8 @@ class IntraDayHistory:
     n_switches: np.ndarray  # (N, S)
     y_sw: np.ndarray  # (N, S) drop-off flag
     usage: np.ndarray  # (N, S) session usage time (s): the naive reward
+    exit_page: np.ndarray  # (N, S) int8 page the session exited from, -1 where no session
+    watch: np.ndarray  # (N, S) video watch time of the session (s)
 
     @classmethod
     def empty(cls, n: int, s: int, obs_dim: int) -> IntraDayHistory:
@@ -43,6 +45,8 @@ class IntraDayHistory:
             n_switches=np.zeros((n, s), dtype=np.int8),
             y_sw=np.zeros((n, s), dtype=np.int8),
             usage=np.zeros((n, s), dtype=np.float32),
+            exit_page=np.full((n, s), -1, dtype=np.int8),
+            watch=np.zeros((n, s), dtype=np.float32),
         )
 
 
@@ -59,6 +63,7 @@ class Observation:
     last_exit: np.ndarray  # (B,) page the user last exited
     most_visited: np.ndarray  # (B,) page landed on most over 14 days
     latent: Latent | None = None  # filled only for policies with ``privileged = True``
+    live_count: np.ndarray | None = None  # (B,) followed creators live now (the raw count)
 
 
 class Policy:
@@ -69,7 +74,9 @@ class Policy:
     """True for policies that see the simulator's hidden state (the oracle)."""
 
     def begin_day(self, day: int, features: dict[str, np.ndarray]) -> None:
-        """Called once per day with the daily features (schema ``daily`` columns) of N users."""
+        """Called once per day with the daily features of N users: ``user_id``, the schema
+        ``daily`` profile and statistics columns, ``seq_sessions``/``seq_usage``, and the
+        day's ``weekday`` and each user's ``last_exit`` page (N,), what a client knows."""
 
     def probs(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
         """Action probabilities (B, 3); a deterministic policy returns one-hot rows."""
