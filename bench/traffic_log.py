@@ -59,8 +59,10 @@ def main() -> None:
     sessions = read_dataset(out, "sessions").to_pandas()
     prop = sessions["propensity"].to_numpy()
     levels, n_at = np.unique(np.round(prop, 4), return_counts=True)
-    manifest = json.load(open(f"{out}/manifest.json"))
-    sim_manifest = json.load(open(f"{args.work}/sim_ds/manifest.json"))
+    with open(f"{out}/manifest.json") as f:
+        manifest = json.load(f)
+    with open(f"{args.work}/sim_ds/manifest.json") as f:
+        sim_manifest = json.load(f)
     res = {
         "config": vars(args),
         "traffic_wall_s": wall,
