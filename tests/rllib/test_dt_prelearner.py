@@ -137,3 +137,49 @@ def test_bucket_by_length_of_no_windows():
     empty = {"mask": np.zeros((0, 4), np.float32), "obs": np.zeros((0, 4, OBS_DIM), np.float32)}
     out = bucket_by_length(empty, 8, np.random.default_rng(0))
     assert out["mask"].shape == (0, 4) and out["obs"].shape == (0, 4, OBS_DIM)
+
+
+def _cql_export(tmp_path, reward_scale: float = 0.5) -> str:
+    """A CQL export whose Q(s, a) = relu(obs[0]) + 10·a (weights set by hand)."""
+    import torch
+
+    from glan_ray.models.checkpoint import save_checkpoint
+    from glan_ray.models.cql import QNetConfig, QNetwork
+
+    q = QNetwork(QNetConfig(hidden=(2,)))
+    lin = [m for m in q.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(lin) == 2
+    with torch.no_grad():
+        for m in lin:
+            m.weight.zero_()
+            m.bias.zero_()
+        lin[0].weight[0, 0] = 1.0  # h0 = relu(obs[0])
+        lin[1].weight[:, 0] = 1.0
+        lin[1].bias.copy_(torch.tensor([0.0, 10.0, 20.0]))
+    path = str(tmp_path / "cql")
+    save_checkpoint(path, "cql", q, {"obs_dim": OBS_DIM, "n_actions": 3, "hidden": [2]},
+                    {"reward_scale": reward_scale}, None)  # fmt: skip
+    return path
+
+
+def test_q_labels_replace_the_return_tokens_by_q_of_the_logged_page(tmp_path):
+    """q_labels: token = Q(s_t, a_t) / reward_scale / rtg_scale on real steps, 0 on padding."""
+    from glan_ray.rllib.dt.q_labels import QLabeller
+
+    path = _cql_export(tmp_path)
+    labels = QLabeller(path)
+    obs = np.zeros((1, 2, OBS_DIM), np.float32)
+    obs[0, :, 0] = [3.0, 7.0]
+    np.testing.assert_allclose(labels(obs, np.array([[0, 2]])), [[6.0, 54.0]])  # (Q) / 0.5
+    w = _windows(_pre(q_labels=path), DAYS)
+    # day 0 sessions obs 0, 1, 2 with pages 0, 1, 2: Q = 0, 11, 22 -> ×2 /10; day 2: 200, 211
+    np.testing.assert_allclose(w["rtg"], [[0.0, 2.2], [4.4, 0.0], [40.0, 42.2]], rtol=1e-6)
+
+
+def test_q_labels_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="alternatives"):
+        _pre(q_labels=_cql_export(tmp_path), advantage_tokens=True).config.validate()
+    from glan_ray.rllib.dt.q_labels import QLabeller
+
+    with pytest.raises(ValueError, match="reward_scale"):
+        QLabeller(_cql_export(tmp_path / "zero", reward_scale=0.0))

@@ -76,6 +76,13 @@ class DTConfig(OfflineAlgorithmConfig):
         self.rtg_baseline: list[float] | None = None
         """The baseline's coefficients (OBS_DIM weights, then the intercept; seconds); None:
         fitted on the input when ``advantage_tokens`` (``measure_baseline``)."""
+        self.q_labels: str | None = None
+        """Our option (issue 18), off in GLAN as published: the directory of an exported CQL
+        model (e.g. the run's ``models/cql``). The return token of session t is relabelled with
+        that model's Q(s_t, a_t) in seconds (the expected remaining usage of the day given the
+        state and the page, ``reward_scale`` undone) instead of the observed remaining return
+        R̂_t: a label that averages out the luck of the rest of the day. Inference is unchanged
+        (the GLAN loop's R̂_t, so the export needs nothing new)."""
         self.bucket_by_length: bool = True
         """Batch windows of similar length together (batches in random order), so the learner's
         trimming of shared padding skips most of the K-session window; False gives i.i.d.
@@ -114,6 +121,8 @@ class DTConfig(OfflineAlgorithmConfig):
             self._value_error(f"max_weight must be >= 1; got {self.max_weight}")
         if self.rtg_scale <= 0:
             self._value_error(f"rtg_scale must be > 0; got {self.rtg_scale}")
+        if self.q_labels is not None and self.advantage_tokens:
+            self._value_error("q_labels and advantage_tokens are alternatives; set one")
         if self.rtg_baseline is not None:
             try:
                 DTRecord(rtg_baseline=tuple(self.rtg_baseline))

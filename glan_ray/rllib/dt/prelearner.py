@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from glan_ray.data.windows import cut_windows, deterministic_days
 from glan_ray.models.dt import rtg_baseline_s
+from glan_ray.rllib.dt.q_labels import QLabeller
 from glan_ray.rllib.dt.torch.dt_torch_rl_module import dt_config
 from glan_ray.rllib.offline import ArrowPreLearner
 
@@ -41,6 +42,7 @@ class TrajectoriesPreLearner(ArrowPreLearner):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._rng = np.random.default_rng(self.config.seed)
+        self._q: QLabeller | None = None
 
     def transform(self, table: pa.Table) -> dict[str, np.ndarray]:
         k = dt_config(self.config.model_config, self.observation_space).context_len
@@ -55,6 +57,11 @@ class TrajectoriesPreLearner(ArrowPreLearner):
         if self.config.advantage_tokens:  # tokens relative to b(s_t) (``rllib.dt.baseline``)
             b = rtg_baseline_s(w["obs"], self.config.rtg_baseline) / self.config.rtg_scale
             w["rtg"] = (w["rtg"] - w["mask"] * b).astype(np.float32)  # (W, K)
+        if self.config.q_labels:  # value-based relabelling: R̂_t := Q(s_t, a_t)
+            if self._q is None:
+                self._q = QLabeller(self.config.q_labels)
+            q_s = self._q(w["obs"], w["actions"])  # (W, K) seconds
+            w["rtg"] = (w["mask"] * q_s / self.config.rtg_scale).astype(np.float32)
         if self.config.bucket_by_length:
             w = bucket_by_length(w, self.config.train_batch_size_per_learner, self._rng)
         return w
