@@ -351,6 +351,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--models), e.g. incumbent=klan@runs/demo/models; its options by --arm-option "
         "NAME.KEY=VALUE (e.g. NAME.explore=epsilon=0.1); repeatable",
     )
+    p.add_argument("--refresh-every", type=int, default=0, metavar="DAYS",
+                   help="refresh during the A/B: every DAYS A/B days the --refresh-arms "
+                   "retrain on their own logs so far (KLAN's CQL, GLAN's DT) into "
+                   "RUN/refresh/; 0: off")  # fmt: skip
+    p.add_argument("--refresh-arms", nargs="+", default=[], metavar="ARM",
+                   help="arms that refresh (let a GLAN arm explore: --arm-option "
+                   "ARM.explore=epsilon=0.1)")  # fmt: skip
+    p.add_argument("--refresh-updates", type=int, default=300,
+                   help="gradient updates of each refresh's retraining")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="rewrite the report from ab.json")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
     p.set_defaults(func=_run_evaluate)
@@ -432,10 +441,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             models=args.models or storage.join(args.run, "models"),
             sim=_load_mapping(args.sim_config) if args.sim_config else {},
             options=_arm_options(args.arm_option),
+            refresh_every=args.refresh_every,
+            refresh_arms=tuple(args.refresh_arms),
         )
+        refresh, refresh_dir = None, None
+        if cfg.refresh_arms:
+            from glan_ray.train.refresh import RefreshTrainer
+
+            refresh_dir = storage.join(args.run, "refresh")
+            refresh = RefreshTrainer(refresh_dir, updates_per_iteration=args.refresh_updates)
         init_ray(args.address)
         with tqdm(unit="task", desc="A/B", disable=None) as bar:
-            result = run_ab(cfg, _done_of_total(bar))
+            result = run_ab(cfg, _done_of_total(bar), refresh, refresh_dir)
     path, markdown = publish_evaluation(args.run, result)
     print(markdown.split("\n## Page")[0])
     print(f"report: {path}")

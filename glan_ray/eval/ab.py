@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from glan_ray.eval.lifetime import LT_WINDOW, lt_daily, lt_units
+from glan_ray.eval.refresh import Refresh
 from glan_ray.eval.stats import compare, ratio, uplift_captured
 from glan_ray.schema import PAGES
 from glan_ray.sim.config import SimConfig
@@ -56,8 +58,6 @@ logger = logging.getLogger(__name__)
 
 EFFECTIVE_S = 30.0
 """A page entry is effective when the user spends at least this long on the page."""
-LT_WINDOW = 7
-"""Days of DAU summed in LT's numerator (GLAN eq. 31: i from max(T − 6, T0) to T)."""
 METRICS: dict[str, tuple[str, str | None]] = {
     "dau": ("active_days", "days"),
     "lt": ("lt_active", "ever_active"),
@@ -139,6 +139,13 @@ class ABConfig:
     arm with another models directory or options, e.g. ``{"klan_gen0": {"arm": "klan",
     "models": "runs/demo/models"}}`` or ``{"klan_explore": {"arm": "klan", "options":
     {"explore": "epsilon=0.1"}}}``."""
+    refresh_every: int = 0
+    """Refresh during the A/B (``eval.refresh``): every this many A/B days, each arm of
+    ``refresh_arms`` is retrained on its own arm's logs of the A/B so far and serves the new
+    models from the next day on; 0 (default): every arm keeps its models."""
+    refresh_arms: tuple[str, ...] = ()
+    """Built-in learned arms that refresh (``train.refresh.REFRESHED``), e.g. ``("klan",
+    "glan")``; they should explore (``options``), or their logs hold no off-policy signal."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arms", tuple(dict.fromkeys((self.control, *self.arms))))
@@ -173,6 +180,18 @@ class ABConfig:
             raise ValueError(f"options: arm(s) {', '.join(stray)} not in arms {self.arms}")
         for arm, opts in self.options.items():
             check_options(variants[arm].arm if arm in variants else arm, opts)
+        object.__setattr__(self, "refresh_arms", tuple(self.refresh_arms))
+        if self.refresh_every < 0:
+            raise ValueError(f"refresh_every must be >= 0; got {self.refresh_every}")
+        if bool(self.refresh_every) != bool(self.refresh_arms):
+            raise ValueError("refresh_every and refresh_arms go together: set both or neither")
+        if self.refresh_arms:
+            bad = sorted(set(self.refresh_arms) - (set(self.arms) & set(ARMS)))
+            if bad:
+                raise ValueError(f"refresh_arms: {', '.join(bad)} not built-in arms of this A/B")
+            if self.window != self.ab_days:
+                raise ValueError("refresh: headline_days must cover every A/B day (>= "
+                                 f"ab_days {self.ab_days}); got {self.headline_days}")  # fmt: skip
 
     @property
     def burn_arm(self) -> str:
@@ -258,30 +277,6 @@ class _Collector:
         return {"units": units, "daily": self.daily, "active": self.active}
 
 
-def lt_units(active: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """GLAN eq. 31 per user over the last ``window`` days of ``active`` (N, D), T0 = its day 0.
-
-    Returns (y, x), (N,) each: y_u = Σ_T (days u was active in [max(T − 6, 0), T]) and
-    x_u = Σ_T 1[u active at least once in [0, T]], T over the window; ΣY/ΣX pools the window's
-    daily LTs.
-    """
-    seven, ever = _lt_parts(active)
-    return seven[:, -window:].sum(1).astype(float), ever[:, -window:].sum(1).astype(float)
-
-
-def lt_daily(active: np.ndarray) -> np.ndarray:
-    """GLAN eq. 31 on every day T of ``active`` (N, D) with T0 = day 0: (D,)."""
-    seven, ever = _lt_parts(active)
-    return seven.sum(0) / np.maximum(ever.sum(0), 1)
-
-
-def _lt_parts(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, D) active days in [T − 6, T] and (N, D) ever active in [0, T], per user and day T."""
-    c = np.cumsum(active, axis=1)  # (N, D)
-    before = np.pad(c, ((0, 0), (LT_WINDOW, 0)))[:, : c.shape[1]]  # c[:, T − 7], 0 before day 0
-    return c - before, c > 0
-
-
 def _play(
     policy: Policy,
     cfg: SimConfig,
@@ -291,16 +286,41 @@ def _play(
     first_day: int,
     start: UserState | None,
     window: int | None = None,
+    log: Callable[[DayLog], None] | None = None,
 ) -> tuple[dict[str, Any], UserState | None]:
     """Simulate ``days`` days from ``first_day`` (state ``start``; None: fresh users); returns
-    the collected sums (over the last ``window`` days, None: all) and the state after."""
+    the collected sums (over the last ``window`` days, None: all) and the state after; ``log``
+    is called with every day's log."""
     col = _Collector(n, days, days if window is None else min(window, days))
     state = start
-    for i, log in enumerate(simulate(cfg, first, n, days, policy, first_day=first_day,
-                                     start=start)):  # fmt: skip
-        col.add(i, log)
-        state = log.next_state
+    for i, day_log in enumerate(simulate(cfg, first, n, days, policy, first_day=first_day,
+                                         start=start)):  # fmt: skip
+        col.add(i, day_log)
+        if log is not None:
+            log(day_log)
+        state = day_log.next_state
     return col.result(), state
+
+
+def _day_writer(log_dir: str, seed: int, first: int) -> Callable[[DayLog], None]:
+    """Writes a day's datasets under ``log_dir/<dataset>/`` (the simulator's layout; one part
+    per seed, shard and day)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from glan_ray import storage
+    from glan_ray.data.tables import day_tables
+
+    def write(log: DayLog) -> None:
+        for name, table in day_tables(log, rct=False).items():
+            buf = io.BytesIO()
+            pq.write_table(table, buf)
+            part = f"part-s{seed}-u{first}-d{log.day:05d}"
+            storage.write_bytes(storage.join(log_dir, name, part, f"{name}-0000.parquet"),
+                                buf.getvalue())  # fmt: skip
+
+    return write
 
 
 def run_shard(
@@ -319,17 +339,20 @@ def run_shard(
     first_day: int = 0,
     window: int | None = None,
     keep_state: bool = False,
+    log_dir: str | None = None,
 ) -> dict[str, Any]:
     """Simulate one shard under one arm (``options``: the arm's builder options) for ``days``
     days from ``first_day``, continuing ``start`` (None: fresh users). Per-user sums over the
     last ``window`` days (None: all), per-day totals and the (N, days) activity matrix; with
-    ``keep_state``, also the users' state after the last day (``"state"``)."""
+    ``keep_state``, also the users' state after the last day (``"state"``); with ``log_dir``,
+    the days' datasets are written there (``eval.refresh``)."""
     from glan_ray.policy.registry import make_arm
 
     cfg = SimConfig.from_dict({**sim, "seed": seed})
     policy = TimedPolicy(make_arm(arm, models, cfg, options, external=external,
                                   variants=variants))  # fmt: skip
-    out, state = _play(policy, cfg, first, n, days, first_day, start, window)
+    out, state = _play(policy, cfg, first, n, days, first_day, start, window,
+                       log=_day_writer(log_dir, seed, first) if log_dir else None)  # fmt: skip
     return {"arm": arm, "seed": seed, "first": first, **out, "latency_s": policy.seconds,
             "decisions": policy.decisions, **({"state": state} if keep_state else {})}  # fmt: skip
 
@@ -557,10 +580,23 @@ def _shards(cfg: ABConfig, block: int) -> list[tuple[int, int]]:
     return [(s, min(step, cfg.users - s)) for s in range(0, cfg.users, step)]
 
 
-def run_ab(cfg: ABConfig, progress: Callable[[int, int], None] | None = None) -> ABResult:
+def run_ab(
+    cfg: ABConfig,
+    progress: Callable[[int, int], None] | None = None,
+    refresh: Refresh | None = None,
+    refresh_dir: str | None = None,
+) -> ABResult:
     """Run the protocol as Ray tasks (1 CPU each): one burn-in + A/A task per (bucket, seed,
-    shard), then one A/B task per (arm, seed, shard) continuing its bucket's users."""
+    shard), then one A/B task per (arm, seed, shard) continuing its bucket's users. Arms of
+    ``cfg.refresh_arms`` play their A/B in segments, ``refresh`` retraining their models in
+    between on their logs written under ``refresh_dir`` (``eval.refresh``)."""
     import ray
+
+    from glan_ray.eval.refresh import run_refreshed
+
+    if cfg.refresh_arms and (refresh is None or refresh_dir is None):
+        raise ValueError("refresh_arms: run_ab needs a refresh callback and a refresh_dir "
+                         "(glan_ray.train.refresh)")  # fmt: skip
 
     from glan_ray.policy.registry import make_arm
 
@@ -579,6 +615,7 @@ def run_ab(cfg: ABConfig, progress: Callable[[int, int], None] | None = None) ->
     has_prefix = bool(cfg.burn_in_days or cfg.aa_days)
     pre: dict[tuple[int, int, int], Any] = {}
     refs = []
+    refreshed: dict[str, list[tuple[int, tuple[int, int], Any]]] = {}
     for arm in cfg.arms:
         b = buckets[arm]
         for seed in cfg.seeds:
@@ -588,6 +625,9 @@ def run_ab(cfg: ABConfig, progress: Callable[[int, int], None] | None = None) ->
                 if has_prefix and key not in pre:
                     pre[key] = prefix.remote(cfg, seed, first, n)
                 start = pre[key][0] if has_prefix else None
+                if arm in cfg.refresh_arms:  # played segment by segment below
+                    refreshed.setdefault(arm, []).append((seed, (first, n), start))
+                    continue
                 refs.append(task.remote(
                     arm, cfg.models, cfg.sim, seed, first, n, cfg.ab_days,
                     cfg.options.get(arm), external=cfg.external, variants=cfg.variants,
@@ -607,6 +647,8 @@ def run_ab(cfg: ABConfig, progress: Callable[[int, int], None] | None = None) ->
         done_n += len(done)
         if progress:
             progress(done_n, total)
+    for arm, arm_shards in refreshed.items():
+        results += run_refreshed(cfg, arm, arm_shards, task, refresh, refresh_dir)
     order = {(seed, off): i for i, (seed, (off, _)) in enumerate(
         (s, sh) for s in cfg.seeds for sh in shards)}  # fmt: skip
     units: dict[str, dict[str, np.ndarray]] = {}
