@@ -360,6 +360,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    "ARM.explore=epsilon=0.1)")  # fmt: skip
     p.add_argument("--refresh-updates", type=int, default=300,
                    help="gradient updates of each refresh's retraining")  # fmt: skip
+    p.add_argument("--refresh-base-data", metavar="DIR",
+                   help="train each refresh on these datasets (the models' own training "
+                   "data, e.g. RUN/data) and the A/B logs; else the logs alone")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="rewrite the report from ab.json")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
     p.set_defaults(func=_run_evaluate)
@@ -449,7 +452,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             from glan_ray.train.refresh import RefreshTrainer
 
             refresh_dir = storage.join(args.run, "refresh")
-            refresh = RefreshTrainer(refresh_dir, updates_per_iteration=args.refresh_updates)
+            refresh = RefreshTrainer(refresh_dir, updates_per_iteration=args.refresh_updates,
+                                     base_data=args.refresh_base_data)  # fmt: skip
         init_ray(args.address)
         with tqdm(unit="task", desc="A/B", disable=None) as bar:
             result = run_ab(cfg, _done_of_total(bar), refresh, refresh_dir)

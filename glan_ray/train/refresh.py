@@ -44,6 +44,11 @@ class RefreshTrainer:
     updates_per_iteration: int = 300
     """Gradient updates per call (the demo preset's DT and CQL budget)."""
     use_gpu: bool = False
+    base_data: str | None = None
+    """The datasets the arm's models were trained on (e.g. ``RUN/data``, HRM-labelled): a
+    refresh then trains on them and the arm's A/B logs together, as a daily refresh adds the new
+    days to what the model knew; None: on the arm's own logs alone. Local paths only (the union
+    is a directory of links to both's files)."""
 
     def __call__(self, arm: str, segment: int, models: str, data_dir: str) -> str:
         return refresh_arm(arm, segment, models, data_dir, self)
@@ -57,6 +62,30 @@ def _copy_models(src: str, dst: str) -> None:
         if storage.exists(storage.join(src, name, "model.pt")):
             storage.upload_dir(storage.local_copy(storage.join(src, name)),
                                storage.join(dst, name))  # fmt: skip
+
+
+def _union(base: str, logs: str, name: str, out: str) -> str:
+    """A run directory whose dataset ``name`` holds every file of ``base``'s and ``logs``'s (as
+    links, under ``base-``/``log-`` prefixed part directories)."""
+    import os
+
+    if storage.is_uri(base) or storage.is_uri(logs) or storage.is_uri(out):
+        raise ValueError("refresh: base_data needs local paths (the union links files)")
+    if os.path.isdir(out):
+        storage.rmtree(out)
+    for tag, root in (("base", base), ("log", logs)):
+        src_root = os.path.join(root, name)
+        if not os.path.isdir(src_root):
+            raise FileNotFoundError(f"refresh: no {name} dataset at {src_root}")
+        for d, _, files in os.walk(src_root):
+            rel = os.path.relpath(d, src_root)
+            for f in files:
+                if f.endswith(".parquet"):
+                    part = f"{tag}-{rel.replace(os.sep, '-')}" if rel != "." else tag
+                    os.makedirs(os.path.join(out, name, part), exist_ok=True)
+                    os.symlink(os.path.abspath(os.path.join(d, f)),
+                               os.path.join(out, name, part, f))  # fmt: skip
+    return out
 
 
 def _explored_days(data_dir: str) -> int:
@@ -92,11 +121,16 @@ def refresh_arm(arm: str, segment: int, models: str, data_dir: str, t: RefreshTr
             from glan_ray.label import label_hrm
 
             label_hrm(data_dir, storage.join(models, "hrm"))
-    flat = {"data": data_dir, "out": out, "iterations": t.iterations, "name": name,
+    train_on = data_dir
+    if t.base_data:
+        dataset = "trajectories" if algo == "dt" else "transitions"
+        train_on = _union(t.base_data, data_dir, dataset,
+                          storage.join(t.out, arm, f"train-{segment + 1}"))  # fmt: skip
+    flat = {"data": train_on, "out": out, "iterations": t.iterations, "name": name,
             "updates_per_iteration": t.updates_per_iteration, "use_gpu": t.use_gpu,
             **extra}  # fmt: skip
     res = fit_rl(RLTrainConfig.from_flat(algo, flat))
-    logger.info("refresh: %s segment %d: %s retrained on %s -> %s", arm, segment, name, data_dir,
+    logger.info("refresh: %s segment %d: %s retrained on %s -> %s", arm, segment, name, train_on,
                 res.export)  # fmt: skip
     return out
 

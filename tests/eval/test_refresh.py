@@ -85,3 +85,33 @@ def test_klan_refreshes_its_cql_on_its_own_logs(ray_session, random_models, tmp_
     new = tmp_path / "refresh" / "klan" / "models-1"
     assert (new / "cql" / "model.pt").exists() and (new / "isp" / "model.pt").exists()
     assert res.value("klan", "usage_time") > 0
+
+
+def test_a_refresh_trains_on_the_base_data_and_the_logs_together(tmp_path):
+    """base_data: the union holds every parquet file of both (as links), and reads back as one
+    dataset of both's rows."""
+    import pyarrow.parquet as pq
+
+    from glan_ray.data.tables import day_tables
+    from glan_ray.sim.baselines import LoggingPolicy
+    from glan_ray.sim.config import SimConfig
+    from glan_ray.sim.engine import simulate
+    from glan_ray.train.refresh import _union
+
+    cfg = SimConfig(seed=1, block_size=50)
+    rows = {}
+    for tag, first_day in (("base", 0), ("logs", 5)):
+        for log in simulate(cfg, 0, 50, 2, LoggingPolicy(cfg), first_day=first_day):
+            t = day_tables(log, rct=False)["transitions"]
+            part = tmp_path / tag / "transitions" / f"part-{log.day}"
+            part.mkdir(parents=True)
+            pq.write_table(t, part / "transitions-0000.parquet")
+            rows[tag] = rows.get(tag, 0) + t.num_rows
+    out = _union(str(tmp_path / "base"), str(tmp_path / "logs"), "transitions",
+                 str(tmp_path / "union"))  # fmt: skip
+    got = pq.ParquetDataset(f"{out}/transitions").read()
+    assert got.num_rows == rows["base"] + rows["logs"] > 0
+    assert sorted(set(got.column("day").to_pylist())) == [0, 1, 5, 6]
+    with pytest.raises(FileNotFoundError, match="no trajectories dataset"):
+        _union(str(tmp_path / "base"), str(tmp_path / "logs"), "trajectories",
+               str(tmp_path / "u2"))  # fmt: skip
