@@ -359,7 +359,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="arms that refresh (let a GLAN arm explore: --arm-option "
                    "ARM.explore=epsilon=0.1)")  # fmt: skip
     p.add_argument("--refresh-updates", type=int, default=300,
-                   help="gradient updates of each refresh's retraining")  # fmt: skip
+                   help="gradient updates per iteration of each refresh's retraining (8 "
+                   "iterations for a CQL, 1 for a DT: the demo preset's budgets)")  # fmt: skip
     p.add_argument("--refresh-base-data", metavar="DIR",
                    help="train each refresh on these datasets (the models' own training "
                    "data, e.g. RUN/data) and the A/B logs; else the logs alone")  # fmt: skip

@@ -39,10 +39,13 @@ class RefreshTrainer:
 
     out: str
     """Directory of the refreshed models (e.g. ``RUN/refresh``)."""
-    iterations: int = 1
-    """RLlib ``train()`` calls of each retraining."""
+    cql_iterations: int = 8
+    """RLlib ``train()`` calls of a CQL retraining (the demo preset's budget: a refreshed CQL
+    trains as long as the one it replaces)."""
+    dt_iterations: int = 1
+    """RLlib ``train()`` calls of a DT retraining (the demo preset's)."""
     updates_per_iteration: int = 300
-    """Gradient updates per call (the demo preset's DT and CQL budget)."""
+    """Gradient updates per call (the demo preset's, DT and CQL alike)."""
     use_gpu: bool = False
     base_data: str | None = None
     """The datasets the arm's models were trained on (e.g. ``RUN/data``, HRM-labelled): a
@@ -126,7 +129,8 @@ def refresh_arm(arm: str, segment: int, models: str, data_dir: str, t: RefreshTr
         dataset = "trajectories" if algo == "dt" else "transitions"
         train_on = _union(t.base_data, data_dir, dataset,
                           storage.join(t.out, arm, f"train-{segment + 1}"))  # fmt: skip
-    flat = {"data": train_on, "out": out, "iterations": t.iterations, "name": name,
+    iterations = t.dt_iterations if algo == "dt" else t.cql_iterations
+    flat = {"data": train_on, "out": out, "iterations": iterations, "name": name,
             "updates_per_iteration": t.updates_per_iteration, "use_gpu": t.use_gpu,
             **extra}  # fmt: skip
     res = fit_rl(RLTrainConfig.from_flat(algo, flat))

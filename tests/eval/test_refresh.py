@@ -80,7 +80,7 @@ def test_klan_refreshes_its_cql_on_its_own_logs(ray_session, random_models, tmp_
     cfg = ABConfig(arms=("logging", "klan"), users=100, ab_days=2, headline_days=2, aa_days=0,
                    burn_in_days=1, seeds=(0,), shard_users=100, models=random_models,
                    sim={"block_size": 100}, refresh_every=1, refresh_arms=("klan",))  # fmt: skip
-    trainer = RefreshTrainer(str(tmp_path / "refresh"), updates_per_iteration=5)
+    trainer = RefreshTrainer(str(tmp_path / "refresh"), cql_iterations=1, updates_per_iteration=5)
     res = run_ab(cfg, None, trainer, str(tmp_path / "refresh"))
     new = tmp_path / "refresh" / "klan" / "models-1"
     assert (new / "cql" / "model.pt").exists() and (new / "isp" / "model.pt").exists()
