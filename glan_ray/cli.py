@@ -364,6 +364,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refresh-base-data", metavar="DIR",
                    help="train each refresh on these datasets (the models' own training "
                    "data, e.g. RUN/data) and the A/B logs; else the logs alone")  # fmt: skip
+    p.add_argument("--refresh-control", action="store_true",
+                   help="retrain on --refresh-base-data alone (no A/B logs): the retraining "
+                   "noise a refresh's figure includes")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="rewrite the report from ab.json")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
     p.set_defaults(func=_run_evaluate)
@@ -454,7 +457,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
             refresh_dir = storage.join(args.run, "refresh")
             refresh = RefreshTrainer(refresh_dir, updates_per_iteration=args.refresh_updates,
-                                     base_data=args.refresh_base_data)  # fmt: skip
+                                     base_data=args.refresh_base_data,
+                                     with_logs=not args.refresh_control)  # fmt: skip
         init_ray(args.address)
         with tqdm(unit="task", desc="A/B", disable=None) as bar:
             result = run_ab(cfg, _done_of_total(bar), refresh, refresh_dir)

@@ -52,6 +52,9 @@ class RefreshTrainer:
     refresh then trains on them and the arm's A/B logs together, as a daily refresh adds the new
     days to what the model knew; None: on the arm's own logs alone. Local paths only (the union
     is a directory of links to both's files)."""
+    with_logs: bool = True
+    """False (with ``base_data``): retrain on ``base_data`` alone, leaving the arm's logs out,
+    the control that sizes the retraining noise a refresh's figure includes."""
 
     def __call__(self, arm: str, segment: int, models: str, data_dir: str) -> str:
         return refresh_arm(arm, segment, models, data_dir, self)
@@ -67,16 +70,17 @@ def _copy_models(src: str, dst: str) -> None:
                                storage.join(dst, name))  # fmt: skip
 
 
-def _union(base: str, logs: str, name: str, out: str) -> str:
-    """A run directory whose dataset ``name`` holds every file of ``base``'s and ``logs``'s (as
-    links, under ``base-``/``log-`` prefixed part directories)."""
+def _union(base: str, logs: str | None, name: str, out: str) -> str:
+    """A run directory whose dataset ``name`` holds every file of ``base``'s and ``logs``'s
+    (None: ``base``'s alone), as links under ``base-``/``log-`` prefixed part directories."""
     import os
 
-    if storage.is_uri(base) or storage.is_uri(logs) or storage.is_uri(out):
+    roots = [("base", base)] + ([("log", logs)] if logs is not None else [])
+    if any(storage.is_uri(r) for _, r in roots) or storage.is_uri(out):
         raise ValueError("refresh: base_data needs local paths (the union links files)")
     if os.path.isdir(out):
         storage.rmtree(out)
-    for tag, root in (("base", base), ("log", logs)):
+    for tag, root in roots:
         src_root = os.path.join(root, name)
         if not os.path.isdir(src_root):
             raise FileNotFoundError(f"refresh: no {name} dataset at {src_root}")
@@ -127,8 +131,10 @@ def refresh_arm(arm: str, segment: int, models: str, data_dir: str, t: RefreshTr
     train_on = data_dir
     if t.base_data:
         dataset = "trajectories" if algo == "dt" else "transitions"
-        train_on = _union(t.base_data, data_dir, dataset,
+        train_on = _union(t.base_data, data_dir if t.with_logs else None, dataset,
                           storage.join(t.out, arm, f"train-{segment + 1}"))  # fmt: skip
+    elif not t.with_logs:
+        raise ValueError("refresh: with_logs=False needs base_data (else there is no data)")
     iterations = t.dt_iterations if algo == "dt" else t.cql_iterations
     flat = {"data": train_on, "out": out, "iterations": iterations, "name": name,
             "updates_per_iteration": t.updates_per_iteration, "use_gpu": t.use_gpu,

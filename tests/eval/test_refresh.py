@@ -112,6 +112,8 @@ def test_a_refresh_trains_on_the_base_data_and_the_logs_together(tmp_path):
     got = pq.ParquetDataset(f"{out}/transitions").read()
     assert got.num_rows == rows["base"] + rows["logs"] > 0
     assert sorted(set(got.column("day").to_pylist())) == [0, 1, 5, 6]
+    alone = _union(str(tmp_path / "base"), None, "transitions", str(tmp_path / "alone"))
+    assert pq.ParquetDataset(f"{alone}/transitions").read().num_rows == rows["base"]
     with pytest.raises(FileNotFoundError, match="no trajectories dataset"):
         _union(str(tmp_path / "base"), str(tmp_path / "logs"), "trajectories",
                str(tmp_path / "u2"))  # fmt: skip
