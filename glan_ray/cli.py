@@ -364,6 +364,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refresh-base-data", metavar="DIR",
                    help="train each refresh on these datasets (the models' own training "
                    "data, e.g. RUN/data) and the A/B logs; else the logs alone")  # fmt: skip
+    p.add_argument("--refresh-warm-start", action="store_true",
+                   help="start each retraining from the served model's weights")  # fmt: skip
     p.add_argument("--refresh-control", action="store_true",
                    help="retrain on --refresh-base-data alone (no A/B logs): the retraining "
                    "noise a refresh's figure includes")  # fmt: skip
@@ -458,7 +460,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             refresh_dir = storage.join(args.run, "refresh")
             refresh = RefreshTrainer(refresh_dir, updates_per_iteration=args.refresh_updates,
                                      base_data=args.refresh_base_data,
-                                     with_logs=not args.refresh_control)  # fmt: skip
+                                     with_logs=not args.refresh_control,
+                                     warm_start=args.refresh_warm_start)  # fmt: skip
         init_ray(args.address)
         with tqdm(unit="task", desc="A/B", disable=None) as bar:
             result = run_ab(cfg, _done_of_total(bar), refresh, refresh_dir)

@@ -88,6 +88,9 @@ class RLTrainConfig:
     """One GPU per learner (on a GPU node; Tune trials then ask for it too)."""
     seed: int = 0
     """Seed of the networks' initialisation."""
+    init_from: str | None = None
+    """An export (``models/<name>``) whose weights start the network: a warm start, e.g. a
+    refresh continuing the served model; its architecture must match. None: a fresh one."""
     name: str | None = None
     """Sub-directory of ``out`` for this run (default the algo), e.g. ``dt_naive`` for the DT
     trained on the naive reward (the "w/o HRM" ablation)."""
@@ -223,6 +226,12 @@ def fit_rl(
     from glan_ray import storage
 
     algo = algorithm_config(cfg).build_algo()
+    if cfg.init_from:
+        try:
+            algo.warm_start(cfg.init_from)
+        except BaseException:
+            algo.stop()
+            raise
     rows, metrics, timed, spent = [], {}, 0, 0.0
     # a URI run_dir is written locally, then uploaded (local: run_dir itself)
     with storage.staged_dir(cfg.run_dir) as run_dir:

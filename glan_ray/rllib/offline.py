@@ -208,6 +208,22 @@ class OfflineAlgorithm(Algorithm):
             )
             self.metrics.aggregate(results, key=LEARNER_RESULTS)
 
+    def warm_start(self, export: str) -> None:
+        """Start every learner's network from the weights of an export (``models/<name>``,
+        ``glan_ray.models.checkpoint``); its architecture must be this module's."""
+        from glan_ray.models.checkpoint import load_checkpoint
+
+        state = load_checkpoint(export)[0].state_dict()
+
+        def load(learner: Any) -> None:
+            try:
+                learner.module[DEFAULT_MODULE_ID].load_network(state)
+            except RuntimeError as e:  # torch's size / key mismatch
+                raise ValueError(f"init_from {export}: its network does not fit: {e}") from e
+
+        for result in self.learner_group.foreach_learner(load):  # remote learners' errors
+            result.get()
+
     def get_module(self, module_id: str = DEFAULT_MODULE_ID) -> Any:
         """The trained RLModule: from the learner (there are no EnvRunners to ask)."""
         if self.env_runner_group is not None:

@@ -52,6 +52,9 @@ class RefreshTrainer:
     refresh then trains on them and the arm's A/B logs together, as a daily refresh adds the new
     days to what the model knew; None: on the arm's own logs alone. Local paths only (the union
     is a directory of links to both's files)."""
+    warm_start: bool = False
+    """Start each retraining from the served model's weights (``RLTrainConfig.init_from``), as
+    a refresh that continues the deployed model; False: from a fresh initialisation."""
     with_logs: bool = True
     """False (with ``base_data``): retrain on ``base_data`` alone, leaving the arm's logs out,
     the control that sizes the retraining noise a refresh's figure includes."""
@@ -136,6 +139,8 @@ def refresh_arm(arm: str, segment: int, models: str, data_dir: str, t: RefreshTr
     elif not t.with_logs:
         raise ValueError("refresh: with_logs=False needs base_data (else there is no data)")
     iterations = t.dt_iterations if algo == "dt" else t.cql_iterations
+    if t.warm_start:
+        extra = {**extra, "init_from": storage.join(models, name)}
     flat = {"data": train_on, "out": out, "iterations": iterations, "name": name,
             "updates_per_iteration": t.updates_per_iteration, "use_gpu": t.use_gpu,
             **extra}  # fmt: skip

@@ -113,6 +113,38 @@ def test_cql_trains_logs_its_loss_parts_and_round_trips(data_dir, tmp_path):
         assert torch.allclose(net(batch["obs"]), q, atol=1e-6)
 
 
+def test_init_from_warm_starts_the_network_and_refuses_another_shape(data_dir, tmp_path):
+    """RLTrainConfig.init_from: the learner's Q-network and its target start as the export;
+    an export of another architecture is refused naming init_from."""
+    from glan_ray.rllib.launch import algorithm_config
+
+    algo = algorithm_config(_cfg("cql", data_dir, str(tmp_path), hidden=[16])).build_algo()
+    try:
+        export = algo.export_model(str(tmp_path / "first"))
+    finally:
+        algo.stop()
+    want, _, _ = load_checkpoint(export)
+    cfg = _cfg("cql", data_dir, str(tmp_path / "b"), hidden=[16], seed=7, init_from=export)
+    algo = algorithm_config(cfg).build_algo()
+    try:
+        fresh = [p.clone() for p in algo.get_module().qnet.parameters()]
+        algo.warm_start(cfg.init_from)
+        module = algo.get_module()
+        for a, b in zip(module.qnet.parameters(), want.parameters(), strict=True):
+            assert torch.equal(a, b)
+        for a, b in zip(module._target_qnet.parameters(), want.parameters(), strict=True):
+            assert torch.equal(a, b)
+        assert not all(torch.equal(a, b) for a, b in zip(fresh, want.parameters(), strict=True))
+    finally:
+        algo.stop()
+    other = algorithm_config(_cfg("cql", data_dir, str(tmp_path / "c"), hidden=[8])).build_algo()
+    try:
+        with pytest.raises(ValueError, match=r"init_from .* does not fit"):
+            other.warm_start(export)
+    finally:
+        other.stop()
+
+
 def test_cql_static_alpha_ablation_is_constant(data_dir, tmp_path):
     from glan_ray.rllib.launch import algorithm_config, learner_metrics
 

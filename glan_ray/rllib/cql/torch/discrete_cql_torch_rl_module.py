@@ -38,6 +38,13 @@ class DiscreteCQLTorchRLModule(CategoricalPages, TorchRLModule, TargetNetworkAPI
     def make_target_networks(self) -> None:
         self._target_qnet = make_target_network(self.qnet)
 
+    def load_network(self, state: dict[str, torch.Tensor]) -> None:
+        """Warm start (``RLTrainConfig.init_from``): the Q-network and its target from an
+        export's weights."""
+        self.qnet.load_state_dict(state)
+        if hasattr(self, "_target_qnet"):
+            self._target_qnet.load_state_dict(state)
+
     def get_target_network_pairs(self) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
         return [(self.qnet, self._target_qnet)]
 

@@ -39,6 +39,10 @@ class DTTorchRLModule(CategoricalPages, TorchRLModule):
             raise ValueError(f"model_config n_actions {cfg.n_actions} != action space")
         self.dt = DecisionTransformer(cfg)
 
+    def load_network(self, state: dict[str, torch.Tensor]) -> None:
+        """Warm start (``RLTrainConfig.init_from``): the DT from an export's weights."""
+        self.dt.load_state_dict(state)
+
     def _logits(self, batch: dict[str, Any]) -> torch.Tensor:
         # Windows are right-padded and attention is causal, so dropping the positions that are
         # padding in every row of the batch changes no logit; most days are much shorter than K.
