@@ -1,5 +1,6 @@
 """Fault test: the state store (Redis) and the ingress replica are killed mid-load; a client that
-retries every 5xx and lost connection with the same event id loses and duplicates nothing."""
+retries every 5xx and lost connection with the same event id loses and duplicates nothing, in
+the users' state and in the decision log (the Redis stream the same script writes)."""
 
 from __future__ import annotations
 
@@ -147,5 +148,22 @@ def test_store_and_ingress_killed_mid_load_lose_and_duplicate_nothing(
         assert [e["sessions"] for e in ends] == list(range(1, SESSIONS + 1))
         assert st["rewards_s"] == pytest.approx([e["reward_s"] for e in ends])
     assert figures["sessions_stored"] == figures["sessions_sent"]
+    # the decision log (the Redis stream, written by the same CAS script as the state): every
+    # applied event exactly once, and its sessions are the state's
+    from glan_ray.data import decision_log as dlog
+    from glan_ray.serving.log import flush
+
+    got = flush(url, str(tmp_path / "log"))
+    read = dlog.read_log(str(tmp_path / "log"))
+    assert got["rows"] == len(read.records) == USERS * (1 + 2 * SESSIONS)
+    assert read.duplicates == 0
+    print("decision log after the kills:", {"rows": got["rows"], "files": len(got["files"]),
+                                            "duplicates": read.duplicates})  # fmt: skip
+    sessions = dlog.to_datasets(read.records).tables["sessions"]
+    for u, st in zip(users, states, strict=True):
+        mine = [a for uid, a in zip(sessions.column("user_id").to_pylist(),
+                                    sessions.column("action").to_pylist(), strict=True)
+                if uid == u]  # fmt: skip
+        assert mine == st["actions"]
     serve.delete("glan_faults")
     store.kill()
