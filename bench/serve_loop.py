@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import time
 
 import numpy as np
@@ -34,24 +33,13 @@ def main() -> None:
 
     import ray
     from ray import serve
+    from traffic_log import serve_and_play  # bench/, the script's own folder
 
     from glan_ray.cli import main as cli
     from glan_ray.data.read import read_dataset
-    from glan_ray.serving.app import build_app
 
-    shutil.rmtree(args.work, ignore_errors=True)
-    os.makedirs(args.work)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": 8124})
-    store = f"sqlite://{args.work}/state.sqlite3"
-    app = {"models": args.models, "policy": args.policy, "exploration": "epsilon=0.1",
-           "state_store": store, "num_cpus": 0.1}  # fmt: skip
-    serve.run(build_app(app), name="glan", route_prefix="/")
-    t0 = time.time()
-    assert cli(["--log-level", "WARNING", "traffic", "--url", "http://127.0.0.1:8124",
-                "--users", str(args.users), "--days", str(args.days),
-                "--burn-in-days", str(args.burn_in_days)]) == 0  # fmt: skip
-    traffic_s = time.time() - t0
+    store, traffic_s = serve_and_play(args.models, args.policy, "epsilon=0.1", args.users,
+                                      args.days, args.burn_in_days, args.work, 8124)  # fmt: skip
     serve.shutdown()
     data = f"{args.work}/data"
     assert cli(["logs-to-datasets", f"{args.work}/log", "--out", data, "--flush", store]) == 0

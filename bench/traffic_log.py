@@ -18,6 +18,43 @@ import time
 import numpy as np
 
 
+def serve_and_play(
+    models: str,
+    policy: str,
+    exploration: str,
+    users: int,
+    days: int,
+    burn_in_days: int,
+    work: str,
+    port: int,
+    sim_log: bool = False,
+) -> tuple[str, float]:
+    """A fresh ``work`` directory, a local Ray and the Serve app (its state in ``work``), then
+    ``glan-ray traffic`` against it; returns (the state store's URL, traffic wall seconds). The
+    app is left running (``serve.shutdown()`` ends it)."""
+    import ray
+    from ray import serve
+
+    from glan_ray.cli import main as cli
+    from glan_ray.serving.app import build_app
+
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    store = f"sqlite://{work}/state.sqlite3"
+    app = {"models": models, "policy": policy, "exploration": exploration,
+           "state_store": store, "num_cpus": 0.1}  # fmt: skip
+    serve.run(build_app(app), name="glan", route_prefix="/")
+    t0 = time.time()
+    argv = ["--log-level", "WARNING", "traffic", "--url", f"http://127.0.0.1:{port}",
+            "--users", str(users), "--days", str(days), "--burn-in-days", str(burn_in_days)]
+    if sim_log:
+        argv += ["--sim-log", f"{work}/sim_log"]
+    assert cli(argv) == 0, "traffic failed"  # fmt: skip
+    return store, time.time() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="runs/demo/models", help="exported models directory")
@@ -29,28 +66,11 @@ def main() -> None:
     ap.add_argument("--results", default="bench/results/traffic_log.json")
     args = ap.parse_args()
 
-    import ray
-    from ray import serve
-
     from glan_ray.cli import main as cli
     from glan_ray.data.read import read_dataset
-    from glan_ray.serving.app import build_app
 
-    shutil.rmtree(args.work, ignore_errors=True)
-    os.makedirs(args.work)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": 8123})
-    store = f"sqlite://{args.work}/state.sqlite3"
-    app = {"models": args.models, "exploration": args.exploration, "state_store": store,
-           "num_cpus": 0.1}  # fmt: skip
-    serve.run(build_app(app), name="glan", route_prefix="/")
-    t0 = time.time()
-    rc = cli(["--log-level", "WARNING", "traffic", "--url", "http://127.0.0.1:8123",
-              "--users", str(args.users), "--days", str(args.days),
-              "--burn-in-days", str(args.burn_in_days),
-              "--sim-log", f"{args.work}/sim_log"])  # fmt: skip
-    wall = time.time() - t0
-    assert rc == 0, "traffic failed"
+    store, wall = serve_and_play(args.models, "glan", args.exploration, args.users, args.days,
+                                 args.burn_in_days, args.work, 8123, sim_log=True)  # fmt: skip
     out = f"{args.work}/datasets"
     assert cli(["logs-to-datasets", f"{args.work}/log", "--out", out, "--flush", store]) == 0
     assert cli(["logs-to-datasets", f"{args.work}/sim_log", "--out", f"{args.work}/sim_ds"]) == 0
@@ -80,6 +100,9 @@ def main() -> None:
     os.makedirs(os.path.dirname(args.results), exist_ok=True)
     with open(args.results, "w") as f:
         json.dump(res, f, indent=2)
+    import ray
+    from ray import serve
+
     serve.shutdown()
     ray.shutdown()
 

@@ -56,7 +56,13 @@ def add_traffic(sub: argparse._SubParsersAction) -> None:
 
 def run_traffic(args: argparse.Namespace) -> int:
     from glan_ray.data import decision_log as dlog
-    from glan_ray.serving.traffic import ServeClient, ServePolicy, TrafficConfig, play
+    from glan_ray.serving.traffic import (
+        ServeClient,
+        ServePolicy,
+        TrafficConfig,
+        TrafficError,
+        play,
+    )
     from glan_ray.sim.config import SimConfig
 
     for name in ("users", "days"):
@@ -76,8 +82,6 @@ def run_traffic(args: argparse.Namespace) -> int:
                                            concurrency=args.concurrency))  # fmt: skip
         policy = ServePolicy(client)
     records, sessions = [], 0
-    from glan_ray.serving.traffic import TrafficError
-
     try:
         for log in play(cfg, policy, args.first_user, args.users, args.days,
                         burn_in_days=args.burn_in_days):  # fmt: skip

@@ -31,7 +31,7 @@ import numpy as np
 import requests
 
 from glan_ray.checks import check_fields, ranged
-from glan_ray.data.decision_log import page_sequence
+from glan_ray.data.decision_log import DAY_KEYS, page_sequence
 from glan_ray.schema import N_PAGES, PAGES
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import DayLog, simulate
@@ -40,9 +40,7 @@ from glan_ray.sim.interface import IntraDayHistory, Observation, Policy
 logger = logging.getLogger(__name__)
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-DAY_FEATURES = ("age", "region", "activity", "social_degree", "usage_7d", "usage_30d",
-                "sessions_7d", "sessions_30d", "page_dur_7d", "page_dur_14d", "page_entries_7d",
-                "page_entries_14d", "seq_sessions", "seq_usage")  # fmt: skip
+DAY_FEATURES = tuple(k for k in DAY_KEYS if k != "weekday")
 """``begin_day`` features sent as the day start's ``features`` (with the weekday)."""
 
 
