@@ -270,6 +270,7 @@ def _run_label(args: argparse.Namespace) -> int:
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     from glan_ray.eval.ab import ABConfig
+    from glan_ray.pipeline import PRESETS
     from glan_ray.policy.registry import ALIASES, ARMS
 
     d = ABConfig()
@@ -358,9 +359,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refresh-arms", nargs="+", default=[], metavar="ARM",
                    help="arms that refresh (let a GLAN arm explore: --arm-option "
                    "ARM.explore=epsilon=0.1)")  # fmt: skip
-    p.add_argument("--refresh-updates", type=int, default=300,
-                   help="gradient updates per iteration of each refresh's retraining (8 "
-                   "iterations for a CQL, 1 for a DT: the demo preset's budgets)")  # fmt: skip
+    p.add_argument("--refresh-preset", choices=list(PRESETS),
+                   default="demo",
+                   help="each refresh retrains with this pipeline preset's budget (its CQL "
+                   "and DT iterations x updates per iteration), the budget the served models "
+                   "had")  # fmt: skip
+    p.add_argument("--refresh-updates", type=int, default=None,
+                   help="gradient updates per iteration of each refresh's retraining "
+                   "(default: --refresh-preset's)")  # fmt: skip
     p.add_argument("--refresh-base-data", metavar="DIR",
                    help="train each refresh on these datasets (the models' own training "
                    "data, e.g. RUN/data) and the A/B logs; else the logs alone")  # fmt: skip
@@ -455,10 +461,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         )
         refresh, refresh_dir = None, None
         if cfg.refresh_arms:
+            from glan_ray.pipeline import PRESETS
             from glan_ray.train.refresh import RefreshTrainer
 
             refresh_dir = storage.join(args.run, "refresh")
-            refresh = RefreshTrainer(refresh_dir, updates_per_iteration=args.refresh_updates,
+            budget = PRESETS[args.refresh_preset]
+            refresh = RefreshTrainer(refresh_dir, cql_iterations=budget.cql_iterations,
+                                     dt_iterations=budget.dt_iterations,
+                                     updates_per_iteration=args.refresh_updates
+                                     or budget.updates_per_iteration,
                                      base_data=args.refresh_base_data,
                                      with_logs=not args.refresh_control,
                                      warm_start=args.refresh_warm_start)  # fmt: skip

@@ -34,7 +34,8 @@ def test_help_lists_commands_and_simulate_options():
         (["train"], ["--iterations", "--updates-per-iteration", "--set", "cql", "dt"]),
         (["label-hrm"], ["--data", "--hrm"]),
         (["evaluate"], ["--run", "--arms", "--seeds", "--report-only", "--aa-days", "--ab-days",
-                        "--burn-in-days", "--burn-in-arm", "--buckets", "--control"]),
+                        "--burn-in-days", "--burn-in-arm", "--buckets", "--control",
+                        "--refresh-every", "--refresh-preset"]),
         (["pipeline"], ["--preset", "--out", "--from", "tiny", "demo"]),
     ],
 )

@@ -1,0 +1,167 @@
+"""Retraining noise of GLAN's DT variants: each variant's DT is trained ``--draws`` times (seeds
+0, 1, ...) on the same data with the same budget, every draw is played as its own GLAN arm in one
+A/B (the same users in every arm), and each draw is compared with the reference arms. The
+spread across draws is the noise of one training run, which an A/B's user-level CI leaves out;
+two variants differ only if the difference of their draws' means stands out of that spread.
+
+    python bench/retrain_noise.py --run runs/retrain --data runs/after/data \
+        --models runs/after/models --variant published= --variant advantage=advantage_tokens=true
+
+Prints the figures and writes them to ``--results``. Reruns skip the draws already trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from glan_ray.eval.ab import METRICS
+from glan_ray.eval.stats import compare
+
+GLAN_MODELS = ("lrtg", "hrm")
+"""Exports the GLAN arm reads besides its DT, copied from ``--models`` into each draw's."""
+
+
+def _glan_ray(*args: str) -> None:
+    cmd = [sys.executable, "-m", "glan_ray.cli", *args]
+    print("$ glan-ray " + " ".join(args), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def _variants(items: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, sets = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise SystemExit(f"--variant: expected NAME=[KEY=VALUE,...]; got {item!r}")
+        out[name] = [s for s in sets.split(",") if s]
+    return out
+
+
+def _train_draw(args: argparse.Namespace, sets: list[str], seed: int, out: str) -> float:
+    """Train one draw's DT into ``out`` (with the base run's L-RTG and HRM); its wall seconds,
+    0 when it exists already."""
+    if os.path.exists(os.path.join(out, "dt", "model.pt")):
+        return 0.0
+    os.makedirs(out, exist_ok=True)
+    for name in GLAN_MODELS:
+        dst = os.path.join(out, name)
+        if not os.path.isdir(dst):
+            shutil.copytree(os.path.join(args.models, name), dst)
+    flags = [f"--set=seed={seed}"] + [f"--set={s}" for s in sets]
+    t0 = time.perf_counter()
+    budget = ["--iterations", str(args.iterations), "--updates-per-iteration", str(args.updates)]
+    _glan_ray("train", "dt", "--data", args.data, "--out", out, *budget, *flags)
+    return time.perf_counter() - t0
+
+
+def _compare(units: np.lib.npyio.NpzFile, arm: str, ref: str, metric: str) -> dict[str, float]:
+    y, x = METRICS[metric]
+    c = compare(units[f"{arm}/{y}"], units[f"{ref}/{y}"],
+                units[f"{arm}/{x}"] if x else None, units[f"{ref}/{x}"] if x else None,
+                paired=True).to_dict()  # fmt: skip
+    return {k: round(float(c[k]), 4) for k in ("rel_pct", "ci_low_pct", "ci_high_pct", "p_value")}
+
+
+def _welch(a: list[float], b: list[float]) -> dict[str, float]:
+    """Difference of the means of two variants' per-draw figures, with Welch's t-test."""
+    from scipy import stats
+
+    t = stats.ttest_ind(a, b, equal_var=False)
+    return {"diff": round(float(np.mean(a) - np.mean(b)), 4), "p_value": round(float(t.pvalue), 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", required=True, help="directory of the draws' models and the A/B")
+    ap.add_argument("--data", required=True, help="datasets the DTs train on (HRM-labelled)")
+    ap.add_argument("--models", required=True, help="the run's models (L-RTG, HRM, KLAN...)")
+    ap.add_argument("--variant", action="append", required=True, metavar="NAME=[K=V,...]",
+                    help="a DT variant: its --set fields, comma-separated (none: published)")
+    ap.add_argument("--draws", type=int, default=3, help="trainings of each variant")
+    ap.add_argument("--iterations", type=int, default=1, help="the demo preset's DT budget")
+    ap.add_argument("--updates", type=int, default=300, help="updates per iteration")
+    ap.add_argument("--arms", nargs="+", help="the A/B's other arms (default: logging, klan, "
+                    "the constant pages and the oracle, for the personalization uplift)",
+                    default=["logging", "klan", "always_featured", "always_explore",
+                             "always_following", "oracle"])  # fmt: skip
+    ap.add_argument("--references", nargs="+", default=["klan", "logging"])
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds of A/B users")
+    ap.add_argument("--metrics", nargs="+", default=["usage_time", "dau", "pdr"])
+    ap.add_argument("--results", default="bench/results/retrain_noise.json")
+    args = ap.parse_args()
+    variants = _variants(args.variant)
+
+    train_s: dict[str, float] = {}
+    draws: dict[str, list[str]] = {}
+    for name, sets in variants.items():
+        draws[name] = []
+        for d in range(args.draws):
+            arm = f"{name}_{d}"
+            train_s[arm] = round(_train_draw(args, sets, d, os.path.join(args.run, arm)), 1)
+            draws[name].append(arm)
+    if not os.path.exists(os.path.join(args.run, "ab", "ab_units.npz")):
+        flags = [f"--variant={a}=glan@{os.path.join(args.run, a)}" for v in draws.values()
+                 for a in v]  # fmt: skip
+        _glan_ray("evaluate", "--run", args.run, "--models", args.models, "--arms", *args.arms,
+                  *flags, "--users", str(args.users), "--seeds", *map(str, args.seeds))  # fmt: skip
+    units = np.load(os.path.join(args.run, "ab", "ab_units.npz"))
+    with open(os.path.join(args.run, "ab", "ab.json")) as f:
+        ab = json.load(f)
+    pers = ab.get("personalization_uplift_captured_usage_time", {})
+    pages = ("featured", "explore", "following")
+    shares = {a: [round(ab["metrics"][a][f"assign_ratio_{p}"], 3) for p in pages]
+              for a in ab["metrics"]}  # fmt: skip
+
+    per_draw = {a: {r: {m: _compare(units, a, r, m) for m in args.metrics}
+                    for r in args.references} for v in draws.values() for a in v}  # fmt: skip
+    summary: dict[str, dict] = {}
+    for name, arms in draws.items():
+        summary[name] = {"pers_uplift": [round(pers[a], 3) for a in arms if a in pers],
+                         "shares": [shares[a] for a in arms]}  # fmt: skip
+        for r in args.references:
+            for m in args.metrics:
+                xs = [per_draw[a][r][m]["rel_pct"] for a in arms]
+                summary[name][f"{m}_vs_{r}"] = {
+                    "draws": xs, "mean": round(float(np.mean(xs)), 4),
+                    "sd": round(float(np.std(xs, ddof=1)), 4) if len(xs) > 1 else None,
+                }  # fmt: skip
+    between: dict[str, dict] = {}
+    names = list(draws)
+    if args.draws > 1:
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                between[f"{a}_vs_{b}"] = {
+                    f"{m}_vs_{r}": _welch(summary[a][f"{m}_vs_{r}"]["draws"],
+                                          summary[b][f"{m}_vs_{r}"]["draws"])
+                    for r in args.references[:1] for m in args.metrics
+                }  # fmt: skip
+    result = {
+        "command": " ".join(sys.argv),
+        "variants": variants,
+        "draws": args.draws,
+        "budget": {"iterations": args.iterations, "updates_per_iteration": args.updates},
+        "ab": {"users": args.users, "seeds": args.seeds, "arms": ab["config"]["arms"]},
+        "train_s": train_s,
+        "per_draw": per_draw,
+        "summary": summary,
+        "between_variants": between,
+        "reference_pers_uplift": {a: round(pers[a], 3) for a in args.arms if a in pers},
+    }
+    print(json.dumps({"summary": summary, "between_variants": between}, indent=1))
+    os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)
+    with open(args.results, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()
