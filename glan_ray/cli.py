@@ -435,6 +435,21 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     result = None
     if not args.report_only:
+        refresh, refresh_dir = None, None
+        if args.refresh_arms:
+            from glan_ray.pipeline import PRESETS
+            from glan_ray.train.refresh import RefreshTrainer
+
+            refresh_dir = storage.join(args.run, "refresh")
+            budget = PRESETS[args.refresh_preset]
+            updates = budget.updates_per_iteration if args.refresh_updates is None \
+                else args.refresh_updates  # fmt: skip
+            refresh = RefreshTrainer(refresh_dir, cql_iterations=budget.cql_iterations,
+                                     dt_iterations=budget.dt_iterations,
+                                     updates_per_iteration=updates,
+                                     base_data=args.refresh_base_data,
+                                     with_logs=not args.refresh_control,
+                                     warm_start=args.refresh_warm_start)  # fmt: skip
         external = _external_arms(args.external)
         variants = _variant_arms(args.variant)
         extra = (*external, *variants)
@@ -459,20 +474,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             refresh_every=args.refresh_every,
             refresh_arms=tuple(args.refresh_arms),
         )
-        refresh, refresh_dir = None, None
-        if cfg.refresh_arms:
-            from glan_ray.pipeline import PRESETS
-            from glan_ray.train.refresh import RefreshTrainer
-
-            refresh_dir = storage.join(args.run, "refresh")
-            budget = PRESETS[args.refresh_preset]
-            refresh = RefreshTrainer(refresh_dir, cql_iterations=budget.cql_iterations,
-                                     dt_iterations=budget.dt_iterations,
-                                     updates_per_iteration=args.refresh_updates
-                                     or budget.updates_per_iteration,
-                                     base_data=args.refresh_base_data,
-                                     with_logs=not args.refresh_control,
-                                     warm_start=args.refresh_warm_start)  # fmt: skip
         init_ray(args.address)
         with tqdm(unit="task", desc="A/B", disable=None) as bar:
             result = run_ab(cfg, _done_of_total(bar), refresh, refresh_dir)

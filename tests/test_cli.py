@@ -73,6 +73,12 @@ def test_rl_and_pipeline_client_mistakes_exit_2(tmp_path, capsys):
     assert "aa_days must be >= 0; got -1" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path), "--ab-days", "0"]) == 2
     assert "ab_days must be >= 1; got 0" in capsys.readouterr().err
+    # a refresh's budget and data are checked before the A/B plays a day
+    refresh = ["evaluate", "--run", str(tmp_path), "--refresh-every", "3", "--refresh-arms", "klan"]
+    assert main([*refresh, "--refresh-updates", "0"]) == 2
+    assert "updates_per_iteration must be >= 1; got 0" in capsys.readouterr().err
+    assert main([*refresh, "--refresh-control"]) == 2
+    assert "--refresh-control) needs base_data (--refresh-base-data)" in capsys.readouterr().err
 
 
 def test_arm_options_parse_values_as_yaml():

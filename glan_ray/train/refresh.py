@@ -59,6 +59,14 @@ class RefreshTrainer:
     """False (with ``base_data``): retrain on ``base_data`` alone, leaving the arm's logs out,
     the control that sizes the retraining noise a refresh's figure includes."""
 
+    def __post_init__(self) -> None:
+        for name in ("cql_iterations", "dt_iterations", "updates_per_iteration"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"refresh: {name} must be >= 1; got {getattr(self, name)}")
+        if not self.with_logs and not self.base_data:
+            raise ValueError("refresh: with_logs=False (--refresh-control) needs base_data "
+                             "(--refresh-base-data): else there is no data")  # fmt: skip
+
     def __call__(self, arm: str, segment: int, models: str, data_dir: str) -> str:
         return refresh_arm(arm, segment, models, data_dir, self)
 
@@ -136,8 +144,6 @@ def refresh_arm(arm: str, segment: int, models: str, data_dir: str, t: RefreshTr
         dataset = "trajectories" if algo == "dt" else "transitions"
         train_on = _union(t.base_data, data_dir if t.with_logs else None, dataset,
                           storage.join(t.out, arm, f"train-{segment + 1}"))  # fmt: skip
-    elif not t.with_logs:
-        raise ValueError("refresh: with_logs=False needs base_data (else there is no data)")
     iterations = t.dt_iterations if algo == "dt" else t.cql_iterations
     if t.warm_start:
         extra = {**extra, "init_from": storage.join(models, name)}
