@@ -68,6 +68,28 @@ OBS_FEATURES: tuple[str, ...] = (
 """Names of the components of the RL observation vector ``obs`` (built by ``sim.observation``)."""
 OBS_DIM: int = len(OBS_FEATURES)
 
+HIST_FEATURES: tuple[str, ...] = (
+    "drops_today",
+    "drop_lag2",
+    "drop_lag3",
+    "first_drop",
+    "first_landing_dur",
+    "last_landing_dur",
+    "last_landing_featured",
+    "last_landing_explore",
+    "last_landing_following",
+    "exits_featured",
+    "exits_explore",
+    "exits_following",
+    "resumes_today",
+    "resume_contrast",
+    "binges_recent",
+)
+"""Summaries of the day's earlier sessions that ``obs`` lacks (``data.history``): what the
+premise diagnostics measure a sequence can add, and the extra inputs of the ``klan_iit_hist``
+control arm (KLAN-IIT's CQL over ``obs`` + these)."""
+HIST_DIM: int = len(HIST_FEATURES)
+
 
 def _f32_list(n: int) -> pa.DataType:
     return pa.list_(pa.float32(), n)
