@@ -38,6 +38,7 @@ class DayPlan:
     u_views: np.ndarray  # (N, S, 3) uniforms: video-view rounding
     u_order: np.ndarray  # (N, S, 3) uniforms: order of navigated pages
     u_action: np.ndarray  # (N, S) uniforms: sampling of stochastic policies
+    regime: np.ndarray  # (N,) hidden in-day regime: +1 resume day, -1 switch day (0: off)
 
 
 def _poisson_from_uniform(lam: np.ndarray, u: np.ndarray, k_max: int = 30) -> np.ndarray:
@@ -127,6 +128,19 @@ def make_plan(cfg: SimConfig, users: Users, first_user: int, day: int) -> DayPla
     # Saturating in the live count: a few live creators matter, the fiftieth does not.
     z[:, :, 2] += cfg.live_intent_gain * users.live_sens[:, None] * np.log1p(live)
 
+    # The in-day regime draws from its own stream: the default world's numbers are untouched.
+    regime = np.zeros(n)
+    if cfg.regime_gain > 0:
+        u_reg = draw(
+            blocks_of(first_user, n, cfg.block_size),
+            cfg.seed,
+            day,
+            "regime",
+            cfg.block_size,
+            lambda rng, m: {"u": rng.random(m)},
+        )["u"]
+        regime = np.where(u_reg < cfg.regime_resume_share, 1.0, -1.0)
+
     return DayPlan(
         weekday=weekday,
         u_active=d["u_active"],
@@ -142,4 +156,5 @@ def make_plan(cfg: SimConfig, users: Users, first_user: int, day: int) -> DayPla
         u_views=d["u_views"],
         u_order=d["u_order"],
         u_action=d["u_action"],
+        regime=regime,
     )

@@ -184,6 +184,32 @@ class SimConfig:
     fatigue_carry: float = ranged(0.4, ge=0, le=1)
     """Share of fatigue carried to the next day."""
 
+    # ---- premise mechanisms (issue 27): every one off by default ----
+    regime_gain: float = ranged(0.0, ge=0)
+    """Hidden in-day regime: each user-day is a *resume* day (probability
+    ``regime_resume_share``) or a *switch* day. From the second session on, landing on the page
+    the previous session exited from scales that page's median duration by exp(+gain) on a
+    resume day and exp(-gain) on a switch day. ``obs`` shows the last exit page but not the
+    regime; only the sequence (how resumed and switched landings held) reveals it. 0: off."""
+    regime_resume_share: float = ranged(0.5, ge=0, le=1)
+    """Share of user-days in the resume regime (used when ``regime_gain`` > 0)."""
+    lag_sessions: int = ranged(0, ge=0)
+    """Lagged costs: a drop-off (and a Featured binge) adds a debt that matures this many
+    sessions later and then lowers durations and returns for the rest of the day. 0: off."""
+    lag_dur_cost: float = ranged(0.0, ge=0)
+    """Log-duration penalty on every page per unit of matured debt."""
+    lag_return_cost: float = ranged(0.0, ge=0)
+    """Return logit lost per unit of matured debt."""
+    lag_binge_s: float = ranged(600.0, gt=0)
+    """A Featured landing longer than this (s) is a binge."""
+    lag_binge_debt: float = ranged(0.0, ge=0)
+    """Debt of a Featured binge (a drop-off's is 1)."""
+    setpoint_return: float = ranged(0.0, ge=0)
+    """Early-day set-point: the day's first session sets the return logit of the rest of the
+    day, +this if it held (no drop-off), -this if it dropped. 0: off."""
+    setpoint_dur: float = ranged(0.0, ge=0)
+    """The set-point's log-duration shift on every page for the rest of the day (+/-)."""
+
     # ---- logging policy (property 8) ----
     log_resume_last: float = ranged(0.25, ge=0, le=1)
     """Logging policy: probability of resuming the last exited page."""

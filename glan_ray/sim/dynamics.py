@@ -46,6 +46,9 @@ class Latent:
     hour: np.ndarray  # (B,)
     p_active_tomorrow: np.ndarray  # (B,) tomorrow's active probability at today's state
     usage_7d: np.ndarray  # (B,) the user's recent daily usage: the stake of tomorrow
+    setpoint: np.ndarray | None = None  # (B,) the day's set-point: +1 held, -1 dropped, 0 none yet
+    debt: np.ndarray | None = None  # (B,) matured lagged debt now (premise mechanisms)
+    regime: np.ndarray | None = None  # (B,) in-day regime: +1 resume, -1 switch, 0 off
 
 
 def medians(
@@ -138,12 +141,41 @@ def action_values(cfg: SimConfig, lat: Latent) -> tuple[np.ndarray, np.ndarray]:
     t = lat.session_idx
     future_session = imm.max(1) * (1 + cfg.session_decay * t) / (1 + cfg.session_decay * (t + 2))
 
-    def p_ret(sat: np.ndarray, fat: np.ndarray) -> np.ndarray:
-        return sigmoid(cfg.return_logit + cfg.return_sat * sat - cfg.return_fatigue * fat)
+    def p_ret(sat: np.ndarray, fat: np.ndarray, shift: np.ndarray | float = 0.0) -> np.ndarray:
+        return sigmoid(cfg.return_logit + cfg.return_sat * sat - cfg.return_fatigue * fat + shift)
 
     fat = lat.fatigue[:, None] + d_fat
     ds = lat.day_sat[:, None]
-    p_return = p_drop * p_ret(ds + cfg.sat_drop, fat) + (1 - p_drop) * p_ret(ds + cfg.sat_good, fat)
+    # Premise mechanisms (zero in the default world): the set-point this session fixes (first
+    # session only) and the lagged debt it adds, as return-logit and duration changes averaged
+    # over the rest of the day's sessions.
+    zero = np.zeros(b)
+    sp = lat.setpoint if lat.setpoint is not None else zero
+    debt = lat.debt if lat.debt is not None else zero
+    first = (t == 0)[:, None]
+    sp_drop = np.where(first, -1.0, sp[:, None])  # (B, 1)
+    sp_held = np.where(first, 1.0, sp[:, None])
+    r = lat.remaining_planned.astype(float)
+    # Share of the rest of the day's sessions that a debt added now reaches (after the lag).
+    reach = np.clip(r - cfg.lag_sessions + 1, 0, None) / np.maximum(r, 1)
+    frac = (reach if cfg.lag_sessions else np.zeros(b))[:, None] * np.ones((1, 3))  # (B, 3)
+    p_binge = np.zeros((b, 3))
+    p_binge[:, 0] = 1 - normal_cdf((np.log(cfg.lag_binge_s) - np.log(m[:, 0])) / sig)
+    binge = cfg.lag_binge_debt * p_binge  # (B, 3) expected binge debt of each landing
+    debt_now = debt[:, None]
+
+    def extra(sp_after: np.ndarray, added: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(return-logit shift, future-duration multiplier) of the rest of the day."""
+        d_debt = frac * added
+        logit = cfg.setpoint_return * sp_after - cfg.lag_return_cost * (debt_now + d_debt)
+        mult = np.exp(cfg.setpoint_dur * (sp_after - sp[:, None]) - cfg.lag_dur_cost * d_debt)
+        return logit, mult
+
+    lg_drop, m_drop = extra(sp_drop, 1.0 + binge)
+    lg_held, m_held = extra(sp_held, binge)
+    ret_drop = p_ret(ds + cfg.sat_drop, fat, lg_drop)
+    ret_held = p_ret(ds + cfg.sat_good, fat, lg_held)
+    p_return = p_drop * ret_drop * m_drop + (1 - p_drop) * ret_held * m_held
     rest = lat.remaining_planned[:, None] * future_session[:, None] * p_return
 
     n_good = lat.good_morning_following

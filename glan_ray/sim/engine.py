@@ -73,9 +73,15 @@ def simulate_day(
     policy: Policy,
     day: int,
     treatment: np.ndarray | None = None,
+    keep_latent: bool = False,
 ) -> tuple[DayLog, UserState]:
-    """Play one day. ``treatment`` (N,) forces page t - 1 where t > 0 (RCT); 0 keeps the policy."""
+    """Play one day. ``treatment`` (N,) forces page t - 1 where t > 0 (RCT); 0 keeps the policy.
+
+    ``keep_latent`` adds each session's hidden state (``latent_vector``, LATENT_FEATURES) to
+    the sessions as ``latent``: what the premise diagnostics predict from.
+    """
     n, s = len(users), cfg.n_slots
+    premise = has_premise_mechanisms(cfg)
     stats = day_stats(state)
     p_act = p_active(cfg, users, state, plan.weekday)
     active = plan.u_active < p_act
@@ -100,11 +106,25 @@ def simulate_day(
     rem_planned = _remaining(plan.valid & ~plan.is_bonus)
     rem_bonus = _remaining(plan.valid & plan.is_bonus)
     records: list[dict[str, np.ndarray]] = []
+    # Premise mechanisms (issue 27), all zero in the default world: the day's set-point (+1 the
+    # first session held, -1 it dropped) and the lagged debt due at each session index.
+    setpoint = np.zeros(n)
+    debt_due = np.zeros((n, s + cfg.lag_sessions + 1))
 
     for k in range(s):
         if not plan.valid[:, k].any():
             break  # slots are sorted by hour; invalid ones come last
-        p_ret = sigmoid(cfg.return_logit + cfg.return_sat * day_sat - cfg.return_fatigue * fatigue)
+        matured = (
+            np.take_along_axis(np.cumsum(debt_due, 1), entries[:, None], 1)[:, 0]  # (N,)
+            if premise
+            else setpoint
+        )
+        p_ret = sigmoid(
+            cfg.return_logit
+            + cfg.return_sat * day_sat
+            - cfg.return_fatigue * fatigue
+            + (cfg.setpoint_return * setpoint - cfg.lag_return_cost * matured)
+        )
         p_bonus = sigmoid(cfg.bonus_logit + cfg.bonus_per_following * good_following)
         p_real = np.where(plan.is_first[:, k], 1.0, np.where(plan.is_bonus[:, k], p_bonus, p_ret))
         rows = np.flatnonzero(active & plan.valid[:, k] & (plan.u_return[:, k] < p_real))
@@ -113,6 +133,12 @@ def simulate_day(
         t, hour = entries[rows], plan.hour[rows, k]
         intent = plan.intent[rows, k]
         med = medians(cfg, users.affinity[rows], intent, fatigue[rows], users.dur_scale[rows], t)
+        if premise:
+            shift = (cfg.setpoint_dur * setpoint[rows] - cfg.lag_dur_cost * matured[rows])[:, None]
+            shift = shift * np.ones((1, N_PAGES))  # (B, 3)
+            resumed = t >= 1
+            shift[resumed, last_exit[rows][resumed]] += cfg.regime_gain * plan.regime[rows][resumed]
+            med = med * np.exp(shift)
         pref = users.affinity[rows] + intent
         obs = build_obs(
             user_features(users, rows),
@@ -138,6 +164,9 @@ def simulate_day(
             hour=hour,
             p_active_tomorrow=p_act[rows],
             usage_7d=stats["usage_7d"][rows],
+            setpoint=setpoint[rows],
+            debt=matured[rows],
+            regime=plan.regime[rows],
         )
         ob = Observation(
             rows=rows,
@@ -170,8 +199,13 @@ def simulate_day(
             plan.u_order[rows, k],
         )
         _, q = action_values(cfg, latent)
+        rec = {}
+        if keep_latent:
+            rec["latent"] = latent_vector(cfg, users, rows, latent)
         records.append(
             {
+                **rec,
+                "slot": np.full(rows.size, k, dtype=np.int16),
                 "row": rows,
                 "session_idx": t,
                 "hour": hour,
@@ -215,6 +249,13 @@ def simulate_day(
         entries[rows] += 1
         prev_drop[rows] = dropped
         last_exit[rows] = out["last_exit"]
+        if premise:
+            setpoint[rows] = np.where(t == 0, np.where(dropped, -1.0, 1.0), setpoint[rows])
+            landing = out["dur"][np.arange(rows.size), a]
+            binge = (a == 0) & (landing > cfg.lag_binge_s)
+            debt = dropped + cfg.lag_binge_debt * binge
+            if cfg.lag_sessions:
+                debt_due[rows, t + cfg.lag_sessions] += debt
 
     sessions = _concat_sorted(records)
     y_wt = np.bincount(sessions["row"], weights=sessions["usage"], minlength=n)
@@ -235,6 +276,57 @@ def simulate_day(
         cfg, state, entries, y_wt, today_dur, page_entries, day_sat, fatigue, active, last_exit
     )
     return log, new_state
+
+
+LATENT_FEATURES: tuple[str, ...] = (
+    "log_median_featured",
+    "log_median_explore",
+    "log_median_following",
+    "pref_featured",
+    "pref_explore",
+    "pref_following",
+    "day_sat",
+    "fatigue",
+    "fatigue_sens_log",
+    "rate_log",
+    "good_morning_following",
+    "setpoint",
+    "debt",
+    "regime",
+)
+"""The hidden state of a user at an app entry, as the premise diagnostics see it: every hidden
+variable their behaviour depends on (affinity and intent through the per-page medians and
+preferences, satisfaction, fatigue and its sensitivity, entry rate, the set-point, the lagged
+debt, the regime), not the day's exogenous draws (arrival times, noises)."""
+
+
+def has_premise_mechanisms(cfg: SimConfig) -> bool:
+    """True when any premise mechanism (regime, lagged costs, set-point) is on."""
+    return bool(
+        cfg.regime_gain
+        or (cfg.lag_sessions and (cfg.lag_dur_cost or cfg.lag_return_cost))
+        or cfg.setpoint_return
+        or cfg.setpoint_dur
+    )
+
+
+def latent_vector(cfg: SimConfig, users: Users, rows: np.ndarray, lat: Latent) -> np.ndarray:
+    """(B, len(LATENT_FEATURES)) float32 hidden state of the deciding users ``rows``."""
+    b = len(rows)
+    zero = np.zeros(b)
+    cols = [
+        *np.log(lat.median).T,
+        *lat.pref.T,
+        lat.day_sat,
+        lat.fatigue,
+        np.log(users.fatigue_sens[rows]),
+        np.log(users.rate[rows]),
+        lat.good_morning_following,
+        lat.setpoint if lat.setpoint is not None else zero,
+        lat.debt if lat.debt is not None else zero,
+        lat.regime if lat.regime is not None else zero,
+    ]
+    return np.stack([np.asarray(c, dtype=np.float32) for c in cols], axis=1)
 
 
 def _concat_sorted(records: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -273,6 +365,7 @@ def simulate(
     rct: bool = False,
     first_day: int = 0,
     start: UserState | None = None,
+    keep_latent: bool = False,
 ) -> Iterator[DayLog]:
     """Run users [first_user, first_user + n_users) for ``days`` days; yield a DayLog per day.
 
@@ -280,7 +373,7 @@ def simulate(
     the day is also replayed under every treatment to record the counterfactual responses.
     ``start`` continues these users from a state an earlier run left (``DayLog.next_state`` of
     its last day, with ``first_day`` the day after it), e.g. after a burn-in under another
-    policy; None starts them fresh.
+    policy; None starts them fresh. ``keep_latent``: see ``simulate_day``.
     """
     pol = policy() if callable(policy) and not isinstance(policy, Policy) else policy
     users = make_users(cfg, first_user, n_users)
@@ -290,7 +383,7 @@ def simulate(
     for day in range(first_day, first_day + days):
         plan = make_plan(cfg, users, first_user, day)
         if not rct:
-            log, state = simulate_day(cfg, users, state, plan, pol, day)
+            log, state = simulate_day(cfg, users, state, plan, pol, day, keep_latent=keep_latent)
         else:
             treatment = rct_treatments(cfg, first_user, n_users, day)
             cf = np.stack(
@@ -302,10 +395,21 @@ def simulate(
                 ],
                 axis=1,
             )
-            log, state = simulate_day(cfg, users, state, plan, pol, day, treatment)
+            log, state = simulate_day(
+                cfg, users, state, plan, pol, day, treatment, keep_latent=keep_latent
+            )
             log.response_cf = cf
         log.next_state = state
         yield log
 
 
-__all__ = ["DayLog", "p_active", "simulate", "simulate_day", "user_features"]
+__all__ = [
+    "LATENT_FEATURES",
+    "DayLog",
+    "has_premise_mechanisms",
+    "latent_vector",
+    "p_active",
+    "simulate",
+    "simulate_day",
+    "user_features",
+]
