@@ -24,29 +24,13 @@ import torch
 
 from glan_ray import storage
 from glan_ray.data.features import SPECS, as_columns
+from glan_ray.data.parts import matching_parts
+from glan_ray.data.parts import read_part as _read
 from glan_ray.models.checkpoint import load_checkpoint
 from glan_ray.models.hrm import hrm_reward
 from glan_ray.schema import DatasetValidationError, conform
 
 logger = logging.getLogger(__name__)
-
-
-def _parts(data: str, name: str) -> dict[str, str]:
-    root = storage.join(data, name)
-    if not storage.isdir(root):
-        raise FileNotFoundError(f"no '{name}' dataset under {data}")
-    out = {}
-    for part in storage.listdir(root):
-        files = [f for f in storage.listdir(storage.join(root, part)) if f.endswith(".parquet")]
-        if len(files) != 1:
-            raise DatasetValidationError(f"{root}/{part}: expected one Parquet file, got {files}")
-        out[part] = storage.join(root, part, files[0])
-    return out
-
-
-def _read(path: str) -> pa.Table:
-    fs, inner = storage.filesystem(path)
-    return pq.read_table(inner, filesystem=fs)
 
 
 def _replace(table: pa.Table, path: str) -> None:
@@ -98,18 +82,15 @@ def label_part(sessions_file: str, trajectories_file: str, hrm_path: str) -> int
 
 def label_hrm(data: str, hrm_path: str, progress: Callable[[int, int], None] | None = None) -> int:
     """Label every trajectories part under ``data`` with HRM rewards; returns sessions labelled."""
-    sessions, trajectories = _parts(data, "sessions"), _parts(data, "trajectories")
-    if set(sessions) != set(trajectories):
-        diff = sorted(set(sessions) ^ set(trajectories))
-        raise DatasetValidationError(f"sessions and trajectories parts differ: {diff[:5]}")
+    parts = matching_parts(data, "sessions", "trajectories")
     task = ray.remote(num_cpus=0.5)(label_part)
-    pending = [task.remote(sessions[p], trajectories[p], hrm_path) for p in sessions]
+    pending = [task.remote(sess, traj, hrm_path) for _, sess, traj in parts]
     total, done = 0, 0
     while pending:
         ready, pending = ray.wait(pending)
         total += sum(ray.get(ready))
         done += len(ready)
         if progress:
-            progress(done, len(sessions))
-    logger.info("labelled %d sessions in %d parts with HRM rewards", total, len(sessions))
+            progress(done, len(parts))
+    logger.info("labelled %d sessions in %d parts with HRM rewards", total, len(parts))
     return total

@@ -12,6 +12,11 @@ Datasets
 ``transitions``  one row per session: (s, a, r, s', done) for discrete CQL (KLAN-IIT).
 ``rct``          user × day under a randomised page treatment: KLAN-ISP's uplift data.
 
+Derived (``DERIVED``; computed from the datasets above, not written by ``simulate``):
+
+``transitions_hist`` ``transitions`` + the history features (``HIST_FEATURES``) before each
+                 session and before the next: the ``klan_iit_hist`` arm's CQL input.
+
 Validation rejects bad input as a whole with an error naming each offending column and how many
 rows are affected; it never drops rows.
 """
@@ -192,6 +197,14 @@ TRANSITIONS = pa.schema(
     ]
 )
 
+TRANSITIONS_HIST = pa.schema(
+    [
+        *TRANSITIONS,
+        pa.field("hist", _f32_list(HIST_DIM), False),  # the day's sessions before this one
+        pa.field("next_hist", _f32_list(HIST_DIM), False),  # ... before the next (incl. this)
+    ]
+)
+
 RCT = pa.schema(
     [
         *KEYS,
@@ -212,11 +225,14 @@ SCHEMAS: dict[str, pa.Schema] = {
     "rct": RCT,
 }
 """Every dataset by name; the order is the order ``simulate`` writes them in."""
+DERIVED: dict[str, pa.Schema] = {"transitions_hist": TRANSITIONS_HIST}
+"""Datasets computed from ``SCHEMAS``' datasets after ``simulate`` (``data.transitions_hist``)."""
 
 RANGES: dict[str, dict[str, tuple[int, int]]] = {
     "sessions": {"action": (0, N_PAGES - 1), "y_sw": (0, 1), "page_seq": (0, N_PAGES - 1)},
     "trajectories": {"actions": (0, N_PAGES - 1), "dropoff": (0, 1)},
     "transitions": {"action": (0, N_PAGES - 1)},
+    "transitions_hist": {"action": (0, N_PAGES - 1)},
     "rct": {"treatment": (0, N_TREATMENTS - 1)},
 }
 """Inclusive value ranges of the categorical columns (actions, treatments, binary labels)."""
@@ -241,9 +257,10 @@ class Problem:
 
 def schema_for(name: str) -> pa.Schema:
     """The Arrow schema of dataset ``name``; a clear error for an unknown name."""
-    if name not in SCHEMAS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(SCHEMAS)}")
-    return SCHEMAS[name]
+    known = {**SCHEMAS, **DERIVED}
+    if name not in known:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(known)}")
+    return known[name]
 
 
 def _kind(t: pa.DataType) -> str:
