@@ -5,7 +5,8 @@ it back typed (``ModelRunner.record``): the values a model's user needs beside i
 
 - ``lrtg``: a, b of L_rel = (ŷ_wt − a·ln(1 + ŷ_se) − b)², fitted on the training labels;
 - ``dt``: the RTG scale of its tokens and the gain g of R̂₁ = g · forecast (GLAN §5.2);
-- ``cql``: the softmax temperature of its Q-values (KLAN's IIT scores);
+- ``cql``: the softmax temperature of its Q-values (KLAN's IIT scores) and the history features
+  its input has beyond ``obs`` (none but for ``klan_iit_hist``);
 - every supervised export: the epoch it was taken at, its validation metrics and the rows the
   normaliser was fitted on.
 """
@@ -72,6 +73,17 @@ class DTRecord(ExportRecord):
 class CQLRecord(ExportRecord):
     temperature: float = ranged(1.0, gt=0.0)
     """Softmax temperature of the Q-values (KLAN's IIT page scores)."""
+    history_features: tuple[str, ...] = ()
+    """The history features (``schema.HIST_FEATURES`` names, in order) the Q-network reads after
+    ``obs``: its input is obs ⊕ these (the ``klan_iit_hist`` arm, trained with ``history=True``
+    on ``transitions_hist``); empty: ``obs`` alone (``klan_iit``, ``klan``, ``cql_static``)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        names = tuple(str(n) for n in self.history_features)
+        if len(set(names)) != len(names):
+            raise ValueError(f"CQLRecord.history_features has duplicates: {names}")
+        object.__setattr__(self, "history_features", names)
 
 
 RECORDS: dict[str, type[ExportRecord]] = {

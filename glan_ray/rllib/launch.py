@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 ALGOS = ("cql", "dt")
 DATASET = {"cql": "transitions", "dt": "trajectories"}
 """Which dataset under ``data`` each algorithm reads."""
+HISTORY_DATASET = "transitions_hist"
+"""What CQL reads with ``history=True`` (the ``klan_iit_hist`` arm): ``transitions`` with the
+history features, written by ``prepare_input`` from ``sessions`` and ``transitions``."""
+HISTORY_NAME = "cql_hist"
+"""The default export name of CQL trained with ``history=True``."""
 EXTRA_TRAINING_KEYS = {"cql": ("gamma", "grad_clip"), "dt": ("grad_clip",)}
 """RLlib's own ``AlgorithmConfig.training()`` fields each algorithm accepts from flat keys."""
 
@@ -137,11 +142,20 @@ class RLTrainConfig:
         own = {f.name for f in dataclasses.fields(RLTrainConfig)} - {"algo", "training", "model"}
         return own - {"name"} | set(training_keys(algo)) | set(MODEL_KEYS[algo])
 
+    @property
+    def history(self) -> bool:
+        """CQL over obs ⊕ the history features (``training.history``; ``klan_iit_hist``)."""
+        return self.algo == "cql" and bool(self.training.get("history", False))
+
     def check_input(self) -> None:
-        """Raise FileNotFoundError naming the dataset when a local input is missing, and
+        """Raise FileNotFoundError naming the dataset when a local input is missing (with
+        ``history``: the ``sessions`` and ``transitions`` that ``prepare_input`` reads), and
         ValueError when the DT would skip every day (all played by deterministic policies)."""
-        if "://" not in self.input_path and not os.path.exists(self.input_path):
-            raise FileNotFoundError(f"no {DATASET[self.algo]} dataset at {self.input_path}")
+        needed = ("sessions", "transitions") if self.history else (DATASET[self.algo],)
+        for name in needed:
+            path = os.path.join(self.data, name)
+            if "://" not in path and not os.path.exists(path):
+                raise FileNotFoundError(f"no {name} dataset at {path}")
         if self.algo == "dt" and self.training.get("skip_deterministic_days", True):
             import pyarrow as pa
             import pyarrow.dataset as pads
@@ -163,18 +177,30 @@ class RLTrainConfig:
                 "skip_deterministic_days=False"
             )
 
+    def prepare_input(self) -> None:
+        """With ``history``: (re)write ``transitions_hist`` from the run's ``sessions`` and
+        ``transitions`` (Ray tasks; needs Ray up), so it matches them; else nothing."""
+        if self.history:
+            from glan_ray.data.transitions_hist import write_transitions_hist
+
+            self.check_input()
+            write_transitions_hist(self.data)
+
     @property
     def input_path(self) -> str:
-        return os.path.join(self.data, DATASET[self.algo])
+        return os.path.join(self.data, HISTORY_DATASET if self.history else DATASET[self.algo])
 
     @property
     def run_dir(self) -> str:
-        return os.path.join(self.out, self.name or self.algo)
+        return os.path.join(self.out, self.name or (HISTORY_NAME if self.history else self.algo))
 
 
 def algorithm_config(cfg: RLTrainConfig) -> Any:
     """The RLlib ``AlgorithmConfig`` of a run."""
     cfg.check_input()
+    if cfg.history and "://" not in cfg.input_path and not os.path.exists(cfg.input_path):
+        raise FileNotFoundError(f"no {HISTORY_DATASET} dataset at {cfg.input_path}; "
+                                "RLTrainConfig.prepare_input() writes it")  # fmt: skip
     ac = config_class(cfg.algo)()
     path = cfg.input_path if "://" in cfg.input_path else os.path.abspath(cfg.input_path)
     # RLlib's OfflineData wraps one input in pathlib.Path, which turns "s3://b" into "s3:/b"; a
@@ -225,6 +251,7 @@ def fit_rl(
     """Train ``cfg.iterations`` iterations; write progress.csv, the RLlib checkpoint, the export."""
     from glan_ray import storage
 
+    cfg.prepare_input()
     algo = algorithm_config(cfg).build_algo()
     if cfg.init_from:
         try:

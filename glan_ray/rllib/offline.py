@@ -52,9 +52,10 @@ class CategoricalPages:
         return TorchCategorical
 
 
-def obs_space() -> gym.spaces.Box:
-    """The observation space of both algorithms: schema.OBS_FEATURES as a float32 vector."""
-    return gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float32)
+def obs_space(dim: int = OBS_DIM) -> gym.spaces.Box:
+    """The observation space: schema.OBS_FEATURES as a float32 vector (both algorithms), or
+    ``dim`` wide (CQL over obs ⊕ the history features: ``OBS_DIM + HIST_DIM``)."""
+    return gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
 
 
 class ArrowOfflineData(OfflineData):

@@ -228,6 +228,7 @@ def _run_rl_sweep(sweep: SweepConfig) -> dict[str, Any]:
     """Each trial builds the RLlib algorithm in its own process and learns there (num_learners
     0), so the trial holds the learner's resources: one CPU, plus a GPU with ``use_gpu``."""
     cfg = RLTrainConfig.from_flat(sweep.model, sweep.base)
+    cfg.prepare_input()  # history=True: transitions_hist, written once for every trial
     storage = _storage(os.path.join(cfg.out, "tune"))
     base = {**sweep.base, "data": os.path.abspath(cfg.data) if "://" not in cfg.data else cfg.data}
     resources = {"cpu": 1, "gpu": 1} if cfg.use_gpu else {"cpu": 1}

@@ -157,6 +157,24 @@ def test_cql_static_alpha_ablation_is_constant(data_dir, tmp_path):
     assert m["alpha_mean"] == pytest.approx(0.5)
 
 
+def test_cql_with_history_trains_on_obs_and_history_features(data_dir, tmp_path):
+    """history=True: fit_rl writes transitions_hist next to transitions, the Q-network reads
+    OBS_DIM + HIST_DIM inputs, and its export says which history features it expects."""
+    from glan_ray.models.exports import make_record
+    from glan_ray.rllib.launch import fit_rl
+    from glan_ray.schema import HIST_DIM, HIST_FEATURES, OBS_DIM
+
+    cfg = _cfg("cql", data_dir, str(tmp_path), hidden=[16], history=True, iterations=2)
+    assert cfg.run_dir == os.path.join(str(tmp_path), "cql_hist")
+    res = fit_rl(cfg)
+    assert os.path.isdir(os.path.join(data_dir, "transitions_hist"))
+    assert np.isfinite(list(res.metrics.values())).all() and res.metrics["td_loss"] > 0
+    net, _, meta = load_checkpoint(res.export)
+    assert net.cfg.obs_dim == OBS_DIM + HIST_DIM
+    assert make_record("cql", meta["extra"]).history_features == HIST_FEATURES
+    assert meta["train_config"]["history"] is True
+
+
 def _random_hrm(data_dir: str, path: str) -> str:
     sessions = pq.read_table(sorted(glob.glob(f"{data_dir}/sessions/*/*.parquet"))[0])
     cols = as_columns(sessions.slice(0, 256))

@@ -86,3 +86,33 @@ def test_bad_rows_fail_with_the_column_name(transitions):
         _pre()(bad)
     with pytest.raises(DatasetValidationError, match="column 'entries_today': missing"):
         _pre()(transitions.drop_columns(["entries_today"]))
+
+
+def test_history_states_are_obs_then_the_history_features(rl_tables):
+    from glan_ray.data.transitions_hist import with_history
+    from glan_ray.rllib.cql.prelearner import TransitionsHistPreLearner
+    from glan_ray.schema import HIST_DIM
+
+    table = with_history(rl_tables["sessions"], rl_tables["transitions"])
+    cfg = DiscreteCQLConfig().offline_data(input_="/d/transitions_hist").training(history=True)
+    assert cfg.prelearner_class is TransitionsHistPreLearner
+    assert cfg.observation_space.shape == (OBS_DIM + HIST_DIM,)
+    out = cfg.prelearner_class(config=cfg, spaces=(cfg.observation_space, None))(table)
+    obs, nxt = out[PREFIX + Columns.OBS], out[PREFIX + Columns.NEXT_OBS]
+    assert obs.shape == nxt.shape == (table.num_rows, OBS_DIM + HIST_DIM)
+    np.testing.assert_array_equal(obs[:, :OBS_DIM], _flat(table, "obs"))
+    np.testing.assert_array_equal(obs[:, OBS_DIM:], _flat(table, "hist"))
+    np.testing.assert_array_equal(nxt[:, OBS_DIM:], _flat(table, "next_hist"))
+    # the plain transitions lack the history columns: refused naming them
+    with pytest.raises(DatasetValidationError, match="column 'hist': missing"):
+        cfg.prelearner_class(config=cfg, spaces=(None, None))(rl_tables["transitions"])
+    back = cfg.training(history=False)
+    assert back.prelearner_class is TransitionsPreLearner
+    assert back.observation_space.shape == (OBS_DIM,)
+
+
+def test_history_set_without_training_is_refused():
+    cfg = DiscreteCQLConfig().offline_data(input_="/d/transitions_hist")
+    cfg.history = True  # the observation space still has OBS_DIM
+    with pytest.raises(ValueError, match=r"set history through training\(history=...\)"):
+        cfg.validate()

@@ -13,6 +13,8 @@ next_obs, done, hour, entries_today); the spaces are fixed by ``glan_ray.schema`
 environment is built. Loss: double-DQN TD + α(s)·(logsumexp_a Q − Q(s, a_data)) with
 α(s) = clip(α₀·ρ_h^(−κ_h)·ρ_n^(−κ_n), α_min, α_max) (KLAN eq. 9, App. A.4); ρ is measured on
 the data unless given; ``static_alpha=True`` is plain CQL with α₀ (the "w/o IIT" ablation).
+``history=True`` trains on ``transitions_hist`` with states obs ⊕ ``schema.HIST_FEATURES``: the
+``klan_iit_hist`` control arm, which tells "GLAN models sequences" from "GLAN sees more".
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.cql import DynamicAlpha
 from glan_ray.models.exports import CQLRecord
-from glan_ray.rllib.cql.prelearner import TransitionsPreLearner
-from glan_ray.rllib.offline import OfflineAlgorithm, OfflineAlgorithmConfig
+from glan_ray.rllib.cql.prelearner import TransitionsHistPreLearner, TransitionsPreLearner
+from glan_ray.rllib.offline import OfflineAlgorithm, OfflineAlgorithmConfig, obs_space
+from glan_ray.schema import HIST_DIM, HIST_FEATURES, OBS_DIM
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,27 @@ class DiscreteCQLConfig(OfflineAlgorithmConfig):
         """ρ_n for 0..n_freq_buckets−1 entries today; None measures it like ``hour_ratio``."""
         self.n_freq_buckets: int = 16
         """Entry counts ≥ n_freq_buckets − 1 share the last bucket of ρ_n."""
+        self.history: bool = False
+        """States are obs ⊕ the history features (``schema.HIST_FEATURES``, OBS_DIM + HIST_DIM
+        wide), read from ``transitions_hist`` (``data.transitions_hist``): the ``klan_iit_hist``
+        arm. Set through ``training(history=...)``, which also sets the observation space and
+        the pre-learner."""
+
+    @property
+    def state_dim(self) -> int:
+        """Width of the Q-network's input: OBS_DIM, plus HIST_DIM with ``history``."""
+        return OBS_DIM + (HIST_DIM if self.history else 0)
+
+    def training(self, **kwargs: object) -> DiscreteCQLConfig:
+        """``OfflineAlgorithmConfig.training``; ``history`` also sets the observation space and
+        the pre-learner of the wider states."""
+        super().training(**kwargs)
+        if "history" in kwargs:
+            self.observation_space = obs_space(self.state_dim)
+            self.prelearner_class = (
+                TransitionsHistPreLearner if self.history else TransitionsPreLearner
+            )
+        return self
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         from glan_ray.rllib.cql.torch.discrete_cql_torch_rl_module import (
@@ -93,6 +117,12 @@ class DiscreteCQLConfig(OfflineAlgorithmConfig):
             self._value_error(f"hour_ratio needs 24 entries; got {len(self.hour_ratio)}")
         if self.n_freq_buckets < 1:
             self._value_error(f"n_freq_buckets must be >= 1; got {self.n_freq_buckets}")
+        width = self.observation_space.shape[0] if self.observation_space is not None else None
+        if width != self.state_dim:
+            self._value_error(
+                f"history={self.history} needs states {self.state_dim} wide, but the "
+                f"observation space is {width} wide; set history through training(history=...)"
+            )
 
     def dynamic_alpha(self) -> DynamicAlpha:
         """The α(s) of this config, measuring ρ_h / ρ_n on ``input_`` where not given."""
@@ -133,6 +163,9 @@ class DiscreteCQL(OfflineAlgorithm):
             dataclasses.asdict(module.qnet.cfg),
             learner_cfg,
             normalizer=None,
-            extra=CQLRecord(temperature=module.temperature),
+            extra=CQLRecord(
+                temperature=module.temperature,
+                history_features=HIST_FEATURES if self.config.history else (),
+            ),
         )
         return path

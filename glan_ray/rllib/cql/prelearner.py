@@ -1,4 +1,5 @@
-"""Transitions (one row per session) -> discrete-CQL train batches."""
+"""Transitions (one row per session) -> discrete-CQL train batches; ``transitions_hist`` rows ->
+batches whose states are obs ⊕ the history features (the ``klan_iit_hist`` arm)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ import pyarrow.compute as pc
 from ray.rllib.core.columns import Columns
 
 from glan_ray.rllib.offline import ArrowPreLearner
-from glan_ray.schema import OBS_DIM
+from glan_ray.schema import HIST_DIM, OBS_DIM
 
 HOUR, ENTRIES = "hour", "entries_today"
 """Extra batch keys the dynamic α(s) reads."""
 
 
-def _matrix(col: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(pc.list_flatten(col).to_numpy(), np.float32).reshape(-1, OBS_DIM)
+def _matrix(col: pa.ChunkedArray, width: int = OBS_DIM) -> np.ndarray:
+    """A fixed-size list column as a (B, width) float32 matrix."""
+    return np.asarray(pc.list_flatten(col).to_numpy(), np.float32).reshape(-1, width)
 
 
 class TransitionsPreLearner(ArrowPreLearner):
@@ -35,3 +37,17 @@ class TransitionsPreLearner(ArrowPreLearner):
             HOUR: col("hour").to_numpy().astype(np.float32),
             ENTRIES: col("entries_today").to_numpy().astype(np.int64),
         }
+
+
+class TransitionsHistPreLearner(TransitionsPreLearner):
+    """As ``TransitionsPreLearner``, from ``transitions_hist``: obs ⊕ hist and next_obs ⊕
+    next_hist, (B, OBS_DIM + HIST_DIM)."""
+
+    dataset = "transitions_hist"
+
+    def transform(self, table: pa.Table) -> dict[str, np.ndarray]:
+        out = super().transform(table)
+        hist, next_hist = (_matrix(table.column(c), HIST_DIM) for c in ("hist", "next_hist"))
+        out[Columns.OBS] = np.concatenate([out[Columns.OBS], hist], axis=1)  # (B, D + H)
+        out[Columns.NEXT_OBS] = np.concatenate([out[Columns.NEXT_OBS], next_hist], axis=1)
+        return out
