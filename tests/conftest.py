@@ -15,7 +15,9 @@ from glan_ray.data.tables import day_tables
 from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.cql import QNetConfig, QNetwork
 from glan_ray.models.dt import DecisionTransformer, DTConfig
+from glan_ray.models.exports import CQLRecord
 from glan_ray.models.registry import build_model, model_config
+from glan_ray.schema import HIST_DIM, HIST_FEATURES, OBS_DIM
 from glan_ray.sim.baselines import LoggingPolicy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate
@@ -97,6 +99,9 @@ def random_models(tmp_path_factory) -> str:
     q = QNetwork(QNetConfig(hidden=(8,)))
     for name in ("cql", "cql_static"):
         save_checkpoint(os.path.join(out, name), "cql", q, dataclasses.asdict(q.cfg), {}, None)
+    qh = QNetwork(QNetConfig(obs_dim=OBS_DIM + HIST_DIM, hidden=(8,)))  # klan_iit_hist's
+    save_checkpoint(os.path.join(out, "cql_hist"), "cql", qh, dataclasses.asdict(qh.cfg), {},
+                    None, CQLRecord(history_features=HIST_FEATURES))  # fmt: skip
     for name in ("dt", "dt_naive"):
         dt = DecisionTransformer(DTConfig(context_len=4, embed_dim=8, n_heads=2, n_layers=1))
         meta = dataclasses.asdict(dt.cfg)

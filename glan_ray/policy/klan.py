@@ -1,35 +1,86 @@
 """KLAN (the baseline): ISP static scores + IIT interest scores fused by AM, argmax (SPEC §3.4),
-and its two ablations (KLAN Table 2): IIT alone (``CQLPolicy``) and ISP alone (``ISPPolicy``)."""
+its two ablations (KLAN Table 2): IIT alone (``CQLPolicy``) and ISP alone (``ISPPolicy``), and
+the control arm ``klan_iit_hist`` (``CQLHistPolicy``): IIT over obs ⊕ the history features."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from glan_ray.data.history import history_features
 from glan_ray.models.cql import interest_scores
+from glan_ray.models.exports import CQLRecord
 from glan_ray.models.klan_am import fuse
 from glan_ray.models.klan_isp import static_scores
 from glan_ray.policy.context import daily_columns, session_columns
 from glan_ray.policy.explore import ExploringPolicy
 from glan_ray.policy.runner import ModelRunner
+from glan_ray.schema import HIST_FEATURES, OBS_DIM
 from glan_ray.sim.interface import IntraDayHistory, Observation
+
+
+def check_cql_inputs(runner: ModelRunner, history: bool, arm: str) -> None:
+    """Refuse a CQL export whose inputs are not what arm ``arm`` feeds it: obs alone
+    (``history=False``) or obs ⊕ ``schema.HIST_FEATURES``, saying which arm and export fit."""
+    record = runner.record
+    assert isinstance(record, CQLRecord), type(record)
+    names, where = record.history_features, runner.path
+    if history and not names:
+        msg = (f"this CQL export reads obs alone (trained without history); arm {arm!r} needs "
+               "one trained on obs + the history features: glan-ray train cql --history "
+               "(export cql_hist)")  # fmt: skip
+    elif names and not history:
+        msg = (f"this CQL export reads obs + {len(names)} history features (trained with "
+               f"history=true); play it as the klan_iit_hist arm, not as {arm!r}")  # fmt: skip
+    elif names and names != HIST_FEATURES:
+        msg = (f"trained on the history features {list(names)}, but schema.HIST_FEATURES is "
+               f"now {list(HIST_FEATURES)}; retrain it")  # fmt: skip
+    elif runner.model.cfg.obs_dim != OBS_DIM + len(names):
+        msg = (f"its Q-network reads {runner.model.cfg.obs_dim} inputs, but obs ({OBS_DIM}) + "
+               f"its history features ({len(names)}) make {OBS_DIM + len(names)}; the export "
+               "is inconsistent, retrain it")  # fmt: skip
+    else:
+        return
+    raise ValueError(f"{where}: {msg}")
 
 
 class CQLPolicy(ExploringPolicy):
     """IIT alone: argmax_a Q(s, a); π = the interest scores softmax(Q/T)."""
 
     name = "cql"
+    history = False
+    """Whether the state s is obs ⊕ the history features (``CQLHistPolicy``) or obs alone."""
 
     def __init__(self, cql: str) -> None:
         self.cql = ModelRunner(cql, "cql")
         self.temperature = self.cql.record.temperature
+        check_cql_inputs(self.cql, self.history, self.name)
 
     def q(self, obs: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
             return self.cql.model(torch.from_numpy(np.ascontiguousarray(obs, np.float32)))
 
+    def states(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
+        """The Q-network's input (B, D): the observation."""
+        return obs.obs
+
     def pi(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
-        return interest_scores(self.q(obs.obs), self.temperature).numpy()
+        return interest_scores(self.q(self.states(obs, history)), self.temperature).numpy()
+
+
+class CQLHistPolicy(CQLPolicy):
+    """``klan_iit_hist``: IIT over obs ⊕ the history features of the user's completed sessions
+    today (``data.history.history_features`` on the simulator's ``IntraDayHistory``, as its
+    training rows were computed from the ``sessions`` dataset); greedy on Q, π = softmax(Q/T)."""
+
+    name = "klan_iit_hist"
+    history = True
+
+    def states(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
+        r = obs.rows
+        hist = history_features(history.length[r], history.action[r], history.dur[r],
+                                history.y_sw[r], history.exit_page[r])  # fmt: skip  # (B, H)
+        return np.concatenate([obs.obs, hist], axis=1)  # (B, D + H)
 
 
 class StaticScores:

@@ -2,6 +2,7 @@
 
 ``models`` holds one export per model (``glan-ray train X --out MODELS``): ``lrtg``, ``hrm``,
 ``isp``, ``am``, ``cql`` (dynamic α), ``cql_static`` (the same CQL with ``static_alpha=True``),
+``cql_hist`` (the same CQL over obs ⊕ the history features: ``glan-ray train cql --history``),
 ``dt`` (trained on HRM rewards) and ``dt_naive`` (the same DT trained on the naive session
 duration: ``--set reward_column=reward --out`` to ``dt_naive``).
 """
@@ -52,11 +53,12 @@ def _klan(m: str | None, cfg: SimConfig, explore: str | None = None) -> Policy:
     return KlanPolicy(_path(m, "isp"), _path(m, "cql"), _path(m, "am")).explore(explore)
 
 
-def _cql(export: str) -> Callable[..., Policy]:
+def _cql(export: str, history: bool = False) -> Callable[..., Policy]:
     def build(m: str | None, cfg: SimConfig, explore: str | None = None) -> Policy:
-        from glan_ray.policy.klan import CQLPolicy
+        from glan_ray.policy.klan import CQLHistPolicy, CQLPolicy
 
-        return CQLPolicy(_path(m, export)).explore(explore)
+        cls = CQLHistPolicy if history else CQLPolicy
+        return cls(_path(m, export)).explore(explore)
 
     return build
 
@@ -96,6 +98,7 @@ ARMS: dict[str, Callable[..., Policy]] = {
     "klan_iit": _cql("cql"),
     "cql": _cql("cql"),
     "cql_static": _cql("cql_static"),
+    "klan_iit_hist": _cql("cql_hist", history=True),
     "glan": _glan("dt", lrtg=True, hrm=True, name="glan"),
     "glan_no_lrtg": _glan("dt", lrtg=False, hrm=True, name="glan_no_lrtg"),
     "glan_no_hrm": _glan("dt_naive", lrtg=True, hrm=False, name="glan_no_hrm"),
@@ -104,11 +107,13 @@ ARMS: dict[str, Callable[..., Policy]] = {
 }
 """Arm name -> builder(models_dir, sim_config, **options). ``klan_isp`` and ``klan_iit`` are
 KLAN Table 2's ablations (ISP alone, IIT alone); ``cql`` is the old name of ``klan_iit`` (the
-same policy) and ``cql_static`` is IIT with a static conservative coefficient."""
+same policy) and ``cql_static`` is IIT with a static conservative coefficient. ``klan_iit_hist``
+is IIT over obs ⊕ the history features (``schema.HIST_FEATURES``), the control arm that tells
+"GLAN models sequences" from "GLAN sees more of the day than obs"."""
 ALIASES = {"cql": "klan_iit"}
 """Arm -> the arm it is another name of (both run when both are asked for)."""
 GLAN_ARMS = ("glan", "glan_no_lrtg", "glan_no_hrm", "dt")
-LEARNED_ARMS = ("klan", "klan_isp", "klan_iit", "cql", "cql_static", *GLAN_ARMS)
+LEARNED_ARMS = ("klan", "klan_isp", "klan_iit", "cql", "cql_static", "klan_iit_hist", *GLAN_ARMS)
 """The arms with a learned distribution π, which can explore (``policy.explore``)."""
 ARM_OPTIONS: dict[str, tuple[str, ...]] = {
     **{a: ("explore",) for a in LEARNED_ARMS},

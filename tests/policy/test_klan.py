@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from glan_ray.data.history import history_features
 from glan_ray.models.checkpoint import load_checkpoint, save_checkpoint
 from glan_ray.models.cql import QNetConfig, QNetwork
 from glan_ray.models.exports import CQLRecord
 from glan_ray.models.klan_isp import static_scores
 from glan_ray.policy.context import daily_columns
-from glan_ray.policy.klan import CQLPolicy, ISPPolicy, KlanPolicy, StaticScores
+from glan_ray.policy.klan import CQLHistPolicy, CQLPolicy, ISPPolicy, KlanPolicy, StaticScores
 from glan_ray.policy.runner import ModelRunner
-from glan_ray.schema import OBS_DIM
+from glan_ray.schema import HIST_DIM, HIST_FEATURES, OBS_DIM
 from glan_ray.sim.baselines import FixedPagePolicy
 from glan_ray.sim.config import SimConfig
 from glan_ray.sim.engine import simulate, user_features
@@ -90,6 +91,56 @@ def test_policies_refuse_a_model_of_the_wrong_kind(random_models):
         ISPPolicy(paths["cql"])
     with pytest.raises(ValueError, match="holds a 'isp' model; expected am"):
         KlanPolicy(paths["isp"], paths["cql"], paths["isp"])
+
+
+class _Seen(CQLHistPolicy):
+    """klan_iit_hist, keeping every state it fed its Q-network and the history it came from."""
+
+    def states(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
+        x = super().states(obs, history)
+        r = obs.rows
+        h = history_features(history.length[r], history.action[r], history.dur[r],
+                             history.y_sw[r], history.exit_page[r])  # fmt: skip
+        self.seen.append((x, obs.obs, h, history.length[r].copy()))
+        return x
+
+
+def test_klan_iit_hist_plays_a_day_on_obs_and_todays_history(random_models):
+    policy = _Seen(os.path.join(random_models, "cql_hist"))
+    policy.seen = []
+    actions = _actions(policy.explore("epsilon=0.2"), days=1)
+    assert len(actions) > 50 and len(set(actions.tolist())) == 3
+    x, obs, h, length = (np.concatenate(v) for v in zip(*policy.seen, strict=True))
+    assert x.shape == (len(actions), OBS_DIM + HIST_DIM)
+    np.testing.assert_array_equal(x, np.concatenate([obs, h], axis=1))
+    assert (length > 0).any() and np.abs(h[length > 0]).sum() > 0  # later entries see history
+    assert not h[length == 0].any()  # a day's first entry has none
+
+
+def _cql_export(path: str, obs_dim: int, names: tuple[str, ...] = ()) -> str:
+    q = QNetwork(QNetConfig(obs_dim=obs_dim, hidden=(4,)))
+    save_checkpoint(path, "cql", q, dataclasses.asdict(q.cfg), {}, None,
+                    CQLRecord(history_features=names))  # fmt: skip
+    return path
+
+
+def test_cql_exports_are_refused_by_the_arm_they_do_not_fit(random_models, tmp_path):
+    plain, hist = os.path.join(random_models, "cql"), os.path.join(random_models, "cql_hist")
+    with pytest.raises(ValueError, match=r"reads obs alone .* glan-ray train cql --history"):
+        CQLHistPolicy(plain)
+    with pytest.raises(ValueError, match="play it as the klan_iit_hist arm, not as 'cql'"):
+        CQLPolicy(hist)
+    with pytest.raises(ValueError, match="not as 'klan'"):
+        KlanPolicy(_paths(random_models)["isp"], hist, _paths(random_models)["am"])
+    wide = _cql_export(str(tmp_path / "wide"), OBS_DIM + HIST_DIM)  # wide net, plain record
+    with pytest.raises(ValueError, match=f"reads {OBS_DIM + HIST_DIM} inputs, but obs"):
+        CQLPolicy(wide)
+    narrow = _cql_export(str(tmp_path / "narrow"), OBS_DIM, HIST_FEATURES)
+    with pytest.raises(ValueError, match=rf"reads {OBS_DIM} inputs, but obs .* make"):
+        CQLHistPolicy(narrow)
+    old = _cql_export(str(tmp_path / "old"), OBS_DIM + 2, HIST_FEATURES[:2])
+    with pytest.raises(ValueError, match=r"schema\.HIST_FEATURES is now"):
+        CQLHistPolicy(old)
 
 
 class Counting:
