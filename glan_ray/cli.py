@@ -153,6 +153,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, help="Ray Train workers / RLlib remote learners")
     p.add_argument("--use-gpu", action="store_true", help="one GPU per worker / learner")
     p.add_argument(
+        "--history",
+        action="store_true",
+        help="cql only: states are obs + the history features (schema.HIST_FEATURES), from "
+        "DATA/transitions_hist (written first from sessions and transitions); exported to "
+        "OUT/cql_hist, the klan_iit_hist arm",
+    )
+    p.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
@@ -163,6 +170,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    if args.history and args.model != "cql":
+        raise ValueError("--history applies to cql only (the klan_iit_hist arm's CQL)")
     if args.model in ("cql", "dt"):
         return _run_train_rl(args)
     if args.iterations or args.updates_per_iteration:
@@ -208,6 +217,7 @@ def _run_train_rl(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "num_learners": args.num_workers,
         "use_gpu": args.use_gpu or None,
+        "history": args.history or None,
     }
     fields.update({k: v for k, v in flags.items() if v is not None})
     fields.update(_parse_sets(args.set))

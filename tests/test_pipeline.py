@@ -43,8 +43,9 @@ def test_tiny_pipeline_runs_resumes_and_reports_every_arm(tiny_run, caplog):
     arms = set(ARMS) - set(ALIASES)  # an alias (cql = klan_iit) is not run twice
     for arm in arms:
         assert f"| {arm} |" in report
-    for name in ("lrtg", "hrm", "isp", "am", "cql", "cql_static", "dt", "dt_naive"):
+    for name in ("lrtg", "hrm", "isp", "am", "cql", "cql_static", "cql_hist", "dt", "dt_naive"):
         assert os.path.exists(cfg.path("models", name, "model.pt"))
+    assert "klan_iit_hist" in arms and os.path.isdir(cfg.path("data", "transitions_hist"))
     with open(cfg.path("ab", "ab.json")) as f:
         summary = json.load(f)
     assert set(summary["metrics"]) == arms

@@ -488,7 +488,8 @@ class ABResult:
     def direct_pairs(self) -> list[tuple[str, str]]:
         """The head-to-head questions of SPEC §4 among the arms present: GLAN vs KLAN, KLAN and
         GLAN vs the best constant page and vs the best heuristic (both by usage time), GLAN vs
-        its ablations, KLAN vs its ablations, and dynamic vs static α."""
+        its ablations, KLAN vs its ablations, dynamic vs static α, and the history features'
+        control: KLAN-IIT with them vs without, GLAN vs KLAN-IIT with them."""
         from glan_ray.policy.registry import CONSTANT_ARMS, HEURISTICS
 
         arms = set(self.config.arms)
@@ -496,7 +497,8 @@ class ABResult:
         pairs = [("glan", "klan"), ("klan", const), ("glan", const), ("glan", heur),
                  ("klan", heur), ("glan", "glan_no_lrtg"), ("glan", "glan_no_hrm"),
                  ("glan_no_hrm", "glan_no_lrtg"), ("klan", "klan_iit"), ("klan", "klan_isp"),
-                 ("klan_isp", "klan_iit"), ("klan_iit", "cql_static")]  # fmt: skip
+                 ("klan_isp", "klan_iit"), ("klan_iit", "cql_static"),
+                 ("klan_iit_hist", "klan_iit"), ("glan", "klan_iit_hist")]  # fmt: skip
         return list(dict.fromkeys((a, b) for a, b in pairs if a in arms and b in arms))
 
     def direct(
