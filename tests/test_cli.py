@@ -31,7 +31,8 @@ def test_help_lists_commands_and_simulate_options():
 @pytest.mark.parametrize(
     ("cmd", "flags"),
     [
-        (["train"], ["--iterations", "--updates-per-iteration", "--set", "cql", "dt"]),
+        (["train"], ["--iterations", "--updates-per-iteration", "--set", "cql", "dt",
+                     "--history"]),
         (["label-hrm"], ["--data", "--hrm"]),
         (["evaluate"], ["--run", "--arms", "--seeds", "--report-only", "--aa-days", "--ab-days",
                         "--burn-in-days", "--burn-in-arm", "--buckets", "--control",
@@ -79,6 +80,16 @@ def test_rl_and_pipeline_client_mistakes_exit_2(tmp_path, capsys):
     assert "updates_per_iteration must be >= 1; got 0" in capsys.readouterr().err
     assert main([*refresh, "--refresh-control"]) == 2
     assert "--refresh-control) needs base_data (--refresh-base-data)" in capsys.readouterr().err
+
+
+def test_train_history_is_for_cql_and_needs_sessions_and_transitions(tmp_path, capsys):
+    from glan_ray.cli import main
+
+    args = ["--data", str(tmp_path), "--out", str(tmp_path), "--history"]
+    assert main(["train", "dt", *args]) == 2
+    assert "--history applies to cql only" in capsys.readouterr().err
+    assert main(["train", "cql", *args]) == 2
+    assert "no sessions dataset" in capsys.readouterr().err
 
 
 def test_arm_options_parse_values_as_yaml():
