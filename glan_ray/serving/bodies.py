@@ -9,8 +9,10 @@ silently ignored field).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from glan_ray.data.features import CAT_CARDINALITIES
@@ -25,6 +27,27 @@ MAX_VIEWS = 10_000
 MAX_DAY = 1_000_000
 MAX_USER_ID = 2**53 - 1
 """User ids stay exact in every JSON client (IEEE doubles)."""
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,15}")
+
+
+def _decimal_id(v: object) -> object:
+    """A user id in the path is written one way only: plain decimal digits. Pydantic's lax
+    integers would also take ``1_000``, ``+5``, ``1.0``, `` 7`` and ``07`` (one user, many
+    spellings); those are a 422 naming the path parameter."""
+    if isinstance(v, str) and not _DECIMAL.fullmatch(v):
+        raise ValueError(
+            "a user id is written in plain decimal digits (no sign, leading zero, underscore, "
+            "space or fraction), at most 16 of them"
+        )
+    return v
+
+
+UserId = Annotated[
+    int,
+    Path(ge=0, le=MAX_USER_ID, description="the user's id: plain decimal digits, e.g. 42"),
+    BeforeValidator(_decimal_id),  # after Path: its bounds stay minimum/maximum in the schema
+]
+"""The ``{user_id}`` path parameter (strict: see ``_decimal_id``)."""
 
 
 def _integral(v: object) -> object:
@@ -54,9 +77,10 @@ EventId = Field(
     min_length=1,
     max_length=128,
     pattern=r"^[!-~]+$",
-    description="client event id (1-128 printable ASCII characters, no spaces), unique per user "
-    "and endpoint: a repeat with the same body returns the first answer and changes nothing; a "
-    "repeat with another body is a 409",
+    description="client event id (1-128 printable ASCII characters, no spaces), unique per user, "
+    "endpoint and day. A repeat with the same body, while its day is the user's current day or "
+    "the day before, returns the first answer and changes nothing; a repeat with another body is "
+    "a 409; an event of an older day is a 409 and never applied",
 )
 
 

@@ -49,6 +49,25 @@ LINKS: dict[str, dict[str, Any]] = {
     },
 }
 """Response links per operation id (``operationId`` is the handler's name, set by the app)."""
+SERVE_500 = {
+    "description": "not this app's answer: Serve's HTTP proxy (or HAProxy) when the ingress "
+    "replica died with the request in flight, as plain text without Retry-After. The event may "
+    "or may not have been applied: retry it with the same event id and body, which is safe (a "
+    "repeat returns the first answer and changes nothing)",
+    "content": {"text/plain": {"schema": {"type": "string", "example": "Internal Server Error"}}},
+}
+USER_ID_EXAMPLE = 42
+
+
+def _complete(op: dict[str, Any], too_large: dict[str, Any]) -> None:
+    """What every operation can answer besides its own codes: 413 (any request's body is
+    counted, a GET's too) and Serve's 500; the user id parameter's example."""
+    op["responses"].setdefault("413", too_large)
+    op["responses"].setdefault("500", SERVE_500)
+    for p in op.get("parameters", []):
+        if p.get("name") == "user_id":  # a plain integer example (never a stray {})
+            p["example"] = USER_ID_EXAMPLE
+            p["schema"]["examples"] = [USER_ID_EXAMPLE]
 
 
 def install(api: FastAPI) -> None:
@@ -75,8 +94,10 @@ def install(api: FastAPI) -> None:
                 routes=api.routes,
             )  # fmt: skip
             doc.setdefault("components", {})["securitySchemes"] = BEARER
+            too_large = doc["paths"]["/users/{user_id}/entry"]["post"]["responses"]["413"]
             for path in doc["paths"].values():
                 for op in path.values():
+                    _complete(op, too_large)
                     if any(p.get("name") == "user_id" for p in op.get("parameters", [])):
                         op["security"] = [{"bearer": []}, {}]  # required only with a key
                     links = LINKS.get(op.get("operationId", ""))

@@ -7,7 +7,8 @@
   ``Authorization: Bearer <key>`` (401 otherwise).
 - ``validation_problem``: a 422 that names each invalid field and never echoes large input (only
   a short scalar is quoted back), and that always serialises (a ``NaN`` in the input is not
-  copied into the JSON answer).
+  copied into the JSON answer); a body that is not JSON at all (truncated, trailing garbage) is
+  a 400, as documented.
 - ``unavailable``: the state store or a model replica is down: 503 with ``Retry-After``, never a
   500; the next request tries again, so service recovers by itself.
 
@@ -131,9 +132,12 @@ def _quotable(value: Any) -> bool:
 
 
 async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 naming each invalid field; the input only when it is a short scalar."""
+    """422 naming each invalid field; the input only when it is a short scalar. A body that does
+    not parse as JSON (FastAPI reports it as a ``json_invalid`` validation error) is a 400."""
+    errors = exc.errors()
+    status = 400 if any(e.get("type") == "json_invalid" for e in errors) else 422
     problems = []
-    for err in exc.errors()[:20]:
+    for err in errors[:20]:
         item = {
             "loc": [str(x)[:64] for x in err.get("loc", ())],
             "msg": str(err.get("msg", ""))[:200],
@@ -142,7 +146,7 @@ async def validation_problem(request: Request, exc: RequestValidationError) -> J
         if _quotable(err.get("input")):
             item["input"] = err["input"]
         problems.append(item)
-    return JSONResponse({"detail": problems}, 422)
+    return JSONResponse({"detail": problems}, status)
 
 
 async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:

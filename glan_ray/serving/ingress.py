@@ -8,9 +8,14 @@ without an entry, a day that is not after the current one, an entry of another d
 reused with another body). 503 with ``Retry-After`` when the state store or a model replica is
 down; the client retries the same event.
 
-Events: every request carries an ``event_id``, scoped per user and endpoint and kept across days
-(the last ``EVENTS_KEPT``): a repeat with the same body returns the first answer and changes
-nothing, however late; a repeat with another body is a 409. So a client may retry anything.
+Events: every request carries an ``event_id`` and names its ``day``; ids are scoped per user,
+endpoint and day. Every id of the user's current day is kept, and those of the
+``EVENT_WINDOW_DAYS`` days before it: a repeat within that window with the same body returns the
+first answer and changes nothing, however late in the window; a repeat with another body is a
+409. An event of an older day is a 409 (its day is over) and is never applied, so no event is
+ever applied twice. Memory is bounded: a day holds at most ``MAX_SESSIONS`` sessions (2 events
+each, plus its start), so a user's document keeps at most ``EVENT_WINDOW_DAYS + 1`` days of
+ids. So a client may retry anything.
 
 Hot path: every event is one read-modify-write of the user's document. Reads come from this
 replica's cache of the versions it last wrote or read; the write goes through to the store as a
@@ -44,7 +49,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Path
+from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from ray import serve
 from ray.exceptions import RayError
@@ -58,7 +63,7 @@ from glan_ray.schema import PAGES
 from glan_ray.serving import docs, features, http
 from glan_ray.serving.batching import NonFiniteOutput, finite, per_item
 from glan_ray.serving.bodies import (
-    MAX_USER_ID,
+    MAX_SESSIONS_PER_DAY,
     OPTIONAL_LOG_FIELDS,
     Entry,
     EntryResponse,
@@ -69,6 +74,7 @@ from glan_ray.serving.bodies import (
     SessionEndResponse,
     StartDay,
     StartDayResponse,
+    UserId,
     UserState,
 )
 from glan_ray.serving.deployments import DTModel, HRMModel
@@ -80,8 +86,11 @@ CACHE_USERS = 100_000
 """Users whose state an ingress replica keeps in memory (least recently used evicted)."""
 MAX_TRIES = 4
 """Compare-and-set attempts of one event before answering 409 (concurrent writers)."""
-EVENTS_KEPT = 512
-"""Event ids remembered per user (all endpoints, across days; the oldest are forgotten)."""
+EVENT_WINDOW_DAYS = 1
+"""Days before the user's current day whose event ids are still kept (and answered on a repeat);
+an event of an older day is a 409 and never applied."""
+MAX_SESSIONS = int(MAX_SESSIONS_PER_DAY)
+"""Sessions a user-day may hold (an entry past them is a 409): bounds the ids a day keeps."""
 VERSIONS_TTL_S = 10.0
 """How long the model versions the replicas report are reused for the decision log."""
 USER_CONFIG = {"policy", "dt", "hrm", "exploration", "seed", "decision_log"}
@@ -156,8 +165,6 @@ api.add_exception_handler(RequestValidationError, http.validation_problem)
 api.add_exception_handler(http.Unavailable, http.unavailable)
 docs.install(api)
 
-UserId = Path(ge=0, le=MAX_USER_ID, description="the user's id")
-
 
 def _rtg(state: Doc) -> float:
     """R̂ now: eq. 30 applied to each finished session's reward."""
@@ -182,11 +189,45 @@ def _unknown(user_id: int) -> HTTPException:
 
 def _check_day(state: Doc, day: int) -> None:
     if day < state["day"]:
-        raise HTTPException(409, f"day {day} is over: the user's current day is {state['day']}")
+        raise HTTPException(409, _day_over(day, state["day"]))
     if day > state["day"]:
         raise HTTPException(
             409, f"day {day} has not started (current {state['day']}): POST .../day first"
         )
+
+
+def _event_day(key: str) -> int:
+    """The day of a kept event's key ``<day>|<endpoint>:<id>``; -1 for a key written before
+    ids were scoped by day (``<endpoint>:<id>``: dropped at the next day start)."""
+    head, sep, _ = key.partition("|")
+    return int(head) if sep and head.isdigit() else -1
+
+
+def _seen(state: Doc | None, day: int, key: str) -> list[Any] | None:
+    """[digest, first answer] of event ``key`` of ``day`` if it was applied and is still kept
+    (a document written before ids were scoped by day keeps them under ``key`` alone)."""
+    if state is None:
+        return None
+    events = state["events"]
+    return events.get(f"{day}|{key}") or events.get(key)
+
+
+def _kept_events(old: Doc | None, day: int, key: str, seen: list[Any]) -> dict[str, Any]:
+    """The events a user's document keeps after event ``key`` was applied with the user's day
+    now ``day``: when the day moves on, those of days before ``day - EVENT_WINDOW_DAYS`` go (and
+    any key without a day)."""
+    events = old["events"] if old else {}
+    if old is not None and old["day"] != day:
+        first = day - EVENT_WINDOW_DAYS
+        events = {k: v for k, v in events.items() if _event_day(k) >= first}
+    return {**events, key: seen}
+
+
+def _day_over(day: int, current: int) -> str:
+    return (
+        f"day {day} is over: the user's current day is {current} (event ids are kept for days "
+        f"{current - EVENT_WINDOW_DAYS}..{current}; an older day's event is never applied)"
+    )
 
 
 async def _guard(call: Awaitable[Any]) -> Any:
@@ -289,19 +330,19 @@ class Ingress:
         if len(self.cache) > CACHE_USERS:
             self.cache.popitem(last=False)
 
-    async def _update(self, user_id: int, key: str, digest: str, step: Step) -> Doc:
-        """Apply one event (``key`` = endpoint:event_id) with optimistic concurrency; a known
-        event answers its first response; see the module docstring."""
+    async def _update(self, user_id: int, day: int, key: str, digest: str, step: Step) -> Doc:
+        """Apply one event of ``day`` (``key`` = endpoint:event_id) with optimistic
+        concurrency; a known event answers its first response; see the module docstring."""
         fresh = False
         for _ in range(MAX_TRIES):
             got = await self._load(user_id, fresh)
             version, state = got if got else (0, None)
-            seen = state["events"].get(key) if state else None
+            seen = _seen(state, day, key)
             try:
                 if seen is not None and seen[0] != digest:
                     raise HTTPException(
                         409, f"event id {key.split(':', 1)[1]!r} was already used with another "
-                        "body on this endpoint; use a new event id"
+                        f"body on this endpoint on day {day}; use a new event id"
                     )  # fmt: skip
                 resp, new, rec = (seen[1], None, None) if seen is not None else await step(state)
             except HTTPException:
@@ -313,10 +354,7 @@ class Ingress:
                 if fresh:
                     return resp
             else:
-                events = {**(state["events"] if state else {}), key: [digest, resp]}
-                while len(events) > EVENTS_KEPT:
-                    del events[next(iter(events))]
-                new["events"] = events
+                new["events"] = _kept_events(state, new["day"], f"{day}|{key}", [digest, resp])
                 row: LogRow | None = None
                 if rec is not None and self.log_on:
                     row = (rec.endpoint, rec.day, rec.event_id, dlog.to_json(rec))
@@ -383,15 +421,18 @@ class Ingress:
         response_model=StartDayResponse,
         responses={k: v for k, v in USER_ERRORS.items() if k != 404},
     )
-    async def start_day(self, body: StartDay, user_id: int = UserId) -> Doc:
+    async def start_day(self, body: StartDay, user_id: UserId) -> Doc:
         """Start the user's day: R̂₁ from L-RTG. Days only move forward."""
 
         async def step(old: Doc | None) -> tuple[Doc, Doc, dlog.Record]:
-            if old is not None and body.day <= old["day"]:
-                when = "already started" if body.day == old["day"] else "is before the current"
+            if old is not None and body.day < old["day"]:
+                raise HTTPException(409, _day_over(body.day, old["day"]) + "; days only move "
+                                    "forward")  # fmt: skip
+            if old is not None and body.day == old["day"]:
                 raise HTTPException(
-                    409, f"day {body.day} {when} day {old['day']}; days only move forward"
-                )
+                    409, f"day {body.day} already started (under another event id); days only "
+                    "move forward"
+                )  # fmt: skip
             feats = body.features.model_dump()
             (r1, source), gain, models = await asyncio.gather(
                 _guard(self.lrtg.r1.remote(feats)), self._target_gain(), self._models()
@@ -409,7 +450,7 @@ class Ingress:
                                 source, self.policy, models, time.time())  # fmt: skip
             return resp, state, rec
 
-        return await self._update(user_id, f"day:{body.event_id}", _digest(body), step)
+        return await self._update(user_id, body.day, f"day:{body.event_id}", _digest(body), step)
 
     @api.post(
         "/users/{user_id}/entry",
@@ -417,7 +458,7 @@ class Ingress:
         response_model=EntryResponse,
         responses=USER_ERRORS,
     )
-    async def entry(self, body: Entry, user_id: int = UserId) -> Doc:
+    async def entry(self, body: Entry, user_id: UserId) -> Doc:
         """An app entry: the landing page to show."""
 
         async def step(state: Doc | None) -> tuple[Doc, Doc, dlog.Record]:
@@ -429,6 +470,11 @@ class Ingress:
                     409, "the previous entry's session has not ended (POST .../session_end first)"
                 )
             t = len(state["actions"])
+            if t >= MAX_SESSIONS:
+                raise HTTPException(
+                    409, f"day {body.day} already has {MAX_SESSIONS} sessions, the most a user-day "
+                    "holds"
+                )  # fmt: skip
             req = {"r1": state["r1"], "rewards": state["rewards"], "obs": state["obs"],
                    "actions": state["actions"], "hour": body.hour, "t": t,
                    "features": state["features"]}  # fmt: skip
@@ -460,7 +506,8 @@ class Ingress:
             )  # fmt: skip
             return resp, {**state, "open": opened}, rec
 
-        return await self._update(user_id, f"entry:{body.event_id}", _digest(body), step)
+        return await self._update(user_id, body.day, f"entry:{body.event_id}", _digest(body),
+                                  step)  # fmt: skip
 
     @api.post(
         "/users/{user_id}/session_end",
@@ -468,7 +515,7 @@ class Ingress:
         response_model=SessionEndResponse,
         responses=USER_ERRORS,
     )
-    async def session_end(self, body: SessionEnd, user_id: int = UserId) -> Doc:
+    async def session_end(self, body: SessionEnd, user_id: UserId) -> Doc:
         """The open entry's session ended: its reward r̂ and the next return-to-go."""
 
         async def step(state: Doc | None) -> tuple[Doc, Doc, dlog.Record]:
@@ -508,7 +555,8 @@ class Ingress:
             )  # fmt: skip
             return resp, new, rec
 
-        return await self._update(user_id, f"end:{body.event_id}", _digest(body), step)
+        return await self._update(user_id, body.day, f"end:{body.event_id}", _digest(body),
+                                  step)  # fmt: skip
 
     @api.get(
         "/users/{user_id}/state",
@@ -516,7 +564,7 @@ class Ingress:
         response_model=UserState,
         responses={k: USER_ERRORS[k] for k in (401, 404, 422, 503)},
     )
-    async def user_state(self, user_id: int = UserId) -> Doc:
+    async def user_state(self, user_id: UserId) -> Doc:
         """The user's day so far."""
         got = await self._load(user_id, fresh=True)  # authoritative: another replica may write
         if got is None:

@@ -12,8 +12,10 @@ the same day played in-process can be compared row by row.
 
 ``ServeClient`` is bounded: loopback URLs only (a load generator is not pointed at someone
 else's service), at most ``max_rps`` requests a second, at most ``max_seconds`` in all; a 5xx or
-a lost connection is retried with the same body and event id (the app de-duplicates), a 4xx is
-a bug of the driver and raises naming the request.
+a lost connection is retried with the same body and event id (the app de-duplicates), after the
+answer's ``Retry-After`` when it has one (the app's 503) and an exponential back-off otherwise
+(Serve's plain-text 500 when the ingress replica died with the request in flight carries none);
+a 4xx is a bug of the driver and raises naming the request.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class TrafficConfig:
     """Retries of a request that got a 5xx or no answer (same body and event id)."""
     timeout_s: float = ranged(30.0, gt=0.0)
     """Timeout of one HTTP request (s)."""
+    max_wait_s: float = ranged(10.0, gt=0.0)
+    """Longest wait before a retry (s), whatever ``Retry-After`` asks."""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -85,6 +89,10 @@ class TrafficStats:
     """HTTP requests sent, retries included."""
     retried: int = 0
     """Requests that got a 5xx or no answer and were sent again."""
+    retry_after: int = 0
+    """Of those, answers that carried ``Retry-After`` (the app's 503)."""
+    serve_500: int = 0
+    """Of those, Serve's own plain-text 500 (the ingress replica died mid-request)."""
     by_endpoint: dict[str, int] = field(default_factory=dict)
     """Events acknowledged per endpoint (``day``, ``entry``, ``session_end``)."""
     latency_s: list[float] = field(default_factory=list)
@@ -93,6 +101,7 @@ class TrafficStats:
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latency_s) if self.latency_s else np.zeros(1)
         return {"requests": self.requests, "retried": self.retried,
+                "retried_after_retry_after": self.retry_after, "retried_serve_500": self.serve_500,
                 "events": dict(self.by_endpoint),
                 "latency_p50_ms": float(np.percentile(lat, 50) * 1e3),
                 "latency_p99_ms": float(np.percentile(lat, 99) * 1e3)}  # fmt: skip
@@ -126,6 +135,7 @@ class ServeClient:
         for attempt in range(self.cfg.retries + 1):
             self._wait_turn()
             t0 = time.monotonic()
+            wait = min(2.0, 0.1 * 2**attempt)
             try:
                 r = self.http.post(f"{self.base}{path}", json=body, timeout=self.cfg.timeout_s)
             except requests.RequestException as e:
@@ -142,14 +152,28 @@ class ServeClient:
                         f"POST {path} (event {body.get('event_id')!r}): {r.status_code} "
                         f"{r.text[:300]}"
                     )
-                why = f"{r.status_code} {r.text[:120]}"
+                why, wait = self._retry_wait(r, wait)
             if attempt < self.cfg.retries:
                 with self.lock:
                     self.stats.retried += 1
-                logger.info("POST %s: %s; retrying (%d/%d)", path, why, attempt + 1,
-                            self.cfg.retries)  # fmt: skip
-                time.sleep(min(2.0, 0.1 * 2**attempt))
+                logger.info("POST %s: %s; retrying the same event in %.1f s (%d/%d)", path, why,
+                            wait, attempt + 1, self.cfg.retries)  # fmt: skip
+                time.sleep(wait)
         raise TrafficError(f"POST {path} (event {body.get('event_id')!r}) kept failing: {why}")
+
+    def _retry_wait(self, r: requests.Response, backoff: float) -> tuple[str, float]:
+        """Why a 5xx is retried and how long to wait: its ``Retry-After`` (s) when it has one,
+        else the back-off; at most ``max_wait_s``."""
+        after = r.headers.get("Retry-After", "")
+        plain = not r.headers.get("content-type", "").startswith("application/json")
+        with self.lock:
+            self.stats.retry_after += bool(after)
+            self.stats.serve_500 += r.status_code == 500 and plain
+        why = f"{r.status_code} {r.text[:120]}"
+        if r.status_code == 500 and plain:
+            why += " (Serve's proxy: the ingress replica died with the request in flight)"
+        wait = float(after) if after.isdigit() else backoff
+        return why, min(wait, self.cfg.max_wait_s)
 
     def post_many(self, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         """Post concurrently (``concurrency`` at once); answers in the order of ``calls``."""
