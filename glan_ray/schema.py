@@ -87,6 +87,7 @@ HIST_FEATURES: tuple[str, ...] = (
     "exits_explore",
     "exits_following",
     "resumes_today",
+    "last_resumed",
     "resume_contrast",
     "binges_recent",
 )

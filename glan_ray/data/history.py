@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from glan_ray.schema import HIST_DIM, N_PAGES
+from glan_ray.schema import HIST_DIM, N_PAGES, OBS_FEATURES
+
+LAST_EXIT_COLS = [
+    OBS_FEATURES.index(f"last_exit_{p}") for p in ("featured", "explore", "following")
+]
+"""Columns of ``obs`` holding the last-exit page one-hot."""
 
 BINGE_S = 600.0
 """A Featured landing longer than this (s) counts as a binge (``binges_recent``)."""
@@ -38,12 +43,15 @@ def history_features(
     dur: np.ndarray,
     y_sw: np.ndarray,
     exit_page: np.ndarray,
+    obs: np.ndarray,
 ) -> np.ndarray:
     """History features (B, HIST_DIM) float32 in ``schema.HIST_FEATURES`` order.
 
     ``length`` (B,) completed sessions today; ``action`` (B, S) landing pages; ``dur`` (B, S, 3)
     consumption per page (s); ``y_sw`` (B, S) drop-off flags; ``exit_page`` (B, S) the page each
-    session exited from (-1 where unknown: that session counts as no exit and no resume).
+    session exited from (-1 where unknown: that session counts as no exit); ``obs`` (B, S,
+    OBS_DIM) the observation at each session's entry, whose last-exit one-hot says which page a
+    landing would *resume* (for the first session, yesterday's last exit).
     Entries at or after ``length`` are ignored, whatever they hold.
     """
     length = np.asarray(length, dtype=np.int64)
@@ -64,10 +72,11 @@ def history_features(
     last_page = np.zeros((b, N_PAGES))
     last_page[np.flatnonzero(has), act[has, last[has]]] = 1.0
     exits = np.stack([(exit_ == p).sum(1) for p in range(N_PAGES)], axis=1) / COUNT_SCALE
-    # A resume: session k >= 1 landed on the page session k - 1 exited from.
-    prev_exit = np.concatenate([np.full((b, 1), -1), exit_[:, :-1]], axis=1)  # (B, S)
+    # A resume: a landing on the page the user last exited from when the session began.
+    onehot = np.asarray(obs)[:, :s, LAST_EXIT_COLS]  # (B, S, 3)
+    prev_exit = np.where(onehot.max(2) > 0.5, onehot.argmax(2), -1)  # (B, S)
     resume = valid & (act == prev_exit)
-    other = valid & (np.arange(s)[None, :] >= 1) & (prev_exit >= 0) & ~resume
+    other = valid & (prev_exit >= 0) & ~resume
     n_res, n_oth = resume.sum(1), other.sum(1)
     mean_res = (land_log * resume).sum(1) / np.maximum(n_res, 1)
     mean_oth = (land_log * other).sum(1) / np.maximum(n_oth, 1)
@@ -84,6 +93,7 @@ def history_features(
         *last_page.T,
         *exits.T,
         n_res / COUNT_SCALE,
+        np.where(has, _at(resume.astype(np.float64), last), 0.0),
         contrast,
         binges / COUNT_SCALE,
     ]
@@ -99,13 +109,15 @@ def day_arrays(
     dur: np.ndarray,
     y_sw: np.ndarray,
     exit_page: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    obs: np.ndarray,
+) -> tuple[np.ndarray, ...]:
     """Padded per-user-day arrays from flat session rows.
 
     ``group`` (M,) numbers each row's user-day 0..G-1; ``session_idx`` (M,) its index within the
     day (0, 1, ... without gaps, as the ``sessions`` dataset has them). Returns (``row_day``,
-    ``action`` (G, S), ``dur`` (G, S, 3), ``y_sw`` (G, S), ``exit_page`` (G, S), ``n`` (G,)) with
-    S the longest day, -1 / 0 padding; ``row_day`` is ``group`` as int64.
+    ``action`` (G, S), ``dur`` (G, S, 3), ``y_sw`` (G, S), ``exit_page`` (G, S), ``n`` (G,),
+    ``obs`` (G, S, OBS_DIM)) with S the longest day, -1 / 0 padding; ``row_day`` is
+    ``group`` as int64.
     """
     g = np.asarray(group, dtype=np.int64)
     t = np.asarray(session_idx, dtype=np.int64)
@@ -120,7 +132,9 @@ def day_arrays(
     y[g, t] = y_sw
     e[g, t] = exit_page
     n = np.bincount(g, minlength=n_days)
-    return g, a, d, y, e, n
+    o = np.zeros((n_days, s, np.shape(obs)[1]), dtype=np.float32)
+    o[g, t] = obs
+    return g, a, d, y, e, n, o
 
 
 def features_before_each(
@@ -130,15 +144,22 @@ def features_before_each(
     dur: np.ndarray,
     y_sw: np.ndarray,
     exit_page: np.ndarray,
+    obs: np.ndarray,
 ) -> np.ndarray:
     """History features (M, HIST_DIM) of each session row: the day's sessions before it.
 
-    The same arguments as ``day_arrays``; row i sees the ``session_idx[i]`` sessions of its day
-    that came before it.
+    The same arguments as ``day_arrays`` (``obs`` (M, OBS_DIM): each session's observation);
+    row i sees the ``session_idx[i]`` sessions of its day that came before it.
     """
-    g, a, d, y, e, _ = day_arrays(session_idx, group, action, dur, y_sw, exit_page)
+    g, a, d, y, e, _, o = day_arrays(session_idx, group, action, dur, y_sw, exit_page, obs)
     t = np.asarray(session_idx, dtype=np.int64)
-    return history_features(t, a[g], d[g], y[g], e[g])
+    return history_features(t, a[g], d[g], y[g], e[g], o[g])
 
 
-__all__ = ["BINGE_S", "day_arrays", "features_before_each", "history_features"]
+__all__ = [
+    "BINGE_S",
+    "LAST_EXIT_COLS",
+    "day_arrays",
+    "features_before_each",
+    "history_features",
+]

@@ -34,7 +34,7 @@ from glan_ray.schema import HIST_DIM, N_PAGES, DatasetValidationError, conform, 
 logger = logging.getLogger(__name__)
 
 NAME = "transitions_hist"
-SESSION_COLUMNS = ["user_id", "day", "session_idx", "action", "dur", "y_sw", "page_seq"]
+SESSION_COLUMNS = ["user_id", "day", "session_idx", "action", "dur", "y_sw", "page_seq", "obs"]
 """The ``sessions`` columns the history features read."""
 KEYS = ["user_id", "day", "session_idx"]
 
@@ -78,16 +78,20 @@ def session_history(sessions: pa.Table) -> tuple[np.ndarray, np.ndarray]:
             f"({int(np.sum(last + 1 != count))} user-days do not)"
         )
     dur = np.asarray(pc.list_flatten(sessions.column("dur")).to_numpy(), np.float64)
-    g, a, d, y, e, _ = day_arrays(
+    obs = np.asarray(pc.list_flatten(sessions.column("obs")).to_numpy(), np.float32)
+    g, a, d, y, e, _, o = day_arrays(
         t,
         group,
         sessions.column("action").to_numpy().astype(np.int64),
         dur.reshape(-1, N_PAGES),  # (M, 3)
         sessions.column("y_sw").to_numpy().astype(np.float64),
         exit_pages(sessions.column("page_seq")),
+        obs.reshape(len(t), -1),  # (M, OBS_DIM)
     )
-    before = history_features(t, a[g], d[g], y[g], e[g])  # (M, HIST_DIM)
-    through = history_features(t + 1, a[g], d[g], y[g], e[g])  # (M, HIST_DIM)
+    # one more padded session so "through" the last session reads zeros, not out of range
+    o = np.concatenate([o, np.zeros_like(o[:, :1])], axis=1)
+    before = history_features(t, a[g], d[g], y[g], e[g], o[g])  # (M, HIST_DIM)
+    through = history_features(t + 1, a[g], d[g], y[g], e[g], o[g])  # (M, HIST_DIM)
     return before, through
 
 

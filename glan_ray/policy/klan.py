@@ -79,7 +79,8 @@ class CQLHistPolicy(CQLPolicy):
     def states(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
         r = obs.rows
         hist = history_features(history.length[r], history.action[r], history.dur[r],
-                                history.y_sw[r], history.exit_page[r])  # fmt: skip  # (B, H)
+                                history.y_sw[r], history.exit_page[r],
+                                history.obs[r])  # fmt: skip  # (B, H)
         return np.concatenate([obs.obs, hist], axis=1)  # (B, D + H)
 
 

@@ -136,8 +136,8 @@ def simulate_day(
         if premise:
             shift = (cfg.setpoint_dur * setpoint[rows] - cfg.lag_dur_cost * matured[rows])[:, None]
             shift = shift * np.ones((1, N_PAGES))  # (B, 3)
-            resumed = t >= 1
-            shift[resumed, last_exit[rows][resumed]] += cfg.regime_gain * plan.regime[rows][resumed]
+            # the page the user last exited (yesterday's before the first session)
+            shift[np.arange(rows.size), last_exit[rows]] += cfg.regime_gain * plan.regime[rows]
             med = med * np.exp(shift)
         pref = users.affinity[rows] + intent
         obs = build_obs(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-STREAMS: dict[str, int] = {"users": 1, "init": 2, "day": 3, "rct": 4}
+STREAMS: dict[str, int] = {"users": 1, "init": 2, "day": 3, "rct": 4, "regime": 5}
 """Independent random streams; a new stream gets a new number, never a reused one."""
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from glan_ray.data.history import features_before_each, history_features
+from glan_ray.data.history import LAST_EXIT_COLS, features_before_each, history_features
 from glan_ray.data.parts import read_part
 from glan_ray.data.tables import day_tables
 from glan_ray.data.transitions_hist import exit_pages, with_history, write_transitions_hist
@@ -26,6 +26,10 @@ DUR = np.array([[700.0, 5, 0], [30, 0, 0], [0, 90, 0], [0, 0, 40], [900, 0, 0]])
 Y_SW = np.array([0, 1, 0, 0, 1])
 PAGE_SEQ = [[0, 1], [0], [1, 2, 0], None, [0]]
 EXIT = np.array([1, 0, 0, -1, 0])
+# The last exit page each session's observation shows (yesterday's for a first session).
+LAST_EXIT = np.array([2, 1, 0, 0, 0])
+OBS = np.zeros((5, OBS_DIM), np.float32)
+OBS[np.arange(5), LAST_EXIT_COLS[0] + LAST_EXIT] = 1.0
 
 
 def _sessions(order: np.ndarray) -> pa.Table:
@@ -37,6 +41,7 @@ def _sessions(order: np.ndarray) -> pa.Table:
         "dur": pa.array([list(DUR[i]) for i in order], pa.list_(pa.float32(), 3)),
         "y_sw": pa.array(Y_SW[order], pa.int8()),
         "page_seq": pa.array([PAGE_SEQ[i] for i in order], pa.list_(pa.int8())),
+        "obs": pa.FixedSizeListArray.from_arrays(pa.array(OBS[order].ravel()), OBS_DIM),
     })  # fmt: skip
 
 
@@ -76,7 +81,7 @@ def test_rows_equal_features_before_each_by_hand():
     out = with_history(_sessions(np.array([4, 2, 0, 3, 1])), _transitions(order))
     group = (USER - 1)[order]
     by_hand = features_before_each(IDX[order], group, ACTION[order], DUR[order], Y_SW[order],
-                                   EXIT[order])  # fmt: skip
+                                   EXIT[order], OBS[order])  # fmt: skip
     np.testing.assert_array_equal(_hist(out, "hist"), by_hand)
     # next_hist of session t = the features before session t + 1 (after the last, when done)
     g = USER - 1
@@ -88,15 +93,26 @@ def test_rows_equal_features_before_each_by_hand():
     y[g, IDX] = Y_SW
     e = np.full((2, 4), -1)
     e[g, IDX] = EXIT
+    o = np.zeros((2, 4, OBS_DIM), np.float32)
+    o[g, IDX] = OBS
     gi = g[order]
-    nxt = history_features(IDX[order] + 1, a[gi], d[gi], y[gi], e[gi])
+    nxt = history_features(IDX[order] + 1, a[gi], d[gi], y[gi], e[gi], o[gi])
     np.testing.assert_array_equal(_hist(out, "next_hist"), nxt)
     # by hand, user 1's third session: one drop (its second session), the last landing on
     # Featured, one Featured binge (700 s > 600 s) among the last three sessions
     third = _hist(out, "hist")[list(order).index(2)]
     assert third[0] == pytest.approx(1 / 5)  # drops_today
     assert third[6:9].tolist() == [1.0, 0.0, 0.0]  # last_landing_*
-    assert third[14] == pytest.approx(1 / 5)  # binges_recent
+    # resumes: session 0 landed on Featured, yesterday's exit was Following (no); session 1
+    # landed on Featured after exiting Explore (no): none, so no contrast either
+    assert third[12] == 0.0 and third[13] == 0.0 and third[14] == 0.0
+    assert third[15] == pytest.approx(1 / 5)  # binges_recent
+    # user 2 after both sessions: the second landed on Featured, the page its observation said
+    # it last exited (a resume, 900 s); the first on Following after Featured (a switch, 40 s)
+    through = _hist(out, "next_hist")[list(order).index(4)]
+    assert through[12] == pytest.approx(1 / 5)  # resumes_today
+    assert through[13] == 1.0  # last_resumed
+    assert through[14] == pytest.approx((np.log1p(900) - np.log1p(40)) / 7, rel=1e-5)
     np.testing.assert_array_equal(out.column("user_id").to_numpy(), USER[order])
 
 
@@ -123,7 +139,7 @@ class _Recorder(LoggingPolicy):
     def probs(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
         r = obs.rows
         h = history_features(history.length[r], history.action[r], history.dur[r],
-                             history.y_sw[r], history.exit_page[r])  # fmt: skip
+                             history.y_sw[r], history.exit_page[r], history.obs[r])  # fmt: skip
         for u, t, f in zip(obs.user_id, history.length[r], h, strict=True):
             self.seen[(self.day, int(u), int(t))] = f
         return super().probs(obs, history)

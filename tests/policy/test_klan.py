@@ -100,7 +100,7 @@ class _Seen(CQLHistPolicy):
         x = super().states(obs, history)
         r = obs.rows
         h = history_features(history.length[r], history.action[r], history.dur[r],
-                             history.y_sw[r], history.exit_page[r])  # fmt: skip
+                             history.y_sw[r], history.exit_page[r], history.obs[r])  # fmt: skip
         self.seen.append((x, obs.obs, h, history.length[r].copy()))
         return x
 
