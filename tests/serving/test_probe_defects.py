@@ -143,3 +143,20 @@ def test_the_traffic_client_retries_serves_500_and_honours_retry_after():
     assert times[2] - times[1] >= 0.95  # waited for Retry-After: 1
     s = client.stats.summary()
     assert (s["retried"], s["retried_serve_500"], s["retried_after_retry_after"]) == (2, 1, 1)
+
+
+@pytest.mark.heavy  # ~90 s: its own Ray and HAProxy started by serve/run.sh
+def test_a_killed_ingress_through_run_sh_gives_no_bare_5xx_and_applies_nothing_twice():
+    """``sh serve/run.sh`` (HAProxy replays a request whose replica died before answering):
+    the ingress replica killed mid-load, clients retrying with the same ids see no 5xx without
+    Retry-After and no lost connection, and every user has its sessions exactly once."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "bench" / "serve_kill.py"
+    spec = importlib.util.spec_from_file_location("serve_kill", path)
+    kill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kill)
+    got = kill.run("run.sh", users=60, sessions=6)
+    assert got["5xx_without_retry_after"] == 0 and got["lost_connections"] == 0, got
+    assert got["every_user_has_its_sessions_once"], got
