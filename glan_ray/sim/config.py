@@ -189,9 +189,10 @@ class SimConfig:
     """Hidden in-day regime: each user-day is a *resume* day (probability
     ``regime_resume_share``) or a *switch* day. Landing on the page the user last exited from
     (the previous session's exit; yesterday's last before the first session) scales that page's
-    median duration by exp(+gain) on a resume day and exp(-gain) on a switch day. ``obs``
-    shows the last exit page but not the regime; only the sequence (how resumed and switched
-    landings held) reveals it. 0: off."""
+    median duration by exp(+gain) on a resume day and exp(-gain) on a switch day, and every
+    other page's the other way. ``obs`` shows the last exit page but not the regime, and the
+    day's totals barely do (the logging policy resumes about half the time); the sequence
+    (how resumed and switched landings held) does. 0: off."""
     regime_resume_share: float = ranged(0.5, ge=0, le=1)
     """Share of user-days in the resume regime (used when ``regime_gain`` > 0)."""
     lag_sessions: int = ranged(0, ge=0)

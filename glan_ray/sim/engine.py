@@ -136,8 +136,11 @@ def simulate_day(
         if premise:
             shift = (cfg.setpoint_dur * setpoint[rows] - cfg.lag_dur_cost * matured[rows])[:, None]
             shift = shift * np.ones((1, N_PAGES))  # (B, 3)
-            # the page the user last exited (yesterday's before the first session)
-            shift[np.arange(rows.size), last_exit[rows]] += cfg.regime_gain * plan.regime[rows]
+            # resume day (+1): the page the user last exited (yesterday's before the first
+            # session) holds longer, the others shorter; switch day (-1): the reverse
+            g = (cfg.regime_gain * plan.regime[rows])[:, None]  # (B, 1)
+            shift = shift - g
+            shift[np.arange(rows.size), last_exit[rows]] += 2 * g[:, 0]
             med = med * np.exp(shift)
         pref = users.affinity[rows] + intent
         obs = build_obs(

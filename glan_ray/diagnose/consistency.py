@@ -1,0 +1,149 @@
+"""Return consistency: does the page explain the return beyond the state?
+
+A return-conditioned policy learns p(a | s, R) from logged (s, a, R). It can only pick a better
+page for a higher asked return if the page carries information about the return that the state
+does not: the held-out R² of the return-to-go from (s, a) above the R² from s alone. ``r2_gain``
+measures it with the same small MLP for both inputs, plainly and with inverse-propensity weights
+(the logging policy's choices confound the plain figure: it picks pages by the state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from glan_ray.data.history import features_before_each
+from glan_ray.diagnose.frame import SessionFrame
+from glan_ray.schema import N_PAGES
+
+
+@dataclass
+class R2Gain:
+    """Held-out R² of a target from s and from (s, a)."""
+
+    r2_state: float
+    r2_state_page: float
+
+    @property
+    def gain(self) -> float:
+        """R²(s, a) - R²(s)."""
+        return self.r2_state_page - self.r2_state
+
+    @property
+    def share(self) -> float:
+        """The share of what the state leaves unexplained that the page explains."""
+        return self.gain / max(1.0 - self.r2_state, 1e-9)
+
+
+@dataclass
+class Consistency:
+    """Return consistency of the remaining-day return, plain and IPW, with the state a
+    state-based learner sees (obs) and the one a sequence model sees (obs + the day's history
+    summaries, ``schema.HIST_FEATURES``)."""
+
+    plain: R2Gain
+    ipw: R2Gain
+    hist_plain: R2Gain
+    hist_ipw: R2Gain
+    n_sessions: int
+
+
+def _fit_r2(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+    epochs: int = 40,
+) -> float:
+    """Weighted held-out R² of an MLP fitted with weights ``w`` (early stop on validation)."""
+    torch.manual_seed(seed)
+    mu, sd = x[train].mean(0), x[train].std(0) + 1e-6
+    ym, ys = float(np.average(y[train], weights=w[train])), float(y[train].std() + 1e-9)
+    tx = torch.from_numpy(((x - mu) / sd).astype(np.float32))
+    ty = torch.from_numpy(((y - ym) / ys).astype(np.float32))
+    tw = torch.from_numpy((w / w[train].mean()).astype(np.float32))
+    model = nn.Sequential(nn.Linear(x.shape[1], 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                          nn.Linear(64, 1))  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(train)
+    vi, ti = torch.from_numpy(np.flatnonzero(val)), torch.from_numpy(np.flatnonzero(test))
+
+    def wmse(rows: torch.Tensor) -> float:
+        with torch.no_grad():
+            e = (model(tx[rows])[:, 0] - ty[rows]) ** 2
+            return float((e * tw[rows]).sum() / tw[rows].sum())
+
+    best, state, bad = float("inf"), None, 0
+    for _ in range(epochs):
+        rng.shuffle(idx)
+        for i in range(0, len(idx), 1024):
+            b = torch.from_numpy(idx[i : i + 1024])
+            loss = ((model(tx[b])[:, 0] - ty[b]) ** 2 * tw[b]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        v = wmse(vi)
+        if v < best - 1e-5:
+            best, bad, state = v, 0, {k: t.clone() for k, t in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= 4:
+                break
+    if state is not None:
+        model.load_state_dict(state)
+    err = wmse(ti)
+    yt, wt = ty[ti].numpy(), tw[ti].numpy()
+    var = float(np.average((yt - np.average(yt, weights=wt)) ** 2, weights=wt))
+    return 1.0 - err / max(var, 1e-12)
+
+
+def split_users(f: SessionFrame, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row masks of held-out users: 60% train, 20% validation, 20% test."""
+    users = f.users()
+    u = np.random.default_rng(seed).random(len(users))
+    part = np.where(u < 0.6, 0, np.where(u < 0.8, 1, 2))[np.searchsorted(users, f.user_id)]
+    return part == 0, part == 1, part == 2
+
+
+def r2_gain(
+    f: SessionFrame, y: np.ndarray, ipw: bool, seed: int = 0, state: np.ndarray | None = None
+) -> R2Gain:
+    """Held-out R² of ``y`` (M,) from the state (obs unless ``state`` (M, D) is given) and from
+    state + page, optionally IPW-weighted."""
+    train, val, test = split_users(f, seed)
+    w = 1.0 / np.clip(f.propensity, 1e-3, 1.0) if ipw else np.ones(len(f))
+    s = (f.obs if state is None else state).astype(np.float64)
+    sa = np.concatenate([s, np.eye(N_PAGES)[f.action]], axis=1)
+    return R2Gain(
+        r2_state=_fit_r2(s, y, w, train, val, test, seed),
+        r2_state_page=_fit_r2(sa, y, w, train, val, test, seed),
+    )
+
+
+def measure(f: SessionFrame, seed: int = 0) -> Consistency:
+    """Return consistency of the remaining-day return (the DT's return-to-go)."""
+    y = f.remaining_return
+    hist = np.concatenate([f.obs, history_of(f)], axis=1)
+    return Consistency(
+        plain=r2_gain(f, y, ipw=False, seed=seed),
+        ipw=r2_gain(f, y, ipw=True, seed=seed),
+        hist_plain=r2_gain(f, y, ipw=False, seed=seed, state=hist),
+        hist_ipw=r2_gain(f, y, ipw=True, seed=seed, state=hist),
+        n_sessions=len(f),
+    )
+
+
+def history_of(f: SessionFrame) -> np.ndarray:
+    """(M, HIST_DIM) history features of each session (the day's sessions before it)."""
+    return features_before_each(f.session_idx, f.group, f.action, f.dur, f.y_sw, f.exit_page,
+                                f.obs)  # fmt: skip
+
+
+__all__ = ["Consistency", "R2Gain", "measure", "r2_gain", "split_users"]
