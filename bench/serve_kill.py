@@ -69,14 +69,16 @@ class Client:
         self.url, self.lock = url, threading.Lock()
         self.sent = self.with_retry_after = self.lost = 0
         self.without: list[str] = []
+        self.lost_why: list[str] = []
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         for _ in range(200):
             try:
                 r = requests.post(self.url + path, json=body, timeout=60)
-            except requests.RequestException:
+            except requests.RequestException as e:
                 with self.lock:
                     self.sent, self.lost = self.sent + 1, self.lost + 1
+                    self.lost_why.append(f"{type(e).__name__}: {str(e)[-80:]}")
                 time.sleep(0.2)
                 continue
             with self.lock:
@@ -158,6 +160,7 @@ def run(setup: str, users: int = 100, sessions: int = 8, threads: int = 16) -> d
     return {"setup": setup, "requests": client.sent, "5xx_with_retry_after":
             client.with_retry_after, "5xx_without_retry_after": len(client.without),
             "lost_connections": client.lost, "examples": client.without[:3],
+            "lost_examples": client.lost_why[:3],
             "killed_pids": killed, "restarted_pids": restarted,
             "every_user_has_its_sessions_once": all(
                 s["sessions"] == sessions and not s["open_entry"] for s in states),
@@ -168,6 +171,8 @@ def run(setup: str, users: int = 100, sessions: int = 8, threads: int = 16) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setups", default="plain,run.sh")
+    ap.add_argument("--users", type=int, default=100)
+    ap.add_argument("--sessions", type=int, default=8)
     ap.add_argument("--results", default=os.path.join(HERE, "results", "serve_kill.json"))
     args = ap.parse_args()
     rows = []
@@ -175,7 +180,7 @@ def main() -> None:
         with open(args.results) as f:
             rows = json.load(f)
     for setup in args.setups.split(","):
-        row = run(setup)
+        row = run(setup, args.users, args.sessions)
         print(json.dumps(row), flush=True)
         rows.append(row)
         with open(args.results, "w") as f:
