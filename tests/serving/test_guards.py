@@ -241,7 +241,7 @@ def test_doc_encoder_reuses_kept_events_and_writes_the_whole_document():
         u = rng.randrange(3)
         old = docs[u]
         events = {**old["events"], f"e:{step}": [f"{step:04x}", {"probs": [rng.random()] * 3}]}
-        while len(events) > 20:  # the ingress's EVENTS_KEPT, small
+        while len(events) > 20:  # a window dropping its oldest, as the ingress's day window
             del events[next(iter(events))]
         doc = {**old, "obs": [*old["obs"], rng.random()][-8:], "events": events}
         if step % 37 == 0:  # a fresh read: equal, but new objects
