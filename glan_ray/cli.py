@@ -25,6 +25,18 @@ def _load_mapping(path: str) -> dict:
     return data
 
 
+def _add_world(p: argparse.ArgumentParser) -> None:
+    from glan_ray.sim.worlds import WORLDS
+
+    p.add_argument(
+        "--world",
+        default="default",
+        choices=sorted(WORLDS),
+        help="simulated world (docs/simulator.md): default, or premise, where GLAN's premises "
+        "hold; --sim-config overrides apply on top of it",
+    )
+
+
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     from glan_ray.sim.baselines import SIM_POLICIES
 
@@ -72,6 +84,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--burn-in-rct", action="store_true", help="the burn-in runs in RCT mode")
     p.add_argument("--sim-config", metavar="YAML", help="YAML file of SimConfig fields to override")
+    _add_world(p)
     p.add_argument("--shard-users", type=int, help="users per simulator actor (default: auto)")
     p.add_argument("--overwrite", action="store_true", help="replace datasets already in --out")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
@@ -85,9 +98,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from glan_ray.data.generate import GenerateOptions, generate
     from glan_ray.runtime import init_ray
     from glan_ray.sim.config import SimConfig
+    from glan_ray.sim.worlds import world_overrides
 
     overrides = _load_mapping(args.sim_config) if args.sim_config else {}
-    cfg = SimConfig.from_dict({**overrides, "seed": args.seed})
+    cfg = SimConfig.from_dict({**world_overrides(args.world), **overrides, "seed": args.seed})
     factory, policy = None, args.policy
     if args.incumbent:
         from glan_ray.policy.registry import incumbent_factory
@@ -338,6 +352,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds), help="simulator seeds")
     p.add_argument("--shard-users", type=int, default=d.shard_users, help="users per Ray task")
     p.add_argument("--sim-config", metavar="YAML", help="SimConfig overrides for the test")
+    _add_world(p)
     p.add_argument(
         "--arm-option",
         action="append",
@@ -480,6 +495,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             shard_users=args.shard_users,
             models=args.models or storage.join(args.run, "models"),
             sim=_load_mapping(args.sim_config) if args.sim_config else {},
+            world=args.world,
             options=_arm_options(args.arm_option),
             refresh_every=args.refresh_every,
             refresh_arms=tuple(args.refresh_arms),
@@ -522,6 +538,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--incumbent-explore", default="epsilon=0.1",
                    help="exploration of the incumbent while it collects generation 1's data: "
                    "greedy, epsilon=E or softmax[=T]")  # fmt: skip
+    _add_world(p)
     p.add_argument("--serve", action="store_true",
                    help="then serve the trained models over HTTP until Ctrl-C")  # fmt: skip
     p.add_argument("--serve-host", default="127.0.0.1", help="HTTP host of --serve")
@@ -543,6 +560,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         parallel=args.parallel,
         incumbent=args.incumbent,
         incumbent_explore=args.incumbent_explore,
+        world=args.world,
     )
     stages = cfg.stages
     init_ray(args.address)
@@ -625,6 +643,62 @@ def _run_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_diagnose(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "diagnose",
+        help="measure GLAN's premises on a log or a simulated world",
+        description="Premise diagnostics (docs/evaluation.md): how much the day's earlier "
+        "sessions predict the next one beyond the observation (history information), when a "
+        "page's effect on usage arrives (delay profile), and whether the page explains the "
+        "return beyond the state (return consistency). --data reads any sessions dataset in "
+        "the schema; --world simulates a world's logging policy and also measures the hidden "
+        "state's share, counterfactual page flips and the calibration targets. Writes "
+        "diagnosis.json, diagnosis.md and PNGs under --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="a run or data directory (or URI) holding a sessions dataset")
+    from glan_ray.sim.worlds import WORLDS
+
+    src.add_argument("--world", choices=sorted(WORLDS), help="a simulated world to diagnose")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="world seed / the split's seed")
+    p.add_argument("--users", type=int, default=3000, help="--world: users simulated")
+    p.add_argument("--days", type=int, default=10, help="--world: days (3 burn-in days dropped)")
+    p.add_argument(
+        "--max-user-days",
+        type=int,
+        default=20_000,
+        help="--data: diagnose a random sample of whole users of about this many user-days",
+    )
+    p.add_argument("--splits", type=int, default=3, help="splits averaged for consistency")
+    p.add_argument("--address", help="Ray cluster address (--data; default: local Ray)")
+    p.set_defaults(func=_run_diagnose)
+
+
+def _run_diagnose(args: argparse.Namespace) -> int:
+    from glan_ray.diagnose.report import diagnose_data, diagnose_world, markdown, write
+
+    for name in ("users", "days", "max_user_days", "splits"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    if args.days < 4 and args.world:
+        raise ValueError(f"--days must be >= 4 (3 burn-in days are dropped); got {args.days}")
+    if args.world:
+        d = diagnose_world(args.world, seed=args.seed, users=args.users, days=args.days,
+                           consistency_splits=args.splits)  # fmt: skip
+    else:
+        from glan_ray.runtime import init_ray
+
+        init_ray(args.address)
+        d = diagnose_data(args.data, max_user_days=args.max_user_days, seed=args.seed,
+                          consistency_splits=args.splits)  # fmt: skip
+    path = write(d, args.out)
+    print(markdown(d, []).split("\n## History")[0])
+    print(f"report: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glan-ray",
@@ -637,6 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_label(sub)
     _add_tune(sub)
     _add_evaluate(sub)
+    _add_diagnose(sub)
     _add_pipeline(sub)
     cli_logs.add_traffic(sub)
     cli_logs.add_logs_to_datasets(sub)

@@ -36,6 +36,10 @@ def add_traffic(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--burn-in-days", type=int, default=7,
                    help="days played first in-process under the logging heuristic")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="SimConfig seed (the simulated world)")
+    from glan_ray.sim.worlds import WORLDS
+
+    p.add_argument("--world", default="default", choices=sorted(WORLDS),
+                   help="simulated world of the users (docs/simulator.md)")  # fmt: skip
     p.add_argument("--max-rps", type=float, default=d.max_rps, help="most requests per second")
     p.add_argument("--max-seconds", type=float, default=d.max_seconds,
                    help="wall-clock budget of the run (s)")  # fmt: skip
@@ -63,14 +67,14 @@ def run_traffic(args: argparse.Namespace) -> int:
         TrafficError,
         play,
     )
-    from glan_ray.sim.config import SimConfig
+    from glan_ray.sim.worlds import world_config
 
     for name in ("users", "days"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.burn_in_days < 0 or args.first_user < 0:
         raise ValueError("--burn-in-days and --first-user must be >= 0")
-    cfg = SimConfig(seed=args.seed, block_size=args.users)
+    cfg = world_config(getattr(args, "world", "default"), seed=args.seed, block_size=args.users)
     client = None
     if args.in_process:
         from glan_ray.policy.registry import make_arm

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 STAGES = (
     "simulate",
+    "diagnose",
     "train_lrtg",
     "train_hrm",
     "train_isp",
@@ -36,9 +37,9 @@ STAGES = (
     "evaluate",
 )
 STAGE_COST = {
-    "simulate": 6.8, "train_lrtg": 67.7, "train_hrm": 41.9, "train_isp": 31.5, "train_am": 40.6,
-    "label_hrm": 3.9, "train_cql": 29.6, "train_cql_static": 27.9, "train_dt": 42.5,
-    "train_dt_naive": 46.3, "evaluate": 81.4,
+    "simulate": 6.8, "diagnose": 60.0, "train_lrtg": 67.7, "train_hrm": 41.9, "train_isp": 31.5,
+    "train_am": 40.6, "label_hrm": 3.9, "train_cql": 29.6, "train_cql_static": 27.9,
+    "train_dt": 42.5, "train_dt_naive": 46.3, "evaluate": 81.4,
     "train_cql_hist": 29.6,  # not measured yet: train_cql's
 }  # fmt: skip
 GEN1_STAGES = (
@@ -72,6 +73,7 @@ it). ``eta_s`` scales them by the speed measured in the current run."""
 
 DEPENDS: dict[str, tuple[str, ...]] = {
     "simulate": (),
+    "diagnose": (),  # simulates its own log of the world, with the hidden state
     **{f"train_{m}": ("simulate",) for m in ("lrtg", "hrm", "isp", "am", "cql", "cql_static")},
     "train_cql_hist": ("simulate",),  # writes data/transitions_hist, then trains
     "label_hrm": ("train_hrm",),  # rewrites the trajectories with HRM rewards
@@ -184,6 +186,11 @@ class PipelineConfig:
     incumbent_explore: str = "epsilon=0.1"
     """How the incumbent explores while it collects generation 1's data (``policy.explore``;
     ``DEPLOY_DEFAULT``). The A/B's control is the greedy incumbent."""
+    world: str = "default"
+    """The simulated world (``sim.worlds.WORLDS``): ``default``, or ``premise`` where GLAN's
+    premises hold. Training data, generation 1 and the A/B all live in it; the ``diagnose``
+    stage measures its premises and the report opens with them. A run directory keeps the
+    world it was started with."""
     parallel: int = 1
     """Stages run at once, each in its own Ray task as soon as the stages it reads are done
     (``DEPENDS``); 1 runs them one after another in this process, in ``STAGES`` order. On 2
@@ -193,6 +200,9 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.parallel < 1:
             raise ValueError(f"parallel must be >= 1; got {self.parallel}")
+        from glan_ray.sim.worlds import world_overrides
+
+        world_overrides(self.world)  # an unknown world raises, listing the worlds
         if self.preset not in PRESETS:
             raise ValueError(f"preset: unknown {self.preset!r}; expected one of {list(PRESETS)}")
         if self.first_stage is not None and self.first_stage not in self.stages:
@@ -273,11 +283,21 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
 
     def simulate() -> dict[str, Any]:
         from glan_ray.data.generate import GenerateOptions, generate
-        from glan_ray.sim.config import SimConfig
+        from glan_ray.sim.worlds import world_config
 
         opts = GenerateOptions(users=s.users, days=s.days, rct=True, overwrite=True)
-        summary = generate(SimConfig(seed=cfg.seed), opts, data)
-        return {"out": data, "summary": summary.format()}
+        summary = generate(world_config(cfg.world, seed=cfg.seed), opts, data)
+        return {"out": data, "world": cfg.world, "summary": summary.format()}
+
+    def diagnose() -> dict[str, Any]:
+        from glan_ray.diagnose.report import diagnose_world, write
+
+        users = min(s.users, 3000)
+        d = diagnose_world(cfg.world, seed=cfg.seed, users=users, days=10,
+                           calibration_users=min(users, 2000))  # fmt: skip
+        with storage.staged_dir(cfg.path("diagnosis")) as local:
+            write(d, local)
+        return {"out": cfg.path("diagnosis"), "world": cfg.world, "targets": d.targets}
 
     def supervised(name: str, data: str = data, models: str = models) -> Callable[[], dict]:
         def run() -> dict[str, Any]:
@@ -318,7 +338,7 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
 
         ab = ABConfig(arms=tuple(a for a in ARMS if a not in ALIASES), users=s.ab_users,
                       ab_days=s.ab_days, aa_days=s.ab_aa_days, burn_in_days=s.ab_burn_in_days,
-                      seeds=s.ab_seeds, models=models)  # fmt: skip
+                      seeds=s.ab_seeds, models=models, world=cfg.world)  # fmt: skip
         def progress(done: int, total: int) -> None:
             if done == total or done % max(1, total // 10) == 0:
                 logger.info("evaluate: %d/%d A/B tasks done", done, total)
@@ -328,9 +348,9 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
     def simulate_gen1() -> dict[str, Any]:
         from glan_ray.data.generate import GenerateOptions, generate
         from glan_ray.policy.registry import incumbent_factory
-        from glan_ray.sim.config import SimConfig
+        from glan_ray.sim.worlds import world_config
 
-        sim = SimConfig(seed=cfg.seed)
+        sim = world_config(cfg.world, seed=cfg.seed)
         factory, name = incumbent_factory(cfg.incumbent, models, sim, cfg.incumbent_explore)
         opts = GenerateOptions(users=s.users, days=s.gen1_days or s.days, policy=name,
                                burn_in_days=s.days, burn_in_rct=True, overwrite=True)  # fmt: skip
@@ -359,7 +379,7 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
         arms = ("incumbent", "incumbent_explore", *GLAN_ARMS, "klan", "glan_gen0", *MODEL_FREE)
         ab = ABConfig(arms=arms, control="incumbent", users=s.ab_users, ab_days=s.ab_days,
                       aa_days=s.ab_aa_days, burn_in_days=s.ab_burn_in_days, seeds=s.ab_seeds,
-                      models=models1, variants=variants)  # fmt: skip
+                      models=models1, variants=variants, world=cfg.world)  # fmt: skip
 
         def progress(done: int, total: int) -> None:
             if done == total or done % max(1, total // 10) == 0:
@@ -461,6 +481,12 @@ def run_pipeline(
     )
     stages = cfg.stages
     forced = stages[stages.index(cfg.first_stage) :] if cfg.first_stage else ()
+    done_sim = stage_marker(cfg, "simulate")
+    if "simulate" not in forced and storage.exists(done_sim):
+        was = storage.read_json(done_sim).get("world", "default")
+        if was != cfg.world:
+            raise ValueError(f"world: {cfg.run} was simulated in world {was!r}, not "
+                             f"{cfg.world!r}; use another --out or --from simulate")  # fmt: skip
     records: dict[str, dict[str, Any]] = {}
     todo = []
     for stage in stages:

@@ -11,9 +11,10 @@ follows today, and its exit page. Four inputs are compared on held-out users:
 - ``latent``: + the true hidden state (simulator only) — what no policy can see.
 
 Losses are in nats per session (Gaussian with the plug-in variance for the duration, log-loss
-for the rest), so they add up across outcomes. The history's *gain* is the relative loss
-reduction of ``sequence`` over ``obs``; the *gap closed* is the share of the obs -> latent loss
-gap that the sequence closes.
+for the rest), so they add up across outcomes. At a day's first session the history is empty,
+so the history predictors are scored with the obs predictor's loss there (what they reduce to).
+The history's *gain* is the relative loss reduction of ``sequence`` over ``obs``; the *gap
+closed* is the share of the obs -> latent loss gap that the sequence closes.
 """
 
 from __future__ import annotations
@@ -176,13 +177,20 @@ def measure(f: SessionFrame, cfg: FitConfig | None = None) -> GainResult:
     train, val, test = _split(f, cfg.seed)
     loss: dict[str, dict[str, float]] = {}
     by_index: dict[str, dict[str, float]] = {}
+    t_idx = idx[test][mask[test]]
+    obs_per: np.ndarray | None = None
     for name, x in inputs.items():
         per = _fit_one(name, _pad(f, _standardise(x, train[f.group])), tok, mask, targets,
                        (train, val, test), cfg)  # fmt: skip
+        if name == "obs":
+            obs_per = per
+        elif name in ("hist_features", "sequence") and obs_per is not None:
+            # A day's first session has no history: the history predictors' inputs are the
+            # obs predictor's plus zeros, so what they can do there is the obs predictor.
+            per = np.where((t_idx == 0)[:, None], obs_per, per)
         cols = [OUTCOMES.index(o) for o in outcomes]
         loss[name] = {o: float(per[:, OUTCOMES.index(o)].mean()) for o in outcomes}
         tot = per[:, cols].sum(1)
-        t_idx = idx[test][mask[test]]
         by_index[name] = {}
         for lo, hi in INDEX_BUCKETS:
             sel = (t_idx >= lo) & (t_idx <= hi)

@@ -127,7 +127,10 @@ class ABConfig:
     """Arm -> builder options (``policy.registry.ARM_OPTIONS``), e.g. ``{"glan": {"target_gain":
     1.5}}``; arms not listed use their models' defaults."""
     sim: dict[str, Any] = field(default_factory=dict)
-    """SimConfig overrides (besides the seed)."""
+    """SimConfig overrides (besides the seed), on top of the ``world``'s."""
+    world: str = "default"
+    """The simulated world (``sim.worlds.WORLDS``: default or premise); ``sim`` holds its
+    overrides merged with the ones given once the config is built."""
     first_user: int = 50_000_000
     """First user id: far from the training populations' ids, so test users are not the users
     the models were trained on."""
@@ -148,6 +151,9 @@ class ABConfig:
     "glan")``; they should explore (``options``), or their logs hold no off-policy signal."""
 
     def __post_init__(self) -> None:
+        from glan_ray.sim.worlds import world_overrides
+
+        object.__setattr__(self, "sim", {**world_overrides(self.world), **self.sim})
         object.__setattr__(self, "arms", tuple(dict.fromkeys((self.control, *self.arms))))
         object.__setattr__(self, "seeds", tuple(self.seeds))
         for name in ("users", "ab_days", "shard_users", "headline_days"):

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 AB_JSON = os.path.join("ab", "ab.json")
 """Where the A/B summary lives, relative to the run directory."""
+DIAGNOSIS_JSON = os.path.join("diagnosis", "diagnosis.json")
+"""The run's premise diagnosis (the ``diagnose`` stage), which the report opens with."""
 
 
 def publish_evaluation(run: str, result: ABResult | None = None) -> tuple[str, str]:
@@ -28,7 +30,7 @@ def publish_evaluation(run: str, result: ABResult | None = None) -> tuple[str, s
         raise FileNotFoundError(f"no A/B results at {storage.join(run, 'ab', 'ab.json')}")
     from glan_ray.eval.report import write_report
 
-    fetch = () if result is not None else (AB_JSON,)
+    fetch = (DIAGNOSIS_JSON,) if result is not None else (AB_JSON, DIAGNOSIS_JSON)
     with storage.staged_dir(run, fetch=fetch) as local:
         if result is not None:
             result.save(os.path.join(local, "ab"))

@@ -298,7 +298,24 @@ def _aa_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(summary: dict[str, Any], figures: list[str]) -> str:
+def _world_lines(cfg: dict[str, Any], diagnosis: dict[str, Any] | None) -> list[str]:
+    """The world the A/B ran in and, when the run diagnosed it, its premise figures."""
+    world = cfg.get("world", "default")
+    lines = [f"World: **{world}** (docs/simulator.md)."]
+    if diagnosis is not None:
+        lines[0] += (f" Its premises, measured by `glan-ray diagnose` ({diagnosis['source']}; "
+                     "diagnosis/diagnosis.md):")  # fmt: skip
+        lines += ["", "| premise | value | target | met |", "|---|---|---|---|"]
+        for t in diagnosis.get("targets", []):
+            v = "n/a" if t["value"] is None else f"{t['value']:.4f}"
+            ok = {True: "yes", False: "no", None: "n/a"}[t["met"]]
+            lines.append(f"| {t['name']} | {v} | {t['required']} | {ok} |")
+    return [*lines, ""]
+
+
+def markdown(
+    summary: dict[str, Any], figures: list[str], diagnosis: dict[str, Any] | None = None
+) -> str:
     cfg = summary["config"]
     control = cfg["control"]
     units = cfg["users"] * len(cfg["seeds"])
@@ -308,6 +325,7 @@ def markdown(summary: dict[str, Any], figures: list[str]) -> str:
     lines = [
         "# Simulated A/B test",
         "",
+        *_world_lines(cfg, diagnosis),
         f"{len(cfg['arms'])} arms × {cfg['users']} users × seeds {list(cfg['seeds'])} ({units} "
         f"units per arm). Protocol: {p.get('burn_in_days', 0)} burn-in days under "
         f"**{p.get('burn_in_arm', control)}**, {p.get('aa_days', 0)} A/A days (every bucket "
@@ -386,7 +404,12 @@ def write_report(run: str) -> str:
         summary = json.load(f)
     write_csv(summary, os.path.join(run, "ab_metrics.csv"))
     figures = plot(summary, run)
+    diag_path = os.path.join(run, "diagnosis", "diagnosis.json")
+    diagnosis = None
+    if os.path.exists(diag_path):
+        with open(diag_path) as f:
+            diagnosis = json.load(f)
     path = os.path.join(run, "report.md")
     with open(path, "w") as f:
-        f.write(markdown(summary, figures))
+        f.write(markdown(summary, figures, diagnosis))
     return path

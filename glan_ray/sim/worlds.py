@@ -18,22 +18,28 @@ WORLDS: dict[str, dict[str, Any]] = {
     "default": {},
     "premise": {
         # a hidden resume/switch regime of the day, read from how resumed landings held
-        "regime_gain": 0.5,
-        # a drop-off (or a Featured binge) costs durations and returns 3 sessions later ...
+        "regime_gain": 0.55,
+        # a drop-off costs durations and returns 3 sessions later ...
         "lag_sessions": 3,
-        "lag_dur_cost": 0.25,
-        "lag_return_cost": 0.6,
-        "lag_binge_debt": 0.5,
+        "lag_dur_cost": 0.3,
+        "lag_return_cost": 0.8,
         # ... and costs less at once than in the default world
         "sat_drop": -0.4,
         # the first session of the day sets the rest of the day
-        "setpoint_return": 0.5,
+        "setpoint_return": 0.8,
         "setpoint_dur": 0.15,
-        # intent holds through the day: earlier sessions tell a policy about the later ones
-        "intent_persistence": 0.97,
-        # longer days: the busiest users exceed one DT window (20 sessions)
-        "base_rate": (2.1, 5.6, 11.2, 20.8),
-        "max_planned": 30,
+        # intent holds through the day (and is smaller): earlier sessions tell about later ones
+        "intent_std": 0.35,
+        "intent_persistence": 0.98,
+        # navigation (and so the exit page) depends less on hidden preferences
+        "nav_pref_slope": 0.6,
+        # static preferences a little tighter, Explore a little shorter: the calibration
+        # targets (best constant page <= +1% vs logging, static share >= 0.30) hold
+        "page_affinity_std": 0.45,
+        "base_duration": (210.0, 140.0, 115.0),
+        # longer days: about 10.7 sessions a day; the busiest users exceed one DT window (20)
+        "base_rate": (3.2, 8.8, 17.5, 32.5),
+        "max_planned": 40,
     },
 }
 """World name -> SimConfig overrides."""
