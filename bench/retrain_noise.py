@@ -27,6 +27,9 @@ from glan_ray.eval.stats import compare
 
 GLAN_MODELS = ("lrtg", "hrm")
 """Exports the GLAN arm reads besides its DT, copied from ``--models`` into each draw's."""
+KLAN_MODELS = ("isp", "am")
+"""Exports the KLAN arm reads besides its CQL, copied from ``--models`` into each KLAN draw's
+(``--klan-draws``: KLAN's retraining noise is its CQL's; ISP and AM stay the run's)."""
 
 
 def _glan_ray(*args: str) -> None:
@@ -59,6 +62,23 @@ def _train_draw(args: argparse.Namespace, sets: list[str], seed: int, out: str) 
     t0 = time.perf_counter()
     budget = ["--iterations", str(args.iterations), "--updates-per-iteration", str(args.updates)]
     _glan_ray("train", "dt", "--data", args.data, "--out", out, *budget, *flags)
+    return time.perf_counter() - t0
+
+
+def _train_klan_draw(args: argparse.Namespace, seed: int, out: str) -> float:
+    """Train one KLAN draw's CQL (IIT) into ``out`` with the run's ISP and AM; its wall seconds,
+    0 when it exists already."""
+    if os.path.exists(os.path.join(out, "cql", "model.pt")):
+        return 0.0
+    os.makedirs(out, exist_ok=True)
+    for name in KLAN_MODELS:
+        dst = os.path.join(out, name)
+        if not os.path.isdir(dst):
+            shutil.copytree(os.path.join(args.models, name), dst)
+    t0 = time.perf_counter()
+    _glan_ray("train", "cql", "--data", args.data, "--out", out, "--iterations",
+              str(args.klan_iterations), "--updates-per-iteration", str(args.klan_updates),
+              f"--set=seed={seed}")  # fmt: skip
     return time.perf_counter() - t0
 
 
@@ -97,6 +117,12 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds of A/B users")
     ap.add_argument("--metrics", nargs="+", default=["usage_time", "dau", "pdr"])
     ap.add_argument("--results", default="bench/results/retrain_noise.json")
+    ap.add_argument("--world", default="default", help="simulated world of the A/B")
+    ap.add_argument("--klan-draws", type=int, default=0,
+                    help="also retrain KLAN's CQL this many times (seeds 0, 1, ...); the draws "
+                    "play as arms klan_0, klan_1, ... and form the group 'klan'")  # fmt: skip
+    ap.add_argument("--klan-iterations", type=int, default=8, help="the demo's CQL budget")
+    ap.add_argument("--klan-updates", type=int, default=300, help="updates per iteration")
     args = ap.parse_args()
     variants = _variants(args.variant)
 
@@ -108,11 +134,21 @@ def main() -> None:
             arm = f"{name}_{d}"
             train_s[arm] = round(_train_draw(args, sets, d, os.path.join(args.run, arm)), 1)
             draws[name].append(arm)
+    base = {a: "glan" for v in draws.values() for a in v}
+    if args.klan_draws:
+        if "klan" in draws:
+            raise SystemExit("--variant klan: the name is taken by --klan-draws' group")
+        draws["klan"] = []
+        for d in range(args.klan_draws):
+            arm = f"klan_{d}"
+            train_s[arm] = round(_train_klan_draw(args, d, os.path.join(args.run, arm)), 1)
+            draws["klan"].append(arm)
+            base[arm] = "klan"
     if not os.path.exists(os.path.join(args.run, "ab", "ab_units.npz")):
-        flags = [f"--variant={a}=glan@{os.path.join(args.run, a)}" for v in draws.values()
-                 for a in v]  # fmt: skip
+        flags = [f"--variant={a}={b}@{os.path.join(args.run, a)}" for a, b in base.items()]
         _glan_ray("evaluate", "--run", args.run, "--models", args.models, "--arms", *args.arms,
-                  *flags, "--users", str(args.users), "--seeds", *map(str, args.seeds))  # fmt: skip
+                  *flags, "--users", str(args.users), "--seeds", *map(str, args.seeds),
+                  "--world", args.world)  # fmt: skip
     units = np.load(os.path.join(args.run, "ab", "ab_units.npz"))
     with open(os.path.join(args.run, "ab", "ab.json")) as f:
         ab = json.load(f)
@@ -148,6 +184,8 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "variants": variants,
         "draws": args.draws,
+        "klan_draws": args.klan_draws,
+        "world": args.world,
         "budget": {"iterations": args.iterations, "updates_per_iteration": args.updates},
         "ab": {"users": args.users, "seeds": args.seeds, "arms": ab["config"]["arms"]},
         "train_s": train_s,

@@ -403,6 +403,7 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
     u = s.updates_per_iteration
     fns = {
         "simulate": simulate,
+        "diagnose": diagnose,
         **{f"train_{m}": supervised(m) for m in ("lrtg", "hrm", "isp", "am")},
         "label_hrm": label(),
         "train_cql": rl("cql", "cql", s.cql_iterations, u),

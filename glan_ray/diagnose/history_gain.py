@@ -167,14 +167,16 @@ def measure(f: SessionFrame, cfg: FitConfig | None = None) -> GainResult:
     outcomes = [o for o in OUTCOMES if o != "exit_page" or exit_known]
     tok = _pad(f, _tokens(f))
     mask = _pad(f, np.ones(len(f), dtype=bool))
+    train, val, test = _split(f, cfg.seed)
+    log_dur = np.log1p(f.landing_dur)
+    log_dur = log_dur - log_dur[train[f.group]].mean()  # centred: the heads start near it
     targets = {
-        "dur": _pad(f, np.log1p(f.landing_dur).astype(np.float32)),
+        "dur": _pad(f, log_dur.astype(np.float32)),
         "drop": _pad(f, f.y_sw.astype(np.float32)),
         "another": _pad(f, f.another_today.astype(np.float32)),
         "exit": _pad(f, f.exit_page.astype(np.int64)),
     }
     idx = _pad(f, f.session_idx)
-    train, val, test = _split(f, cfg.seed)
     loss: dict[str, dict[str, float]] = {}
     by_index: dict[str, dict[str, float]] = {}
     t_idx = idx[test][mask[test]]
