@@ -2,8 +2,9 @@
 newcomer starts it, then 200 users x 11 requests (day start, 5 x entry + session end) at
 concurrency 32 through port 8000, measured from outside (loopback only).
 
-``serve run <repo>/serve/config.yaml`` runs in a scratch directory holding small random model
-exports under ``runs/demo/models`` (the config's path; the models' size barely matters next to
+``serve run <repo>/serve/config.yaml`` (or ``sh <repo>/serve/run.sh``: ``--run-sh``) runs in
+a scratch directory holding small random model exports under ``runs/demo/models`` (the
+config's path; the models' size barely matters next to
 Serve's plumbing on 2 cores), with ``--env KEY=VALUE`` added to its environment (none: the
 plain default). ``--repo`` picks the code and config (a ``git worktree`` of an older commit
 measures the "before": its directory goes first on ``PYTHONPATH``). The client is one asyncio +
@@ -136,6 +137,7 @@ def main() -> None:
     ap.add_argument("--repo", default=REPO, help="code + serve/config.yaml to run")
     ap.add_argument("--label", required=True, help="name of this run in the results")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for serve run")
+    ap.add_argument("--run-sh", action="store_true", help="start it with sh serve/run.sh")
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--sessions", type=int, default=5, help="entry + end pairs per user")
     ap.add_argument("--concurrency", type=int, default=32)
@@ -149,7 +151,11 @@ def main() -> None:
     config = os.path.join(os.path.abspath(args.repo), "serve", "config.yaml")
     serve_bin = os.path.join(os.path.dirname(sys.executable), "serve")
     load0, others = os.getloadavg()[0], _others()
-    proc = subprocess.Popen([serve_bin, "run", config], cwd=work, env=env, start_new_session=True,
+    cmd = [serve_bin, "run", config]
+    if args.run_sh:
+        cmd = ["sh", os.path.join(os.path.dirname(config), "run.sh")]
+        env["PATH"] = os.path.dirname(serve_bin) + os.pathsep + env.get("PATH", "")
+    proc = subprocess.Popen(cmd, cwd=work, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = "http://127.0.0.1:8000"
     try:
@@ -162,7 +168,8 @@ def main() -> None:
             proc.wait(120)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-    row = {"label": args.label, "env": args.env, "repo": args.repo, "ready_s": ready_s,
+    row = {"label": args.label, "command": " ".join(cmd[-2:]), "env": args.env,
+           "repo": args.repo, "ready_s": ready_s,
            "users": args.users, "requests_per_user": 1 + 2 * args.sessions,
            "concurrency": args.concurrency, **res, "loadavg_1m_before": load0,
            "loadavg_1m_after": os.getloadavg()[0], "ps_at_start": others,
