@@ -24,8 +24,22 @@ def test_help_lists_commands_and_simulate_options():
         [sys.executable, "-m", "glan_ray.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "simulate" in top
-    for cmd in ("train", "label-hrm", "tune", "evaluate", "pipeline"):
+    for cmd in ("train", "label-hrm", "tune", "evaluate", "pipeline", "diagnose"):
         assert cmd in top
+    assert "--world" in out
+
+
+def test_diagnose_refuses_bad_arguments_naming_them(tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "glan_ray.cli", "diagnose", *args],
+                              capture_output=True, text=True)  # fmt: skip
+
+    r = run("--world", "premise", "--out", str(tmp_path), "--days", "3")
+    assert r.returncode == 2 and "--days must be >= 4" in r.stderr
+    r = run("--world", "nowhere", "--out", str(tmp_path))
+    assert r.returncode == 2 and "invalid choice: 'nowhere'" in r.stderr
+    r = run("--out", str(tmp_path))
+    assert r.returncode == 2 and "one of the arguments --data --world is required" in r.stderr
 
 
 @pytest.mark.parametrize(

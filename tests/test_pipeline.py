@@ -51,6 +51,10 @@ def test_tiny_pipeline_runs_resumes_and_reports_every_arm(tiny_run, caplog):
     assert set(summary["metrics"]) == arms
     assert summary["protocol"]["burn_in_days"] == 2 and summary["protocol"]["aa_days"] == 1
     assert "### GLAN Table 1: GLAN vs KLAN" in report and "### KLAN Table 2" in report
+    # the report names the world and opens with its premise diagnostics (the diagnose stage)
+    assert "World: **default**" in report and "| history_gap_closed |" in report
+    assert os.path.exists(cfg.path("diagnosis", "diagnosis.md"))
+    assert summary["config"]["world"] == "default"
 
     # a rerun does nothing; a lost marker (a killed stage) reruns that stage only
     os.remove(stage_marker(cfg, "evaluate"))

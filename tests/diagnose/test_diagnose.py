@@ -142,7 +142,8 @@ def test_targets_semantics_and_report_round_trip(tmp_path):
     assert [x["met"] for x in d.targets] == [True, False, False]
     path = write(d, str(tmp_path))
     assert load(str(tmp_path)).targets == d.targets
-    text = open(path).read()
+    with open(path) as fh:
+        text = fh.read()
     assert "| history_gap_closed |" in text and "**no**" in text
     assert (tmp_path / "delay.png").exists() and (tmp_path / "history_by_index.png").exists()
     assert markdown(d, []).startswith("# Premise diagnostics: test")
