@@ -90,6 +90,12 @@ HIST_FEATURES: tuple[str, ...] = (
     "last_resumed",
     "resume_contrast",
     "binges_recent",
+    "landings_featured",
+    "landings_explore",
+    "landings_following",
+    "landing_dur_featured",
+    "landing_dur_explore",
+    "landing_dur_following",
 )
 """Summaries of the day's earlier sessions that ``obs`` lacks (``data.history``): what the
 premise diagnostics measure a sequence can add, and the extra inputs of the ``klan_iit_hist``

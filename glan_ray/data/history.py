@@ -4,7 +4,8 @@
 drop-off and exit page. A sequence carries more: which page each session landed on and how long
 it held, the exit pages session after session, how the user fared when the app resumed the page
 they had just left, what happened at the first session and some sessions ago. ``history_features``
-summarises that in ``schema.HIST_FEATURES``; it is the one implementation used by the premise
+summarises that in ``schema.HIST_FEATURES`` (with each page's landings today and how long
+they held); it is the one implementation used by the premise
 diagnostics (``glan_ray.diagnose``), by the ``klan_iit_hist`` control arm at inference (from the
 simulator's ``IntraDayHistory``) and by its training data (``with_history``, from the
 ``sessions`` dataset).
@@ -81,6 +82,12 @@ def history_features(
     mean_res = (land_log * resume).sum(1) / np.maximum(n_res, 1)
     mean_oth = (land_log * other).sum(1) / np.maximum(n_oth, 1)
     contrast = np.where((n_res > 0) & (n_oth > 0), mean_res - mean_oth, 0.0)
+    # per page: landings today and their mean log duration (obs has only the day's consumption
+    # per page, navigation included, and no landing counts)
+    landings = np.stack([(valid & (act == p)).sum(1) for p in range(N_PAGES)], axis=1)  # (B, 3)
+    page_mean = np.stack(
+        [(land_log * (valid & (act == p))).sum(1) for p in range(N_PAGES)], axis=1
+    ) / np.maximum(landings, 1)  # (B, 3)
     recent = valid & (np.arange(s)[None, :] >= (length - 3)[:, None])
     binges = (recent & (act == 0) & (land > BINGE_S)).sum(1)
     cols = [
@@ -96,6 +103,8 @@ def history_features(
         np.where(has, _at(resume.astype(np.float64), last), 0.0),
         contrast,
         binges / COUNT_SCALE,
+        *(landings / COUNT_SCALE).T,
+        *page_mean.T,
     ]
     out = np.stack([np.asarray(c, dtype=np.float32) for c in cols], axis=1)
     assert out.shape == (b, HIST_DIM), out.shape
