@@ -293,8 +293,12 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
         from glan_ray.diagnose.report import diagnose_world, write
 
         users = min(s.users, 3000)
-        d = diagnose_world(cfg.world, seed=cfg.seed, users=users, days=10,
-                           calibration_users=min(users, 2000))  # fmt: skip
+        smoke = cfg.preset == "tiny"  # a smoke run: the figures mean little at 300 users
+        d = diagnose_world(cfg.world, seed=cfg.seed, users=users, days=6 if smoke else 10,
+                           consistency_splits=1 if smoke else 3,
+                           calibration_users=min(users, 2000),
+                           calibration_days=4 if smoke else 14,
+                           epochs=3 if smoke else None)  # fmt: skip
         with storage.staged_dir(cfg.path("diagnosis")) as local:
             write(d, local)
         return {"out": cfg.path("diagnosis"), "world": cfg.world, "targets": d.targets}

@@ -53,9 +53,11 @@ class Diagnosis:
         return values[name]
 
 
-def _history(f: SessionFrame, seed: int) -> dict[str, Any]:
-    r = history_gain.measure(f, history_gain.FitConfig(seed=seed))
-    return asdict(r)
+def _history(f: SessionFrame, seed: int, epochs: int | None = None) -> dict[str, Any]:
+    fit = history_gain.FitConfig(seed=seed)
+    if epochs is not None:
+        fit = history_gain.FitConfig(seed=seed, epochs=epochs)
+    return asdict(history_gain.measure(f, fit))
 
 
 def _consistency(f: SessionFrame, seeds: int) -> dict[str, Any]:
@@ -110,9 +112,13 @@ def diagnose_world(
     burn_in: int = 3,
     consistency_splits: int = 3,
     calibration_users: int = 2000,
+    calibration_days: int = 14,
+    epochs: int | None = None,
 ) -> Diagnosis:
     """Diagnose simulated world ``world``: its logging policy's log over ``days`` days (the
-    first ``burn_in`` dropped), the CRN delay profile and the calibration targets."""
+    first ``burn_in`` dropped), the CRN delay profile and the calibration targets
+    (``calibration_users`` x ``calibration_days``). ``epochs`` caps the predictors' training
+    (None: ``FitConfig``'s), for smoke runs."""
     from glan_ray.sim.baselines import make_policy
     from glan_ray.sim.calibration import measure as calibrate
     from glan_ray.sim.engine import simulate
@@ -124,13 +130,13 @@ def diagnose_world(
     logs = list(simulate(cfg, 0, users, days, make_policy("logging", cfg), keep_latent=True))
     f = from_day_logs(logs[burn_in:])
     logger.info("diagnose: history information (4 predictors)")
-    hist = _history(f, seed)
+    hist = _history(f, seed, epochs)
     logger.info("diagnose: return consistency (%d splits)", consistency_splits)
     cons = _consistency(f, consistency_splits)
     logger.info("diagnose: delay profile (CRN flips)")
     prof = crn_profile(cfg, users=min(users, 2000), days=3, burn_in=burn_in, seed=seed)
     logger.info("diagnose: calibration targets")
-    cal = calibrate(cfg, users=calibration_users, days=14)
+    cal = calibrate(cfg, users=calibration_users, days=calibration_days)
     d = Diagnosis(
         source=f"world {world} (seed {seed})",
         sessions=len(f),
