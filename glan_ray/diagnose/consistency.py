@@ -26,6 +26,8 @@ class R2Gain:
 
     r2_state: float
     r2_state_page: float
+    gain_se: float = 0.0
+    """Bootstrap standard error of the gain over the test users (the same rows for both)."""
 
     @property
     def gain(self) -> float:
@@ -60,8 +62,9 @@ def _fit_r2(
     test: np.ndarray,
     seed: int,
     epochs: int = 40,
-) -> float:
-    """Weighted held-out R² of an MLP fitted with weights ``w`` (early stop on validation)."""
+) -> np.ndarray:
+    """Weighted squared errors (N_test,) on the standardised target of an MLP fitted with
+    weights ``w`` (early stop on validation), test rows in order."""
     torch.manual_seed(seed)
     mu, sd = x[train].mean(0), x[train].std(0) + 1e-6
     ym, ys = float(np.average(y[train], weights=w[train])), float(y[train].std() + 1e-9)
@@ -98,10 +101,18 @@ def _fit_r2(
                 break
     if state is not None:
         model.load_state_dict(state)
-    err = wmse(ti)
-    yt, wt = ty[ti].numpy(), tw[ti].numpy()
-    var = float(np.average((yt - np.average(yt, weights=wt)) ** 2, weights=wt))
-    return 1.0 - err / max(var, 1e-12)
+    with torch.no_grad():
+        return ((model(tx[ti])[:, 0] - ty[ti]) ** 2).numpy().astype(np.float64)
+
+
+def _r2(err: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """Weighted R² from per-row squared errors ``err`` of the standardised target ``y``."""
+    var = float(np.average((y - np.average(y, weights=w)) ** 2, weights=w))
+    return 1.0 - float(np.average(err, weights=w)) / max(var, 1e-12)
+
+
+BOOTSTRAP = 200
+"""Bootstrap resamples of the test users for the gain's standard error."""
 
 
 def split_users(f: SessionFrame, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -121,9 +132,25 @@ def r2_gain(
     w = 1.0 / np.clip(f.propensity, 1e-3, 1.0) if ipw else np.ones(len(f))
     s = (f.obs if state is None else state).astype(np.float64)
     sa = np.concatenate([s, np.eye(N_PAGES)[f.action]], axis=1)
+    e_s = _fit_r2(s, y, w, train, val, test, seed)
+    e_sa = _fit_r2(sa, y, w, train, val, test, seed)
+    # the standardised test target, as _fit_r2 scores it
+    yt = (y[test] - np.average(y[train], weights=w[train])) / (y[train].std() + 1e-9)
+    wt = w[test] / w[train].mean()
+    users = f.user_id[test]
+    uniq, inv = np.unique(users, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(BOOTSTRAP):
+        pick = np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq))[inv]
+        ww = wt * pick
+        if ww.sum() <= 0:
+            continue
+        boot.append(_r2(e_sa, yt, ww) - _r2(e_s, yt, ww))
     return R2Gain(
-        r2_state=_fit_r2(s, y, w, train, val, test, seed),
-        r2_state_page=_fit_r2(sa, y, w, train, val, test, seed),
+        r2_state=_r2(e_s, yt, wt),
+        r2_state_page=_r2(e_sa, yt, wt),
+        gain_se=float(np.std(boot, ddof=1)) if len(boot) > 1 else 0.0,
     )
 
 
