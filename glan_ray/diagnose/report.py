@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 LOG_LAGS = (0, 1, 2, 3, 4, 5)
 """Lags of the log-based delay profile."""
+LOG_MIN_GAIN = 0.02
+"""The log-based delay share is reported only when the page's R² gains over the lags add up to
+this much: one fit's gain is noise of about ±0.005."""
 
 
 @dataclass
@@ -98,7 +101,8 @@ def _log_delay(f: SessionFrame, seed: int) -> dict[str, Any]:
         "kind": "logs: the page's IPW R² gain on usage by lag",
         "lags": [str(k) for k in LOG_LAGS],
         "r2_gain": gains,
-        "delayed_share_logs": share / total if total > 0 else None,
+        # a share of gains that are all noise means nothing: none below LOG_MIN_GAIN in all
+        "delayed_share_logs": share / total if total >= LOG_MIN_GAIN else None,
     }
 
 
@@ -244,7 +248,8 @@ def markdown(d: Diagnosis, figures: list[str]) -> str:
             "|---|" + "---|" * len(dl["lags"]),
             "| IPW R² gain of the page | " + " | ".join(f"{x:.4f}" for x in dl["r2_gain"]) + " |",
             "",
-            f"Share at lag >= {DELAYED_FROM}: {_fmt(dl['delayed_share_logs'])}.",
+            f"Share at lag >= {DELAYED_FROM}: {_fmt(dl['delayed_share_logs'])} (n/a: the "
+            f"gains add up to less than {LOG_MIN_GAIN}, noise).",
         ]
     lines += [
         "",
