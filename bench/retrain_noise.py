@@ -48,38 +48,34 @@ def _variants(items: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _train_draw(args: argparse.Namespace, sets: list[str], seed: int, out: str) -> float:
-    """Train one draw's DT into ``out`` (with the base run's L-RTG and HRM); its wall seconds,
-    0 when it exists already."""
-    if os.path.exists(os.path.join(out, "dt", "model.pt")):
+def _train_into(args: argparse.Namespace, out: str, model: str, copies: tuple[str, ...],
+                flags: list[str]) -> float:
+    """Train ``model`` into ``out`` beside copies of the run's exports ``copies``; its wall
+    seconds, 0 when it exists already."""
+    if os.path.exists(os.path.join(out, model, "model.pt")):
         return 0.0
     os.makedirs(out, exist_ok=True)
-    for name in GLAN_MODELS:
+    for name in copies:
         dst = os.path.join(out, name)
         if not os.path.isdir(dst):
             shutil.copytree(os.path.join(args.models, name), dst)
-    flags = [f"--set=seed={seed}"] + [f"--set={s}" for s in sets]
     t0 = time.perf_counter()
-    budget = ["--iterations", str(args.iterations), "--updates-per-iteration", str(args.updates)]
-    _glan_ray("train", "dt", "--data", args.data, "--out", out, *budget, *flags)
+    _glan_ray("train", model, "--data", args.data, "--out", out, *flags)
     return time.perf_counter() - t0
+
+
+def _train_draw(args: argparse.Namespace, sets: list[str], seed: int, out: str) -> float:
+    """Train one draw's DT into ``out`` (with the base run's L-RTG and HRM)."""
+    budget = ["--iterations", str(args.iterations), "--updates-per-iteration", str(args.updates)]
+    flags = [*budget, f"--set=seed={seed}", *(f"--set={s}" for s in sets)]
+    return _train_into(args, out, "dt", GLAN_MODELS, flags)
 
 
 def _train_klan_draw(args: argparse.Namespace, seed: int, out: str) -> float:
-    """Train one KLAN draw's CQL (IIT) into ``out`` with the run's ISP and AM; its wall seconds,
-    0 when it exists already."""
-    if os.path.exists(os.path.join(out, "cql", "model.pt")):
-        return 0.0
-    os.makedirs(out, exist_ok=True)
-    for name in KLAN_MODELS:
-        dst = os.path.join(out, name)
-        if not os.path.isdir(dst):
-            shutil.copytree(os.path.join(args.models, name), dst)
-    t0 = time.perf_counter()
-    _glan_ray("train", "cql", "--data", args.data, "--out", out, "--iterations",
-              str(args.klan_iterations), "--updates-per-iteration", str(args.klan_updates),
-              f"--set=seed={seed}")  # fmt: skip
-    return time.perf_counter() - t0
+    """Train one KLAN draw's CQL (IIT) into ``out`` with the run's ISP and AM."""
+    flags = ["--iterations", str(args.klan_iterations), "--updates-per-iteration",
+             str(args.klan_updates), f"--set=seed={seed}"]  # fmt: skip
+    return _train_into(args, out, "cql", KLAN_MODELS, flags)
 
 
 def _compare(units: np.lib.npyio.NpzFile, arm: str, ref: str, metric: str) -> dict[str, float]:
