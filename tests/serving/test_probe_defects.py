@@ -5,6 +5,8 @@ example; the traffic client retries Serve's 500 and honours Retry-After, same bo
 
 from __future__ import annotations
 
+import random
+
 import json
 import sqlite3
 import threading
@@ -94,7 +96,8 @@ def test_plain_user_ids_still_work(server):
     for plain in ("0", "9007199254740991"):
         r = requests.get(f"{server}/users/{plain}/state", timeout=60)
         assert r.status_code in (200, 404), (plain, r.status_code, r.text)
-    assert requests.get(f"{server}/users/88123/state", timeout=60).status_code == 404  # unknown
+    unknown = random.Random().randrange(10**12, 2**53)  # a user no test has touched
+    assert requests.get(f"{server}/users/{unknown}/state", timeout=60).status_code == 404
     assert requests.get(f"{server}/users/9007199254740992/state", timeout=60).status_code == 422
 
 
