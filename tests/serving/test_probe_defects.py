@@ -5,9 +5,8 @@ example; the traffic client retries Serve's 500 and honours Retry-After, same bo
 
 from __future__ import annotations
 
-import random
-
 import json
+import random
 import sqlite3
 import threading
 import time
