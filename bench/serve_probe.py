@@ -30,19 +30,10 @@ from typing import Any
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from serve_load import FEATURES  # noqa: E402  (the same day-start body as the load test)
+
 REPO = os.path.dirname(HERE)
-FEATURES = {
-    **{k: 0 for k in ("age", "region", "activity", "weekday")},
-    **{k: 1.0 for k in ("social_degree", "sessions_7d", "sessions_30d")},
-    "usage_7d": 900.0,
-    "usage_30d": 900.0,
-    **{
-        k: [1.0, 1.0, 1.0]
-        for k in ("page_dur_7d", "page_dur_14d", "page_entries_7d", "page_entries_14d")
-    },
-    "seq_sessions": [4.0] * 30,
-    "seq_usage": [900.0] * 30,
-}
 END = {"page_durations_s": [50.0, 0.0, 0.0], "video_views": [1, 0, 0], "n_switches": 0,
        "usage_time": 60.0, "exit_page": "featured"}  # fmt: skip
 
