@@ -110,6 +110,7 @@ def simulate_day(
     # first session held, -1 it dropped) and the lagged debt due at each session index.
     setpoint = np.zeros(n)
     debt_due = np.zeros((n, s + cfg.lag_sessions + 1))
+    no_debt = np.zeros(n)
 
     for k in range(s):
         if not plan.valid[:, k].any():
@@ -117,7 +118,7 @@ def simulate_day(
         matured = (
             np.take_along_axis(np.cumsum(debt_due, 1), entries[:, None], 1)[:, 0]  # (N,)
             if premise
-            else setpoint
+            else no_debt
         )
         p_ret = sigmoid(
             cfg.return_logit
@@ -202,12 +203,8 @@ def simulate_day(
             plan.u_order[rows, k],
         )
         _, q = action_values(cfg, latent)
-        rec = {}
-        if keep_latent:
-            rec["latent"] = latent_vector(cfg, users, rows, latent)
         records.append(
             {
-                **rec,
                 "slot": np.full(rows.size, k, dtype=np.int16),
                 "row": rows,
                 "session_idx": t,
@@ -228,6 +225,8 @@ def simulate_day(
                 "value_true": q[np.arange(rows.size), a],
             }
         )
+        if keep_latent:
+            records[-1]["latent"] = latent_vector(cfg, users, rows, latent)
 
         # Intra-day history seen by the policy at the next entries.
         hist.obs[rows, t] = obs
