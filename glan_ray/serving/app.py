@@ -18,7 +18,10 @@
   ``GLAN_RAY_API_KEY``); with it set, every user route needs ``Authorization: Bearer <key>``.
   Serve's HTTP host beyond loopback (``http_options.host`` other than 127.0.0.1 / localhost /
   ::1) without a key is refused when the app is built.
-- ``num_gpus``: GPUs per DT replica (0 on CPU machines); ``num_cpus``: CPUs per model replica.
+- ``num_gpus``: GPUs per DT replica (0 on CPU machines; with ``colocate_models``, per ingress
+  replica). When the cluster lacks them, the builder raises on an embedded local Ray (the
+  replicas would pend forever) and warns on a cluster that may still add GPU nodes
+  (``runtime.require_gpus``). ``num_cpus``: CPUs per model replica.
 - ``min_replicas`` / ``max_replicas``: autoscaling bounds of the DT deployment.
 - ``access_log``: Serve's per-request access log lines in every replica (default false: on
   the hot path they cost more CPU than the models' small calls).
@@ -42,6 +45,7 @@ from typing import Any
 from ray.serve import Application
 
 from glan_ray import storage
+from glan_ray.runtime import require_gpus
 from glan_ray.serving.deployments import DTModel, HRMModel, KlanModel, LRTGModel
 from glan_ray.serving.ingress import Ingress, parse_user_config
 from glan_ray.serving.state import DEFAULT_PATH
@@ -102,9 +106,13 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
 
     if path("dt") is None:
         raise FileNotFoundError(f"no exported DT at {models}/dt (glan-ray train dt)")
-    cpus = float(args.get("num_cpus", 0.25))
-    log = {"enable_access_log": bool(args.get("access_log", False))}
     colocate = bool(args.get("colocate_models", False))
+    cpus = float(args.get("num_cpus", 0.25))
+    gpus = float(args.get("num_gpus", 0))
+    replicas = int(args.get("ingress_replicas" if colocate else "min_replicas", 1))
+    per = f"{gpus:g} per {'ingress' if colocate else 'DT'} replica"
+    require_gpus("app arg num_gpus", gpus * max(replicas, 1), per)
+    log = {"enable_access_log": bool(args.get("access_log", False))}
     hrm_path = path("hrm") if args.get("use_hrm", True) else None
     lrtg = LRTGModel.options(
         user_config={"path": path("lrtg") if args.get("use_lrtg", True) else None},
@@ -119,7 +127,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     dt = DTModel.options(
         logging_config=log,
         user_config={"path": path("dt")},
-        ray_actor_options={"num_cpus": cpus, "num_gpus": float(args.get("num_gpus", 0))},
+        ray_actor_options={"num_cpus": cpus, "num_gpus": gpus},
         autoscaling_config={
             "min_replicas": int(args.get("min_replicas", 1)),
             "max_replicas": int(args.get("max_replicas", 2)),
@@ -152,7 +160,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         user_config.update(dt=path("dt"), hrm=hrm_path)
         options["ray_actor_options"] = {
             "num_cpus": cpus * 1.5,
-            "num_gpus": float(args.get("num_gpus", 0)),
+            "num_gpus": gpus,
         }
     ingress = Ingress.options(
         user_config=user_config,

@@ -20,6 +20,7 @@ from glan_ray import storage
 from glan_ray.data.features import SPECS, Normalizer, as_columns, feature_dims
 from glan_ray.data.read import read_dataset
 from glan_ray.models.registry import model_config
+from glan_ray.runtime import require_gpus
 from glan_ray.train.config import TrainConfig
 from glan_ray.train.loop import FeatureCollate, train_loop_per_worker
 from glan_ray.train.objectives import VAL_METRIC
@@ -117,8 +118,11 @@ def fit(
 ) -> TrainResult:
     """Train ``name`` with a TorchTrainer; export the best checkpoint to ``<cfg.out>/<name>``.
 
-    ``data`` reuses a ``prepare`` result (a sweep prepares once for all its trials).
+    ``data`` reuses a ``prepare`` result (a sweep prepares once for all its trials). With
+    ``cfg.use_gpu`` on a Ray that can never give every worker a GPU, raises
+    ``GPUUnavailableError`` before anything runs (``runtime.require_gpus``).
     """
+    require_gpus("--use-gpu (use_gpu)", cfg.num_workers * cfg.use_gpu, "one per Ray Train worker")
     data = data or prepare(name, cfg)
     mcfg = model_config(name, data.dims, cfg.model)
     metric, mode = VAL_METRIC[name]

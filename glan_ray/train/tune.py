@@ -35,6 +35,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 
 from glan_ray.rllib.launch import ALGOS, TUNE_METRIC, RLTrainConfig, tune_trial
+from glan_ray.runtime import require_gpus
 from glan_ray.storage import staged_dir
 from glan_ray.train.config import CONFIGS, train_config
 from glan_ray.train.objectives import VAL_METRIC
@@ -200,8 +201,21 @@ def _storage(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
+def _require_trial_gpus(sweep: SweepConfig) -> None:
+    """Fail fast (``runtime.require_gpus``) when ``base.use_gpu`` asks one trial for GPUs this
+    Ray can never provide: Tune would keep the trials PENDING forever. A trial needs one GPU per
+    Ray Train worker, or per RLlib learner (its local learner when ``num_learners`` is 0); the
+    swept values of those fields are not looked at (a GPU trial needs at least one)."""
+    if not sweep.base.get("use_gpu"):
+        return
+    workers = sweep.base.get("num_learners" if sweep.is_rl else "num_workers", 1)
+    per = "per trial: one per " + ("RLlib learner" if sweep.is_rl else "Ray Train worker")
+    require_gpus(f"base.use_gpu of sweep {sweep.name!r}", max(int(workers or 0), 1), per)
+
+
 def run_sweep(sweep: SweepConfig) -> dict[str, Any]:
     """Run the sweep; write results.csv/.md and best_config.yaml; return the best trial."""
+    _require_trial_gpus(sweep)
     if sweep.is_rl:
         return _run_rl_sweep(sweep)
     cfg = train_config(sweep.model, sweep.base)
