@@ -29,7 +29,8 @@ BUCKET_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 """Profile buckets: the first whose substring is in ``<file>:<function>`` wins (so RLlib's and
 Ray Train's own ``torch/`` folders are theirs, not the model's)."""
 NEUTRAL = ("/numpy/", "/pyarrow/", "/tree/", "<frozen", "<string>", "/ray/_private/",
-           "/ray/_raylet", "/ray/actor.py", "/ray/experimental/")  # fmt: skip
+           "/ray/_raylet", "/ray/actor.py", "/ray/experimental/", "/ray/util/", "/ray/_common/",
+           "/ray/cloudpickle/")  # fmt: skip
 """Files whose own time goes to their callers' buckets, as builtins (``~``) and the stdlib do:
 Ray's core API (``ray.get`` and the like) counts for whoever calls it (Ray Data, Ray Train)."""
 STDLIB = sysconfig.get_paths()["stdlib"].replace(os.sep, "/")
@@ -51,8 +52,10 @@ def bucket_of(key: tuple[str, int, str], stdlib: str = STDLIB) -> str | None:
     return next((b for b, pats in BUCKET_RULES if any(p in where for p in pats)), "other")
 
 
-def bucket_profile(stats: dict, root: str = "other", stdlib: str = STDLIB) -> dict[str, float]:
-    """Seconds of own time per bucket from ``pstats.Stats(...).stats``
+def attribute(
+    stats: dict, root: str = "other", stdlib: str = STDLIB
+) -> list[tuple[Any, str, float]]:
+    """(function, bucket, seconds of its own time in that bucket) from ``pstats.Stats().stats``
     (``{(file, line, name): (cc, nc, tt, ct, callers)}``, callers ``{key: (.., .., tt, ..)}``).
 
     A neutral function's own time is split over its callers in proportion to the time it spent
@@ -82,10 +85,14 @@ def bucket_profile(stats: dict, root: str = "other", stdlib: str = STDLIB) -> di
             memo[key] = out
         return memo[key]
 
+    return [(key, name, v[2] * f) for key, v in stats.items() for name, f in share(key).items()]
+
+
+def bucket_profile(stats: dict, root: str = "other", stdlib: str = STDLIB) -> dict[str, float]:
+    """Seconds of own time per bucket (``attribute``), largest first."""
     totals: dict[str, float] = {}
-    for key, (_, _, tt, _, _) in stats.items():
-        for name, f in share(key).items():
-            totals[name] = totals.get(name, 0.0) + tt * f
+    for _, name, t in attribute(stats, root, stdlib):
+        totals[name] = totals.get(name, 0.0) + t
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
@@ -97,22 +104,22 @@ def _short(file: str) -> str:
     return path
 
 
-def profile_summary(prof_path: str, updates: int, root: str, top: int = 8) -> dict[str, Any]:
-    """Buckets (seconds, share of the profiled thread, ms per update) and the top functions."""
+def profile_summary(prof_path: str, updates: int, root: str, top: int = 3) -> dict[str, Any]:
+    """Per bucket: seconds, share of the profiled thread, ms per update, and its ``top``
+    functions by own time (a builtin such as a lock wait is named under its callers' bucket)."""
     stats = pstats.Stats(prof_path).stats
     total = sum(v[2] for v in stats.values()) or 1.0
-    buckets = {
-        b: {"s": round(s, 3), "share": round(s / total, 3), "ms_per_update": 1e3 * s / updates}
-        for b, s in bucket_profile(stats, root).items()
-    }
-    heavy = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
-    functions = [
-        {"function": f"{_short(f)}:{line}({name})", "own_s": round(v[2], 3),
-         "cum_s": round(v[3], 3), "calls": v[1]}
-        for (f, line, name), v in heavy
-    ]  # fmt: skip
-    return {"profiled_s": round(total, 3), "updates": updates, "buckets": buckets,
-            "top_functions": functions}  # fmt: skip
+    parts = attribute(stats, root)
+    buckets: dict[str, Any] = {}
+    for name, s in bucket_profile(stats, root).items():
+        mine = sorted(((t, k) for k, b, t in parts if b == name), key=lambda x: -x[0])[:top]
+        buckets[name] = {
+            "s": round(s, 3),
+            "share": round(s / total, 3),
+            "ms_per_update": round(1e3 * s / updates, 3),
+            "top": [f"{_short(f)}:{line}({fn}) {t:.3f}s" for t, (f, line, fn) in mine],
+        }
+    return {"profiled_s": round(total, 3), "updates": updates, "buckets": buckets}
 
 
 class CpuSampler(threading.Thread):

@@ -24,24 +24,29 @@ times, alternately (plain, platform, plain, platform, ...; ``--repeats`` pairs):
   (``double_dqn_target``, ``conservative_term``, ``DynamicAlpha``; the DT module's own trimming
   and ``dt_loss`` with ``propensity_weights``), torch's Adam at the config's lr, the config's
   ``grad_clip``, CQL's target copy every ``target_network_update_freq`` rows. Warm-up: the
-  first ``--plain-warmup`` updates. The DT trains on the naive ``reward`` column (as
-  ``rl_throughput`` does: no HRM labels needed; the cost per update is the same).
+  first ``--plain-warmup`` updates (default ``--updates``, as many as the platform's warm-up
+  call, so both time the same batches: a DT batch's cost follows its bucket's day length).
+  ``--torch-threads`` sets the driver's and the Ray Train worker's torch threads (default: as
+  the platform runs today: Ray gives the worker 1 thread per CPU it reserves). The DT trains
+  on the naive ``reward`` column (as ``rl_throughput`` does: no HRM labels needed; the cost per
+  update is the same).
 
 ``overhead_pct = 100 * (plain_updates_per_s / platform_updates_per_s - 1)``: the platform's
 extra time per update, in % of the plain loop's (the issue's target: <= 20). Reported on the
 median rates, and per (plain, platform) pair.
 
-Then one more platform run per stage under ``cProfile`` (``--no-profile`` skips it), over the
-timed part only (supervised: the worker's training thread from the first report on; RL: the
-driver, where the learner runs with ``num_learners=0``). ``profile_buckets.bucket_profile`` puts
-each function's own time in a bucket by its file: model, loss and optimizer (torch); Ray Data
-(with the learner's waits on its prefetch threads); features and pre-learner; RLlib learner and
-algorithm bookkeeping; RLlib metrics; Ray Train checkpoint and report; the train loop's own
-bookkeeping; Ray core. Builtins, the standard library, numpy, pyarrow and Ray's core API take
-their caller's bucket. Meanwhile a ``psutil`` sampler records the CPU seconds of every process of
-this Ray instance by group (driver, train worker, Ray Data actors, raylet, ...) and the
-machine's busy cores: process contention. cProfile slows the profiled thread, so the profile
-gives shares and where the time goes, not rates.
+Then one more platform run per stage under ``cProfile`` (``--no-profile`` skips it), over one
+timed epoch or ``train()`` call after the warm-up (supervised: the worker's training thread from
+the first report on, 2 epochs; RL: the driver, where the learner runs with ``num_learners=0``).
+``profile_buckets.bucket_profile`` puts each function's own time in a bucket by its file: model,
+loss and optimizer (torch); Ray Data (with the learner's waits on its prefetch threads); features
+and pre-learner; RLlib learner and algorithm bookkeeping; RLlib metrics; Ray Train checkpoint and
+report; the train loop's own bookkeeping; Ray core. Builtins, the standard library, numpy,
+pyarrow and Ray's core API take their caller's bucket; each bucket lists its top functions.
+Meanwhile a ``psutil`` sampler records the CPU seconds of every process of this Ray instance by
+group (driver, train worker, Ray Data actors, raylet, ...) and the machine's busy cores: process
+contention. cProfile slows the profiled thread, so the profile gives shares and where the time
+goes, not rates.
 
 Options: ``--data DIR`` (an existing run's data, e.g. ``runs/demo/data``, labelled or not) or a
 simulated population (``--users``, ``--days``, with RCT days for KLAN-ISP); ``--stages``;
@@ -65,6 +70,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -94,13 +100,16 @@ def overhead_pct(plain_rate: float, platform_rate: float) -> float:
 # --- supervised stages (Ray Train) -------------------------------------------------------------
 
 
-def _instrumented_loop(config: dict, out: str, profile: bool) -> None:
+def _instrumented_loop(config: dict, out: str, profile: bool, threads: int | None) -> None:
     """``train_loop_per_worker`` with each ``ray.train.report`` stamped (and, with ``profile``,
-    this thread under cProfile from the first report on); stamps written to ``out``."""
+    this thread under cProfile from the first report on); stamps written to ``out``.
+    ``threads``: torch threads of the worker (None: what Ray gives it)."""
     import ray.train
 
     from glan_ray.train.loop import train_loop_per_worker
 
+    if threads:
+        torch.set_num_threads(threads)
     prof, marks, real = cProfile.Profile() if profile else None, [], ray.train.report
 
     def report(metrics: dict, *a: Any, **kw: Any) -> None:
@@ -121,14 +130,16 @@ def _instrumented_loop(config: dict, out: str, profile: bool) -> None:
             json.dump({"marks": marks, "torch_threads": torch.get_num_threads()}, f)
 
 
-def supervised_platform(name: str, cfg: Any, data: Any, out: str, profile: bool) -> dict:
+def supervised_platform(
+    name: str, cfg: Any, data: Any, out: str, profile: bool, threads: int | None
+) -> dict:
     """One ``trainer.fit`` with the instrumented worker loop; rate over epochs 2..E."""
     import glan_ray.train.trainer as trainer
 
     real = trainer.train_loop_per_worker
 
     def loop(config: dict) -> None:
-        _instrumented_loop(config, out, profile)
+        _instrumented_loop(config, out, profile, threads)
 
     trainer.train_loop_per_worker = loop
     t0 = time.time()
@@ -341,15 +352,15 @@ def run_supervised(name: str, args: argparse.Namespace, data: str, work: str, sa
     plain, plat = [], []
     for r in range(args.repeats):
         plain.append(_timed(supervised_plain, sampler, name, cfg, prepared, train, val))
-        out = os.path.join(work, f"limits_{name}_{r}")
-        plat.append(_timed(supervised_platform, sampler, name, cfg, prepared, out, False))
+        out, threads = os.path.join(work, f"limits_{name}_{r}"), args.torch_threads
+        plat.append(_timed(supervised_platform, sampler, name, cfg, prepared, out, False, threads))
         print(f"{name} pair {r}: plain {plain[-1]['updates_per_s']:.1f}, platform "
               f"{plat[-1]['updates_per_s']:.1f} updates/s", flush=True)  # fmt: skip
     row = {"kind": "Ray Train", "batch_size": cfg.batch_size, "epochs": cfg.epochs,
            "train_batches_per_epoch": len(train), **_summarise(plain, plat)}  # fmt: skip
     if args.profile:
-        out = os.path.join(work, f"limits_{name}_profile")
-        res = supervised_platform(name, cfg, prepared, out, True)
+        out, two = os.path.join(work, f"limits_{name}_profile"), replace(cfg, epochs=2)
+        res = supervised_platform(name, two, prepared, out, True, args.torch_threads)
         row["profile"] = profile_summary(out + ".prof", res["updates"], "train loop bookkeeping")
         if sampler is not None:
             row["profile"]["processes"] = sampler.between(*res["window"])
@@ -379,7 +390,7 @@ def run_rl(algo: str, args: argparse.Namespace, data: str, work: str, sampler) -
            "batches_in_data": len(batches), **_summarise(plain, plat)}  # fmt: skip
     if args.profile:
         prof = os.path.join(work, f"limits_{algo}.prof")
-        res = rl_profiled(cfg, args.iterations, prof)
+        res = rl_profiled(cfg, 1, prof)
         row["profile"] = profile_summary(prof, res["updates"], "other")
         if sampler is not None:
             row["profile"]["processes"] = sampler.between(*res["window"])
@@ -403,6 +414,8 @@ def print_table(stages: dict[str, dict]) -> None:
         top = list(r["profile"]["buckets"].items())[:5]
         print(f"{name:<6}" + "; ".join(f"{b} {v['share']:.0%} {v['ms_per_update']:.1f}"
                                         for b, v in top))  # fmt: skip
+        for b, v in top[:3]:
+            print(f"{'':<6}{b}: {', '.join(v['top'][:2])}")
         procs = r["profile"].get("processes", {})
         if procs:
             top = list(procs["cores_by_process"].items())[:4]
@@ -423,7 +436,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-rows", type=int, help="cap on supervised training rows")
     ap.add_argument("--iterations", type=int, default=3, help="timed RLlib train() calls")
     ap.add_argument("--updates", type=int, default=300, help="updates per train() call")
-    ap.add_argument("--plain-warmup", type=int, default=20, help="untimed plain RL updates")
+    ap.add_argument("--plain-warmup", type=int,
+                    help="untimed plain RL updates (default --updates: as the platform's "
+                    "warm-up call, so both time the same batches)")  # fmt: skip
     ap.add_argument("--cql-batch", type=int, default=256)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--dt-batch", type=int, default=64)
@@ -432,13 +447,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--n-layers", type=int, default=3)
     ap.add_argument("--n-heads", type=int, default=2)
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
+    ap.add_argument("--torch-threads", type=int,
+                    help="torch threads of the driver (plain loops, RLlib's local learner) and "
+                    "of the Ray Train worker; default: as the platform runs today")  # fmt: skip
     ap.add_argument("--no-profile", dest="profile", action="store_false")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes; results to /tmp")
     ap.add_argument("--results", help="default bench/results/training_limits.json")
     args = ap.parse_args(argv)
     if args.smoke:
         args.users, args.days, args.epochs, args.repeats = 300, 4, 2, 1
-        args.max_rows, args.iterations, args.updates, args.plain_warmup = 2000, 1, 10, 3
+        args.max_rows, args.iterations, args.updates = 2000, 1, 10
+    if args.plain_warmup is None:
+        args.plain_warmup = args.updates
     args.results = args.results or (
         "/tmp/training_limits_smoke.json"
         if args.smoke
@@ -457,6 +477,8 @@ def main() -> None:
     from glan_ray.runtime import init_ray
     from glan_ray.sim.config import SimConfig
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     started, t_start = datetime.now(timezone.utc).isoformat(), time.time()
     work = tempfile.mkdtemp(prefix="glan_limits_")
     init_ray(num_cpus=args.num_cpus)
