@@ -129,12 +129,12 @@ def require_gpus(flag: str, needed: float, per: str = "") -> None:
             else "it is a local Ray that no GPU node can join"
         )
         raise GPUUnavailableError(
-            f"{msg}: {why}, so the request would wait forever. Run without {flag} (on CPU), or "
+            f"{msg}: {why}, so the request would wait forever. Drop {flag} to run on CPU, or run "
             "on a machine or cluster with GPUs"
         )
     logger.warning(
         "%s: it waits until GPU nodes join (an autoscaler adding them); if the cluster has no GPU "
-        "node type it waits forever: stop it and run without %s",
+        "node type it waits forever: stop it and drop %s",
         msg,
         flag,
     )

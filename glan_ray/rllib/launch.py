@@ -204,7 +204,7 @@ def algorithm_config(cfg: RLTrainConfig) -> Any:
     cfg.check_input()
     learners = max(cfg.num_learners, 1)  # 0: the local learner, in this process
     per = "num_gpus_per_learner=1, one per RLlib learner"
-    require_gpus("--use-gpu (use_gpu)", learners * cfg.use_gpu, per)
+    require_gpus("--use-gpu / use_gpu", learners * cfg.use_gpu, per)
     if cfg.history and "://" not in cfg.input_path and not os.path.exists(cfg.input_path):
         raise FileNotFoundError(f"no {HISTORY_DATASET} dataset at {cfg.input_path}; "
                                 "RLTrainConfig.prepare_input() writes it")  # fmt: skip

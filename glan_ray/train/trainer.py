@@ -122,7 +122,7 @@ def fit(
     ``cfg.use_gpu`` on a Ray that can never give every worker a GPU, raises
     ``GPUUnavailableError`` before anything runs (``runtime.require_gpus``).
     """
-    require_gpus("--use-gpu (use_gpu)", cfg.num_workers * cfg.use_gpu, "one per Ray Train worker")
+    require_gpus("--use-gpu / use_gpu", cfg.num_workers * cfg.use_gpu, "one per Ray Train worker")
     data = data or prepare(name, cfg)
     mcfg = model_config(name, data.dims, cfg.model)
     metric, mode = VAL_METRIC[name]

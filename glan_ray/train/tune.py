@@ -209,8 +209,9 @@ def _require_trial_gpus(sweep: SweepConfig) -> None:
     if not sweep.base.get("use_gpu"):
         return
     workers = sweep.base.get("num_learners" if sweep.is_rl else "num_workers", 1)
-    per = "per trial: one per " + ("RLlib learner" if sweep.is_rl else "Ray Train worker")
-    require_gpus(f"base.use_gpu of sweep {sweep.name!r}", max(int(workers or 0), 1), per)
+    unit = "RLlib learner" if sweep.is_rl else "Ray Train worker"
+    per = f"per trial of sweep {sweep.name!r}: one per {unit}"
+    require_gpus("base.use_gpu", max(int(workers or 0), 1), per)
 
 
 def run_sweep(sweep: SweepConfig) -> dict[str, Any]:
