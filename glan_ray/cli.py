@@ -663,13 +663,21 @@ def _add_diagnose(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--world", choices=sorted(WORLDS), help="a simulated world to diagnose")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0, help="world seed / the split's seed")
-    p.add_argument("--users", type=int, default=3000, help="--world: users simulated")
+    p.add_argument(
+        "--users", type=int, default=8000, help="--world: users simulated (history, delay)"
+    )
     p.add_argument("--days", type=int, default=10, help="--world: days (3 burn-in days dropped)")
     p.add_argument(
         "--max-user-days",
         type=int,
         default=20_000,
         help="--data: diagnose a random sample of whole users of about this many user-days",
+    )
+    p.add_argument(
+        "--consistency-users",
+        type=int,
+        default=20_000,
+        help="--world: users simulated for the return consistency (its figure is small)",
     )
     p.add_argument("--splits", type=int, default=3, help="splits averaged for consistency")
     p.add_argument("--address", help="Ray cluster address (--data; default: local Ray)")
@@ -679,14 +687,15 @@ def _add_diagnose(sub: argparse._SubParsersAction) -> None:
 def _run_diagnose(args: argparse.Namespace) -> int:
     from glan_ray.diagnose.report import diagnose_data, diagnose_world, markdown, write
 
-    for name in ("users", "days", "max_user_days", "splits"):
+    for name in ("users", "days", "max_user_days", "splits", "consistency_users"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
     if args.days < 4 and args.world:
         raise ValueError(f"--days must be >= 4 (3 burn-in days are dropped); got {args.days}")
     if args.world:
         d = diagnose_world(args.world, seed=args.seed, users=args.users, days=args.days,
-                           consistency_splits=args.splits)  # fmt: skip
+                           consistency_splits=args.splits,
+                           consistency_users=args.consistency_users)  # fmt: skip
     else:
         from glan_ray.runtime import init_ray
 

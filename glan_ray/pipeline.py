@@ -298,7 +298,10 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
                            consistency_splits=1 if smoke else 3,
                            calibration_users=min(users, 2000),
                            calibration_days=4 if smoke else 14,
-                           epochs=3 if smoke else None)  # fmt: skip
+                           epochs=3 if smoke else None,
+                           # the stage's own log: `glan-ray diagnose --world` reads 20,000
+                           # users for the consistency's target, minutes the demo can't spare
+                           consistency_users=users)  # fmt: skip
         with storage.staged_dir(cfg.path("diagnosis")) as local:
             write(d, local)
         return {"out": cfg.path("diagnosis"), "world": cfg.world, "targets": d.targets}

@@ -13,8 +13,11 @@ follows today, and its exit page. Four inputs are compared on held-out users:
 Losses are in nats per session (Gaussian with the plug-in variance for the duration, log-loss
 for the rest), so they add up across outcomes. At a day's first session the history is empty,
 so the history predictors are scored with the obs predictor's loss there (what they reduce to).
-The history's *gain* is the relative loss reduction of ``sequence`` over ``obs``; the *gap
-closed* is the share of the obs -> latent loss gap that the sequence closes.
+The history's *gain* is the relative loss reduction of the history predictor over ``obs``; the
+*gap closed* is the share of the obs -> latent loss gap that it closes. The history predictor is
+``sequence`` or ``hist_features``, whichever has the lower validation loss: the encoder only adds
+to the summaries, so a sequence predictor worse than them is an optimisation miss, not the
+history's information.
 """
 
 from __future__ import annotations
@@ -70,11 +73,15 @@ class GainResult:
     by_index: dict[str, dict[str, float]]  # variant -> index bucket -> total loss
     outcomes: list[str]
     n_test_sessions: int
-    history_gain: float  # (obs - sequence) / obs, total loss
+    history_gain: float  # (obs - history) / obs, total loss
     features_gain: float  # (obs - hist_features) / obs
-    gap_closed: float | None  # (obs - sequence) / (obs - latent); None without latent
+    gap_closed: float | None  # (obs - history) / (obs - latent); None without latent
     features_gap_closed: float | None
     gain_by_index: dict[str, float] = field(default_factory=dict)
+    history_variant: str = "sequence"
+    """The history predictor: ``sequence`` or ``hist_features``, the lower validation loss."""
+    val_loss: dict[str, float] = field(default_factory=dict)
+    """Validation loss (nats per session) by variant, which picked ``history_variant``."""
 
 
 def _bucket(t: int) -> str:
@@ -181,9 +188,10 @@ def measure(f: SessionFrame, cfg: FitConfig | None = None) -> GainResult:
     by_index: dict[str, dict[str, float]] = {}
     t_idx = idx[test][mask[test]]
     obs_per: np.ndarray | None = None
+    val_loss: dict[str, float] = {}
     for name, x in inputs.items():
-        per = _fit_one(name, _pad(f, _standardise(x, train[f.group])), tok, mask, targets,
-                       (train, val, test), cfg)  # fmt: skip
+        xs = _pad(f, _standardise(x, train[f.group]))
+        per, val_loss[name] = _fit_one(name, xs, tok, mask, targets, (train, val, test), cfg)
         if name == "obs":
             obs_per = per
         elif name in ("hist_features", "sequence") and obs_per is not None:
@@ -200,7 +208,8 @@ def measure(f: SessionFrame, cfg: FitConfig | None = None) -> GainResult:
                 by_index[name][_bucket(lo)] = float(tot[sel].mean())
         logger.info("diagnose: %s held-out loss %.4f nats/session", name, tot.mean())
     total = {k: sum(v.values()) for k, v in loss.items()}
-    o, s, h = total["obs"], total["sequence"], total["hist_features"]
+    pick = "sequence" if val_loss["sequence"] <= val_loss["hist_features"] else "hist_features"
+    o, s, h = total["obs"], total[pick], total["hist_features"]
     lat = total.get("latent")
     gap = (o - lat) if lat is not None else None
     return GainResult(
@@ -214,9 +223,11 @@ def measure(f: SessionFrame, cfg: FitConfig | None = None) -> GainResult:
         gap_closed=(o - s) / gap if gap else None,
         features_gap_closed=(o - h) / gap if gap else None,
         gain_by_index={
-            b: (by_index["obs"][b] - by_index["sequence"][b]) / abs(by_index["obs"][b])
+            b: (by_index["obs"][b] - by_index[pick][b]) / abs(by_index["obs"][b])
             for b in by_index["obs"]
         },
+        history_variant=pick,
+        val_loss=val_loss,
     )
 
 
@@ -240,8 +251,9 @@ def _fit_one(
     targets: dict[str, np.ndarray],
     split: tuple[np.ndarray, np.ndarray, np.ndarray],
     cfg: FitConfig,
-) -> np.ndarray:
-    """Train one variant; the held-out per-session losses (N_test, 4), test days in order."""
+) -> tuple[np.ndarray, float]:
+    """Train one variant; the held-out per-session losses (N_test, 4), test days in order, and
+    the best validation loss (nats per session)."""
     torch.manual_seed(cfg.seed)
     train, val, test = split
     model = OutcomeNet(x.shape[-1], tok.shape[-1], cfg, sequence=name == "sequence")
@@ -297,7 +309,7 @@ def _fit_one(
     # Gaussian term with the plug-in variance of the test residuals (mean: 0.5 log(2 pi e mse)).
     mse = max(float((resid**2).mean()), 1e-8)
     per[:, 0] = 0.5 * math.log(2 * math.pi * mse) + resid**2 / (2 * mse)
-    return per.numpy()
+    return per.numpy(), best
 
 
 __all__ = ["OUTCOMES", "VARIANTS", "FitConfig", "GainResult", "measure"]

@@ -17,8 +17,9 @@ PREMISE_TARGETS: tuple[Target, ...] = (
            "session's outcomes that the day's sequence closes (held-out users)", ">=", 0.50),
     Target("delayed_share", "share of a page's effect on the day's usage arriving >= 3 sessions "
            "later (CRN flips)", ">=", 0.30),
-    Target("return_consistency_ipw", "lower 95% bound of the R² of the return-to-go from "
-           "(s, a) minus from s, inverse-propensity weighted, held-out users", ">=", 0.0),
+    Target("return_consistency_ipw", "lower 95% bound of the paired R² gain of the "
+           "return-to-go: one (s, a) model's prediction for the logged page against its mean "
+           "over the pages, inverse-propensity weighted, held-out users", ">=", 0.0),
 )  # fmt: skip
 """Targets of the premise world; the last is met only when strictly positive (checked by
 ``met``)."""

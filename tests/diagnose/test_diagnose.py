@@ -75,6 +75,11 @@ def test_history_closes_the_gap_only_when_the_past_reveals_the_latent(in_history
     r = history_gain.measure(_synthetic(500, in_history), cfg)
     assert set(r.loss) == {"obs", "hist_features", "sequence", "latent"}
     assert r.total["latent"] < r.total["obs"] - 0.3  # the latent explains the duration
+    # the history predictor is the history variant with the lower validation loss
+    pick = min(("sequence", "hist_features"), key=lambda v: (r.val_loss[v], v != "sequence"))
+    assert r.history_variant == pick
+    o, h, lat = r.total["obs"], r.total[pick], r.total["latent"]
+    assert r.gap_closed == pytest.approx((o - h) / (o - lat))
     if in_history:
         assert r.gap_closed > 0.5
         assert r.gain_by_index["0"] == 0.0  # nothing to learn from at the first session
@@ -91,8 +96,15 @@ def test_r2_gain_finds_a_page_effect_and_no_effect_when_there_is_none():
     state = f.obs[:, 0].astype(float)
     with_page = state + 1.5 * (f.action == 2) + 0.3 * rng.normal(size=m)
     without = state + 0.3 * rng.normal(size=m)
-    assert consistency.r2_gain(f, with_page, ipw=True).gain > 0.2
+    found = consistency.r2_gain(f, with_page, ipw=True)
+    assert found.gain > 0.2
+    # the paired gain: the page's share, Var(1.5 * 1[a = 2]) / Var(y), from the one (s, a) model
+    share = 1.5**2 * (2 / 9) / with_page.var()
+    assert found.paired_gain is not None and abs(found.paired_gain - share) < 0.05
+    assert found.paired_gain_se > 0
     assert abs(consistency.r2_gain(f, without, ipw=False).gain) < 0.02
+    assert consistency.r2_gain(f, without, ipw=False).paired_gain is None  # IPW only
+    assert abs(consistency.r2_gain(f, without, ipw=True).paired_gain) < 0.01
 
 
 def test_flip_policy_flips_only_the_chosen_session():

@@ -1,6 +1,7 @@
 """The premise world's targets (docs/simulator.md, ``diagnose.targets``) on two seeds no other
 test uses, and the default world measured below them on one. Heavy: each diagnosis simulates
-3,000 users, fits the diagnostics' predictors and replays the calibration (~2-3 minutes)."""
+8,000 users for the history and 20,000 for the return consistency, fits the diagnostics'
+predictors and replays the calibration (~8-10 minutes on 2 cores)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ pytestmark = pytest.mark.heavy
 
 @pytest.fixture(scope="module", params=PREMISE_SEEDS, ids=lambda s: f"seed{s}")
 def premise(request):
-    return diagnose_world("premise", seed=request.param, users=3000, days=10)
+    return diagnose_world("premise", seed=request.param, days=10)
 
 
 @pytest.fixture(scope="module")
 def default():
-    return diagnose_world("default", seed=PREMISE_SEEDS[0], users=3000, days=10)
+    return diagnose_world("default", seed=PREMISE_SEEDS[0], days=10)
 
 
 def test_premise_world_meets_every_calibration_target(premise):
