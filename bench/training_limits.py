@@ -255,7 +255,7 @@ def _cql_step(ac: Any, alpha: Any) -> tuple[nn.Module, Any]:
     return qnet, loss
 
 
-def _dt_step(ac: Any, alpha: None) -> tuple[nn.Module, Any]:
+def _dt_step(ac: Any, _alpha: None) -> tuple[nn.Module, Any]:
     from glan_ray.models.dt import DecisionTransformer, dt_loss, propensity_weights
     from glan_ray.rllib.dt.torch.dt_torch_rl_module import DTTorchRLModule, dt_config
 
