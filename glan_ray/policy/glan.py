@@ -73,13 +73,14 @@ def window_logits(
     x_obs[np.arange(b), n - 1] = obs_now  # the current entry
     if len(baseline):
         rtg = rtg - rtg_baseline_s(x_obs, baseline)  # (B, W) advantage tokens
+    dev = next(net.parameters()).device  # a Serve replica on a GPU holds the DT there
     logits = net(
-        torch.from_numpy((np.where(valid, rtg, 0.0) / rtg_scale).astype(np.float32)),
-        torch.from_numpy(np.asarray(x_obs, dtype=np.float32)),
-        torch.from_numpy(acts),
-        torch.from_numpy(np.where(valid, step, 0)),
+        torch.from_numpy((np.where(valid, rtg, 0.0) / rtg_scale).astype(np.float32)).to(dev),
+        torch.from_numpy(np.asarray(x_obs, dtype=np.float32)).to(dev),
+        torch.from_numpy(acts).to(dev),
+        torch.from_numpy(np.where(valid, step, 0)).to(dev),
     )  # (B, W, A)
-    return logits[torch.arange(b), torch.from_numpy(n - 1)]
+    return logits[torch.arange(b, device=dev), torch.from_numpy(n - 1).to(dev)].cpu()  # (B, A)
 
 
 class GlanPolicy(ExploringPolicy):

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import numpy as np
+import ray
 import torch
 from ray import serve
 
@@ -121,6 +122,13 @@ class DTModel(_Loaded):
     """The Decision Transformer: page probabilities for the current entry of a user-day."""
 
     kind = "dt"
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Load the checkpoint; on a replica given a GPU (``num_gpus``), move the DT there."""
+        super().reconfigure(user_config)
+        if self.runner is not None and ray.get_gpu_ids() and torch.cuda.is_available():
+            self.runner.model.to("cuda")
+            logger.info("dt: on %s", torch.cuda.get_device_name())
 
     async def target_gain(self) -> float:
         """g of R̂₁ = g · ŷ_wt, from the DT's export (``glan_step.target_gain``)."""
