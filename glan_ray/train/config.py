@@ -47,6 +47,10 @@ class TrainConfig:
     """Materialise the prepared data in the object store before training: one Parquet read for
     all epochs, and no read tasks competing with the training workers for CPUs (on a 2-CPU
     machine under Tune they would wait forever). Turn off when the data exceeds the store."""
+    cache_batches: bool = True
+    """Keep the first epoch's collated batches (and the validation set's) in the worker's memory
+    and replay them in the same order in later epochs, instead of rebuilding the features from
+    Ray Data every epoch. Turn off when a worker's shard does not fit in its memory."""
     model: dict[str, Any] = field(default_factory=dict)
     """Overrides of the model config (e.g. ``{"d_model": 64}``)."""
 

@@ -2,7 +2,11 @@
 
 Each worker streams its shard of the training data through Ray Data (``iter_torch_batches`` with
 a collate function that builds the model's features), steps the model's ``Task``, evaluates on
-the validation set after every epoch and reports metrics with a checkpoint (rank 0 writes it).
+the validation set after every epoch and reports its metrics. A checkpoint goes with the report
+(rank 0 writes it) when the validation metric (``VAL_METRIC``) improves, and at the last epoch:
+the best one is what ``trainer.fit`` exports. With ``cache_batches`` the collated batches of the
+first epoch (and the validation set's) are kept in the worker's memory and replayed, in the same
+order, by the later epochs: the same steps without rebuilding the features each epoch.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from glan_ray.data.features import SPECS, Normalizer, am_features, as_columns
 from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.registry import build_model
 from glan_ray.train.config import train_config
-from glan_ray.train.objectives import TASKS
+from glan_ray.train.objectives import TASKS, VAL_METRIC
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +85,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank = ray.train.get_context().get_world_rank()
     history: list[dict[str, float]] = []
     step = 0
+    cached: list[dict[str, torch.Tensor]] | None = None  # the first epoch's batches, if cached
+    val: list[dict[str, torch.Tensor]] | None = None
+    metric, mode = VAL_METRIC[name]
+    best: float | None = None
     for epoch in range(cfg.epochs):
         model.train()
         t0, rows, sums = time.perf_counter(), 0, {}
-        for batch in train_shard.iter_torch_batches(batch_size=cfg.batch_size, collate_fn=collate):
+        if cached is not None:
+            batches: Any = iter(cached)
+        else:
+            batches = train_shard.iter_torch_batches(batch_size=cfg.batch_size, collate_fn=collate)
+            keep: list[dict[str, torch.Tensor]] = []
+        for batch in batches:
+            if cfg.cache_batches and cached is None:
+                keep.append(batch)
             batch = _to(batch, device)
             loss, logs = task.loss(model, batch)
             opt.zero_grad(set_to_none=True)
@@ -105,14 +120,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             raise ValueError(
                 f"{name}: the training split is empty; simulate more users or lower val_fraction"
             )
+        if cfg.cache_batches and cached is None:
+            cached = keep
         elapsed = time.perf_counter() - t0
         model.eval()
-        val = [
-            _to(b, device)
-            for b in val_shard.iter_torch_batches(
-                batch_size=max(cfg.batch_size, 1024), collate_fn=collate
-            )
-        ]
+        if val is None or not cfg.cache_batches:
+            val = [
+                _to(b, device)
+                for b in val_shard.iter_torch_batches(
+                    batch_size=max(cfg.batch_size, 1024), collate_fn=collate
+                )
+            ]
         metrics = task.metrics(model, val) if val else {}
         n_steps = max(sum(1 for h in history if h["epoch"] == epoch), 1)
         report = {
@@ -122,7 +140,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             **{f"train/{k}": v / n_steps for k, v in sums.items()},
             **metrics,
         }
-        if rank == 0:
+        value = metrics.get(metric)
+        improved = value is None or not np.isfinite(value) or best is None or (
+            value < best if mode == "min" else value > best
+        )
+        if improved and value is not None and np.isfinite(value):
+            best = value
+        if rank == 0 and (improved or epoch == cfg.epochs - 1):
             with tempfile.TemporaryDirectory() as tmp:
                 save_checkpoint(
                     tmp,

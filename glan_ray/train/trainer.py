@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,8 @@ class TrainResult:
     """Last reported metrics."""
     ray_path: str
     """The Ray Train run directory (all epochs' checkpoints and results)."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Every epoch's reported metrics, in order (the export is the best ``VAL_METRIC`` one's)."""
 
 
 def _export_to_uri(ckpt: ray.train.Checkpoint, target: str) -> None:
@@ -152,7 +154,8 @@ def fit(
             ),
         ),
         datasets={"train": data.train, "val": data.val},
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        # one worker reads the whole set: no split coordinator actor between it and the data
+        dataset_config=DataConfig(datasets_to_split=["train"] if cfg.num_workers > 1 else []),
     )
     result = trainer.fit()
     best = result.get_best_checkpoint(metric, mode) if result.metrics else None
@@ -174,4 +177,6 @@ def fit(
         target,
         {k: v for k, v in (result.metrics or {}).items() if k.startswith("val/")},
     )
-    return TrainResult(target, dict(result.metrics or {}), result.path)
+    df = result.metrics_dataframe
+    history = [] if df is None else df.to_dict("records")
+    return TrainResult(target, dict(result.metrics or {}), result.path, history)

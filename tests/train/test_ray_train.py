@@ -65,6 +65,27 @@ def test_model_trains_and_checkpoint_round_trips(model, data_dir, tmp_path):
         assert all(0 <= v <= cfg.lambda_max for v in lam)
 
 
+def test_cached_batches_replay_the_streamed_epoch_and_the_best_epoch_is_exported(
+    data_dir, tmp_path
+):
+    """The cache replays the first epoch's batches in order (the same weights as streaming every
+    epoch), and the exported checkpoint is the epoch with the best validation metric."""
+    base = {"data": data_dir, "epochs": 2, "batch_size": 128, "val_fraction": 0.2, "lr": 3e-3}
+    out = {}
+    for cache in (True, False):
+        cfg = train_config("hrm", {**base, "out": str(tmp_path / str(cache)),
+                                   "cache_batches": cache})  # fmt: skip
+        out[cache] = fit("hrm", cfg)
+    w_cached = torch.load(os.path.join(out[True].checkpoint, WEIGHTS), weights_only=True)
+    w_stream = torch.load(os.path.join(out[False].checkpoint, WEIGHTS), weights_only=True)
+    for k, v in w_cached["state_dict"].items():
+        torch.testing.assert_close(v, w_stream["state_dict"][k])
+    _, _, meta = load_checkpoint(out[True].checkpoint)
+    history = out[True].history  # every epoch's report
+    values = [h["val/mae_dur_min"] for h in history]
+    assert meta["extra"]["epoch"] == history[int(np.argmin(values))]["epoch"]
+
+
 def test_unknown_training_keys_are_rejected():
     with pytest.raises(ValueError, match="unknown HRMTrainConfig key"):
         train_config("hrm", {"eps_se": 1.0})
