@@ -142,6 +142,8 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
         self.dataset_num_iters_per_learner = 50
         self.train_batch_size_per_learner = 256
         self.iter_batches_kwargs = {"prefetch_batches": 2, "local_shuffle_buffer_size": None}
+        # our learners check all the gradients at once (rllib.learner.FusedFiniteCheck)
+        self.torch_skip_nan_gradients = True
 
     @classmethod
     def own_training_keys(cls) -> tuple[str, ...]:
