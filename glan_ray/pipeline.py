@@ -308,10 +308,15 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
 
     def supervised(name: str, data: str = data, models: str = models) -> Callable[[], dict]:
         def run() -> dict[str, Any]:
+            import torch
+
             from glan_ray.train.config import train_config
             from glan_ray.train.trainer import fit
 
-            fields = {"data": data, "out": models, "epochs": s.epochs, "use_gpu": cfg.use_gpu}
+            # the worker's torch threads: this stage's share of the cores (Ray's default, one
+            # per reserved CPU, leaves a 2-core machine's second core idle)
+            fields = {"data": data, "out": models, "epochs": s.epochs, "use_gpu": cfg.use_gpu,
+                      "torch_threads": torch.get_num_threads()}  # fmt: skip
             res = fit(name, train_config(name, {**fields, **s.train}))
             return {"out": res.checkpoint, "metrics": {k: v for k, v in res.metrics.items()
                                                        if k.startswith("val/")}}  # fmt: skip

@@ -47,6 +47,10 @@ class TrainConfig:
     """Materialise the prepared data in the object store before training: one Parquet read for
     all epochs, and no read tasks competing with the training workers for CPUs (on a 2-CPU
     machine under Tune they would wait forever). Turn off when the data exceeds the store."""
+    torch_threads: int | None = ranged(None, ge=1)
+    """Torch intra-op threads of each worker, at most the node's cores. None: Ray's default, one
+    per CPU the worker reserves (``cpus_per_worker``), which leaves a 2-core machine's second
+    core idle while one worker trains; the pipeline passes its stage's share of the cores."""
     cache_batches: bool = True
     """Keep the first epoch's collated batches (and the validation set's) in the worker's memory
     and replay them in the same order in later epochs, instead of rebuilding the features from

@@ -73,6 +73,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point; ``config`` is built by ``trainer.fit``."""
     name = config["model"]
     cfg = train_config(name, config["train"])
+    if cfg.torch_threads:
+        torch.set_num_threads(min(cfg.torch_threads, os.cpu_count() or 1))
     torch.manual_seed(cfg.seed)
     normalizer = Normalizer.from_dict(config["normalizer"])
     model = ray.train.torch.prepare_model(build_model(name, config["model_config"]))

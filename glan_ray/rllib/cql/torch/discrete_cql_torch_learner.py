@@ -21,7 +21,7 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME, NUM_TARGET_U
 from glan_ray.models.cql import DynamicAlpha, conservative_term, double_dqn_target
 from glan_ray.rllib.cql.prelearner import ENTRIES, HOUR
 from glan_ray.rllib.cql.torch.discrete_cql_torch_rl_module import Q_NEXT, Q_NEXT_TARGET, Q
-from glan_ray.rllib.learner import FusedFiniteCheck
+from glan_ray.rllib.learner import FusedFiniteCheck, MeanPerTrain
 
 TD_LOSS, CONSERVATIVE_LOSS, ALPHA_MEAN, Q_MEAN = (
     "td_loss",
@@ -31,7 +31,7 @@ TD_LOSS, CONSERVATIVE_LOSS, ALPHA_MEAN, Q_MEAN = (
 )
 
 
-class DiscreteCQLTorchLearner(FusedFiniteCheck, TorchLearner):
+class DiscreteCQLTorchLearner(FusedFiniteCheck, MeanPerTrain, TorchLearner):
     def build(self) -> None:
         super().build()
         self.module.foreach_module(
@@ -56,15 +56,14 @@ class DiscreteCQLTorchLearner(FusedFiniteCheck, TorchLearner):
         td = F.mse_loss(q_data, target)
         alpha = self.alpha(batch[HOUR], batch[ENTRIES])  # (B,)
         conservative = (alpha * conservative_term(q, actions)).mean()
-        self.metrics.log_dict(
+        self.log_mean(
+            module_id,
             {
                 TD_LOSS: td,
                 CONSERVATIVE_LOSS: conservative,
                 ALPHA_MEAN: alpha.mean(),
                 Q_MEAN: q_data.mean(),
             },
-            key=module_id,
-            window=self.config.dataset_num_iters_per_learner,
         )
         return td + conservative
 

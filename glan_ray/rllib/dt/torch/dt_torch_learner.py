@@ -10,12 +10,12 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from glan_ray.models.dt import dt_loss, propensity_weights
 from glan_ray.rllib.dt.torch.dt_torch_rl_module import LOGITS, MASK, PROPENSITY
-from glan_ray.rllib.learner import FusedFiniteCheck
+from glan_ray.rllib.learner import FusedFiniteCheck, MeanPerTrain
 
 ACTION_ACCURACY, SESSIONS_PER_WINDOW = "action_accuracy", "sessions_per_window"
 
 
-class DTTorchLearner(FusedFiniteCheck, TorchLearner):
+class DTTorchLearner(FusedFiniteCheck, MeanPerTrain, TorchLearner):
     def compute_loss_for_module(
         self, *, module_id: str, config: Any, batch: dict[str, Any], fwd_out: dict[str, Any]
     ) -> torch.Tensor:
@@ -28,12 +28,11 @@ class DTTorchLearner(FusedFiniteCheck, TorchLearner):
         loss = dt_loss(logits, actions, mask, weight)
         with torch.no_grad():
             hit = (logits.argmax(-1) == actions).float() * mask
-            self.metrics.log_dict(
+            self.log_mean(
+                module_id,
                 {
                     ACTION_ACCURACY: hit.sum() / mask.sum().clamp_min(1.0),
                     SESSIONS_PER_WINDOW: mask.sum(1).mean(),
                 },
-                key=module_id,
-                window=self.config.dataset_num_iters_per_learner,
             )
         return loss
