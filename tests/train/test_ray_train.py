@@ -27,6 +27,27 @@ def data_dir(ray_session, tmp_path_factory):
     return out
 
 
+FIT = {"epochs": 2, "batch_size": 128, "val_fraction": 0.2}
+"""The tests' training config (besides data and out)."""
+
+
+@pytest.fixture(scope="module")
+def fitted(data_dir, tmp_path_factory):
+    """``fitted(model, **fields)`` -> (config, TrainResult): one fit per distinct config, shared
+    by the tests that read it (each Ray Train fit costs ~20 s)."""
+    done = {}
+
+    def get(model, **fields):
+        key = (model, tuple(sorted(fields.items())))
+        if key not in done:
+            out = str(tmp_path_factory.mktemp(model))
+            cfg = train_config(model, {"data": data_dir, "out": out, **FIT, **fields})
+            done[key] = (cfg, fit(model, cfg))
+        return done[key]
+
+    return get
+
+
 @pytest.mark.parametrize(
     "model",
     # ISP and AM run the same Ray Train loop as HRM (~27 s each); their objectives are tested
@@ -34,18 +55,8 @@ def data_dir(ray_session, tmp_path_factory):
     ["lrtg", "hrm", pytest.param("isp", marks=pytest.mark.heavy),
      pytest.param("am", marks=pytest.mark.heavy)],
 )
-def test_model_trains_and_checkpoint_round_trips(model, data_dir, tmp_path):
-    cfg = train_config(
-        model,
-        {
-            "data": data_dir,
-            "out": str(tmp_path),
-            "epochs": 2,
-            "batch_size": 128,
-            "val_fraction": 0.2,
-        },
-    )
-    result = fit(model, cfg)
+def test_model_trains_and_checkpoint_round_trips(model, fitted):
+    cfg, result = fitted(model)
     assert os.path.exists(os.path.join(result.checkpoint, WEIGHTS))
     vals = {k: v for k, v in result.metrics.items() if k.startswith("val/")}
     assert vals and all(np.isfinite(v) for v in vals.values() if not np.isnan(v))
@@ -65,17 +76,10 @@ def test_model_trains_and_checkpoint_round_trips(model, data_dir, tmp_path):
         assert all(0 <= v <= cfg.lambda_max for v in lam)
 
 
-def test_cached_batches_replay_the_streamed_epoch_and_the_best_epoch_is_exported(
-    data_dir, tmp_path
-):
+def test_cached_batches_replay_the_streamed_epoch_and_the_best_epoch_is_exported(fitted):
     """The cache replays the first epoch's batches in order (the same weights as streaming every
     epoch), and the exported checkpoint is the epoch with the best validation metric."""
-    base = {"data": data_dir, "epochs": 2, "batch_size": 128, "val_fraction": 0.2, "lr": 3e-3}
-    out = {}
-    for cache in (True, False):
-        cfg = train_config("hrm", {**base, "out": str(tmp_path / str(cache)),
-                                   "cache_batches": cache})  # fmt: skip
-        out[cache] = fit("hrm", cfg)
+    out = {True: fitted("hrm")[1], False: fitted("hrm", cache_batches=False)[1]}
     w_cached = torch.load(os.path.join(out[True].checkpoint, WEIGHTS), weights_only=True)
     w_stream = torch.load(os.path.join(out[False].checkpoint, WEIGHTS), weights_only=True)
     for k, v in w_cached["state_dict"].items():
