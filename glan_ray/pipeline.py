@@ -37,10 +37,9 @@ STAGES = (
     "evaluate",
 )
 STAGE_COST = {
-    "simulate": 6.8, "diagnose": 60.0, "train_lrtg": 67.7, "train_hrm": 41.9, "train_isp": 31.5,
-    "train_am": 40.6, "label_hrm": 3.9, "train_cql": 29.6, "train_cql_static": 27.9,
-    "train_dt": 42.5, "train_dt_naive": 46.3, "evaluate": 81.4,
-    "train_cql_hist": 29.6,  # not measured yet: train_cql's
+    "simulate": 8.3, "diagnose": 50.8, "train_lrtg": 60.7, "train_hrm": 36.0, "train_isp": 28.9,
+    "train_am": 36.3, "label_hrm": 3.9, "train_cql": 23.7, "train_cql_static": 20.7,
+    "train_cql_hist": 23.9, "train_dt": 31.9, "train_dt_naive": 29.8, "evaluate": 73.0,
 }  # fmt: skip
 GEN1_STAGES = (
     "simulate_gen1",
