@@ -101,6 +101,15 @@ def test_cli_use_gpu_is_a_one_line_error(no_gpu, inputs, capsys):
     assert "\n" not in err
 
 
+def test_pipeline_use_gpu_is_refused_before_the_first_stage(no_gpu, tmp_path):
+    from glan_ray.pipeline import PipelineConfig, run_pipeline
+
+    run = tmp_path / "run"
+    with pytest.raises(GPUUnavailableError, match="--use-gpu asks for 1 GPU"):
+        run_pipeline(PipelineConfig(run=str(run), preset="tiny", use_gpu=True))
+    assert not run.exists()  # nothing simulated, nothing written
+
+
 def test_a_cluster_that_may_add_gpu_nodes_only_warns(no_gpu, monkeypatch, caplog):
     monkeypatch.setattr(runtime, "_local_ray", lambda: False)  # as under an address
     with caplog.at_level(logging.WARNING, logger="glan_ray.runtime"):
