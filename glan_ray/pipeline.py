@@ -487,13 +487,10 @@ def run_pipeline(
     """Run every unfinished stage, ``cfg.parallel`` at a time as their ``DEPENDS`` finish;
     returns one record per stage (run or skipped) in ``cfg.stages`` order. A failed stage stops the
     run: stages still running are cancelled (they start over on a rerun) and its error raised."""
-    if cfg.use_gpu:
-        import ray
-
+    if cfg.use_gpu:  # before the simulate stage, not at the first training stage
         from glan_ray.runtime import require_gpus
 
-        if ray.is_initialized():  # before the simulate stage, not at the first training stage
-            require_gpus("--use-gpu", 1, "one per Ray Train worker and RLlib learner")
+        require_gpus("--use-gpu", 1, "one per Ray Train worker and RLlib learner")
     storage.makedirs(cfg.path("stages"))
     storage.write_json(
         cfg.path("pipeline.json"), {"config": asdict(cfg), "preset": asdict(cfg.sizes)}, indent=1

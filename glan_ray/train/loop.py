@@ -143,10 +143,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             **metrics,
         }
         value = metrics.get(metric)
-        improved = value is None or not np.isfinite(value) or best is None or (
-            value < best if mode == "min" else value > best
-        )
-        if improved and value is not None and np.isfinite(value):
+        finite = value is not None and bool(np.isfinite(value))
+        # no finite metric to compare: checkpoint anyway
+        improved = not finite or best is None or (value < best if mode == "min" else value > best)
+        if finite and improved:
             best = value
         if rank == 0 and (improved or epoch == cfg.epochs - 1):
             with tempfile.TemporaryDirectory() as tmp:
