@@ -10,6 +10,11 @@ window (the sessions since the last multiple of K, exactly the training windows)
 window is cached (``DTRowCache``): an entry feeds only its new tokens [a_{t−1}, R̂_t, s_t],
 which gives the logits of the full forward over the window (``window_logits``, what Serve runs
 per request) at a fraction of the cost.
+
+Critic-guided selection (``critic``: a CQL export; the ``glan_cg`` arms): the page is
+argmax_a [log π_DT(a | h) + λ·Â(s, a)/T] (``glan_step.critic_guided_scores``; Critic-Guided DT,
+Wang et al. 2024; QT, Hu et al. 2024) and π is the softmax of those scores, so sampling from π
+(``explore="softmax"``) explores around the critic-guided choice.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from glan_ray.models.dt import DTRowCache, rtg_baseline_s
 from glan_ray.policy import glan_step
 from glan_ray.policy.context import completed_session_columns, daily_columns
 from glan_ray.policy.explore import Exploration, ExploringPolicy
+from glan_ray.policy.klan import check_cql_inputs, q_values
 from glan_ray.policy.runner import ModelRunner
 from glan_ray.sim.interface import IntraDayHistory, Observation
 
@@ -85,7 +91,8 @@ def window_logits(
 
 class GlanPolicy(ExploringPolicy):
     """DT conditioned on R̂ from L-RTG (or 7-day mean) and decremented by HRM (or naive) reward;
-    π = softmax of the DT's logits (``explore="softmax"`` samples from it: GLAN eq. 29)."""
+    π = softmax of the DT's logits (``explore="softmax"`` samples from it: GLAN eq. 29), or with
+    a ``critic``, softmax of the critic-guided scores (λ = ``critic_lambda``)."""
 
     def __init__(
         self,
@@ -95,8 +102,22 @@ class GlanPolicy(ExploringPolicy):
         name: str = "glan",
         target_gain: float | None = None,
         explore: str | Exploration | None = None,
+        critic: str | None = None,
+        critic_lambda: float | None = None,
     ) -> None:
         self.name = name
+        self.critic = ModelRunner(critic, "cql") if critic else None
+        """The critic Q(s, ·) of critic-guided selection (a CQL export over obs alone)."""
+        if self.critic is not None:
+            check_cql_inputs(self.critic, history=False, arm=name)
+        self.critic_lambda = glan_step.critic_lambda(critic_lambda)
+        """λ of ``glan_step.critic_guided_scores`` (None: its ``CRITIC_LAMBDA``; unused without
+        a critic)."""
+        self.last_logits: torch.Tensor | None = None
+        """The DT's logits (B, A) of the last batch of decisions (diagnostics:
+        ``eval.critic_agreement``)."""
+        self.last_q: torch.Tensor | None = None
+        """The critic's Q (B, A) of the last batch of decisions (None without a critic)."""
         self.dt = ModelRunner(dt, "dt")
         self.net = self.dt.model
         self.k = self.net.cfg.context_len
@@ -176,4 +197,11 @@ class GlanPolicy(ExploringPolicy):
                 self.rtg_scale,
                 self.baseline,
             )
-        return torch.softmax(last, -1).numpy()
+        self.last_logits = last
+        if self.critic is None:
+            return torch.softmax(last, -1).numpy()
+        self.last_q = q_values(self.critic, obs.obs)  # (B, A)
+        scores = glan_step.critic_guided_scores(
+            last, self.last_q, self.critic_lambda, self.critic.record.temperature
+        )  # (B, A)
+        return torch.softmax(scores, -1).numpy()

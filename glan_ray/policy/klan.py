@@ -44,6 +44,13 @@ def check_cql_inputs(runner: ModelRunner, history: bool, arm: str) -> None:
     raise ValueError(f"{where}: {msg}")
 
 
+def q_values(runner: ModelRunner, obs: np.ndarray) -> torch.Tensor:
+    """A CQL export's Q(s, ·) (B, A) of states ``obs`` (B, D) (no grad): KLAN-IIT's scores and
+    the critic of the critic-guided GLAN arms (``policy.glan``, Serve's ``DTModel``)."""
+    with torch.no_grad():
+        return runner.model(torch.from_numpy(np.ascontiguousarray(obs, np.float32)))
+
+
 class CQLPolicy(ExploringPolicy):
     """IIT alone: argmax_a Q(s, a); π = the interest scores softmax(Q/T)."""
 
@@ -57,8 +64,7 @@ class CQLPolicy(ExploringPolicy):
         check_cql_inputs(self.cql, self.history, self.name)
 
     def q(self, obs: np.ndarray) -> torch.Tensor:
-        with torch.no_grad():
-            return self.cql.model(torch.from_numpy(np.ascontiguousarray(obs, np.float32)))
+        return q_values(self.cql, obs)  # (B, A)
 
     def states(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
         """The Q-network's input (B, D): the observation."""

@@ -4,7 +4,8 @@
 ``isp``, ``am``, ``cql`` (dynamic α), ``cql_static`` (the same CQL with ``static_alpha=True``),
 ``cql_hist`` (the same CQL over obs ⊕ the history features: ``glan-ray train cql --history``),
 ``dt`` (trained on HRM rewards) and ``dt_naive`` (the same DT trained on the naive session
-duration: ``--set reward_column=reward --out`` to ``dt_naive``).
+duration: ``--set reward_column=reward --out`` to ``dt_naive``). The critic-guided GLAN arms
+(``glan_cg`` and its ablations) read ``cql`` beside their DT as the critic.
 """
 
 from __future__ import annotations
@@ -29,9 +30,15 @@ def _path(models: str | None, name: str) -> str:
     return p
 
 
-def _glan(dt: str, lrtg: bool, hrm: bool, name: str) -> Callable[..., Policy]:
+def _glan(
+    dt: str, lrtg: bool, hrm: bool, name: str, critic: str | None = None
+) -> Callable[..., Policy]:
     def build(
-        m: str | None, cfg: SimConfig, target_gain: float | None = None, explore: str | None = None
+        m: str | None,
+        cfg: SimConfig,
+        target_gain: float | None = None,
+        explore: str | None = None,
+        critic_lambda: float | None = None,
     ) -> Policy:
         from glan_ray.policy.glan import GlanPolicy
 
@@ -42,6 +49,8 @@ def _glan(dt: str, lrtg: bool, hrm: bool, name: str) -> Callable[..., Policy]:
             name=name,
             target_gain=target_gain,
             explore=explore,
+            critic=_path(m, critic) if critic else None,
+            critic_lambda=critic_lambda,
         )
 
     return build
@@ -103,24 +112,35 @@ ARMS: dict[str, Callable[..., Policy]] = {
     "glan_no_lrtg": _glan("dt", lrtg=False, hrm=True, name="glan_no_lrtg"),
     "glan_no_hrm": _glan("dt_naive", lrtg=True, hrm=False, name="glan_no_hrm"),
     "dt": _glan("dt_naive", lrtg=False, hrm=False, name="dt"),
+    "glan_cg": _glan("dt", lrtg=True, hrm=True, name="glan_cg", critic="cql"),
+    "glan_cg_no_lrtg": _glan("dt", lrtg=False, hrm=True, name="glan_cg_no_lrtg", critic="cql"),
+    "glan_cg_no_hrm": _glan("dt_naive", lrtg=True, hrm=False, name="glan_cg_no_hrm", critic="cql"),
     "oracle": lambda m, cfg: OraclePolicy(cfg),
 }
 """Arm name -> builder(models_dir, sim_config, **options). ``klan_isp`` and ``klan_iit`` are
 KLAN Table 2's ablations (ISP alone, IIT alone); ``cql`` is the old name of ``klan_iit`` (the
 same policy) and ``cql_static`` is IIT with a static conservative coefficient. ``klan_iit_hist``
 is IIT over obs ⊕ the history features (``schema.HIST_FEATURES``), the control arm that tells
-"GLAN models sequences" from "GLAN sees more of the day than obs"."""
+"GLAN models sequences" from "GLAN sees more of the day than obs". ``glan_cg`` is GLAN as
+published choosing argmax_a [log π_DT(a | h) + λ·Â(s, a)/T] with the ``cql`` export as the
+critic (``policy.glan``); ``glan_cg_no_lrtg`` / ``glan_cg_no_hrm`` are its ablations."""
 ALIASES = {"cql": "klan_iit"}
 """Arm -> the arm it is another name of (both run when both are asked for)."""
 GLAN_ARMS = ("glan", "glan_no_lrtg", "glan_no_hrm", "dt")
-LEARNED_ARMS = ("klan", "klan_isp", "klan_iit", "cql", "cql_static", "klan_iit_hist", *GLAN_ARMS)
+"""GLAN as published and its ablations."""
+CRITIC_GUIDED_ARMS = ("glan_cg", "glan_cg_no_lrtg", "glan_cg_no_hrm")
+"""GLAN with critic-guided selection and its ablations."""
+LEARNED_ARMS = ("klan", "klan_isp", "klan_iit", "cql", "cql_static", "klan_iit_hist", *GLAN_ARMS,
+                *CRITIC_GUIDED_ARMS)  # fmt: skip
 """The arms with a learned distribution π, which can explore (``policy.explore``)."""
 ARM_OPTIONS: dict[str, tuple[str, ...]] = {
     **{a: ("explore",) for a in LEARNED_ARMS},
     **{a: ("target_gain", "explore") for a in GLAN_ARMS},
+    **{a: ("target_gain", "critic_lambda", "explore") for a in CRITIC_GUIDED_ARMS},
 }
 """Options an arm's builder takes: every learned arm its ``explore`` (``Exploration.parse``:
-greedy, epsilon=E, softmax[=T]; greedy when absent); GLAN arms also the DT's ``target_gain``."""
+greedy, epsilon=E, softmax[=T]; greedy when absent); GLAN arms also the DT's ``target_gain``;
+critic-guided arms also ``critic_lambda`` (λ ≥ 0; default ``glan_step.CRITIC_LAMBDA``)."""
 CONSTANT_ARMS = tuple(f"always_{p}" for p in PAGES)
 """The constant-page arms (``always_featured``, ``always_explore``, ``always_following``): the
 candidates for the A/B's best constant page."""
@@ -219,4 +239,3 @@ def incumbent_factory(
         return make_arm(arm, models, c, options)
 
     return factory, f"{arm}({spec})"
-
