@@ -11,6 +11,9 @@
 - ``decision_log``: write every applied event to the decision log in the state store (default
   true; ``glan-ray logs-to-datasets --flush`` moves it to Parquet).
 - ``use_lrtg`` / ``use_hrm``: false serves the ablations (R̂₁ = 7-day mean; naive reward).
+- ``critic_lambda``: serve critic-guided GLAN (the simulator's ``glan_cg`` arm) with this λ ≥ 0
+  and ``cql`` as the critic: the page is argmax_a [log π_DT(a | h) + λ·Â(s, a)/T]
+  (``policy.glan_step.critic_guided_scores``); absent or null: GLAN as published.
 - ``state_store``: ``embedded`` (default: an SQLite file, ``runs/serve/state.sqlite3`` under
   the directory ``serve run`` starts in, kept across restarts; one machine), ``sqlite:///path``,
   or a ``redis://`` URL (a cluster).
@@ -45,6 +48,7 @@ from typing import Any
 from ray.serve import Application
 
 from glan_ray import storage
+from glan_ray.policy import glan_step
 from glan_ray.runtime import require_gpus
 from glan_ray.serving.deployments import DTModel, HRMModel, KlanModel, LRTGModel
 from glan_ray.serving.ingress import Ingress, parse_user_config
@@ -53,7 +57,7 @@ from glan_ray.serving.state import DEFAULT_PATH
 KNOWN = {"models", "policy", "use_lrtg", "use_hrm", "state_store", "num_gpus", "num_cpus",
          "min_replicas", "max_replicas", "ingress_replicas", "access_log",
          "colocate_models", "api_key_env", "exploration", "explore_seed",
-         "decision_log"}  # fmt: skip
+         "decision_log", "critic_lambda"}  # fmt: skip
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -90,6 +94,21 @@ def _state_store(url: str | None) -> str:
     return url
 
 
+def _critic(args: dict[str, Any], cql: str | None, models: str) -> dict[str, Any]:
+    """The DT deployment's critic fields (``DTModel``) from app arg ``critic_lambda``: none
+    without it; else the ``cql`` export and λ, both checked here."""
+    if args.get("critic_lambda") is None:
+        return {}
+    try:
+        lam = glan_step.critic_lambda(args["critic_lambda"])
+    except ValueError as e:
+        raise ValueError(f"app arg {e}") from None
+    if cql is None:
+        raise FileNotFoundError(f"app arg critic_lambda needs the critic: no exported CQL at "
+                                f"{models}/cql (glan-ray train cql)")  # fmt: skip
+    return {"critic": cql, "critic_lambda": lam}
+
+
 def build_app(args: dict[str, Any] | None = None) -> Application:
     """The GLAN app (see the module docstring for ``args``); unknown keys raise."""
     args = dict(args or {})
@@ -124,9 +143,10 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         ray_actor_options={"num_cpus": cpus / 2},
         logging_config=log,
     )
+    dt_config = {"path": path("dt"), **_critic(args, path("cql"), models)}
     dt = DTModel.options(
         logging_config=log,
-        user_config={"path": path("dt")},
+        user_config=dt_config,
         ray_actor_options={"num_cpus": cpus, "num_gpus": gpus},
         autoscaling_config={
             "min_replicas": int(args.get("min_replicas", 1)),
@@ -157,7 +177,8 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         raise ValueError(f"app arg {msg}") from None
     options: dict[str, Any] = {}
     if colocate:  # the models live in the ingress: its user_config names their checkpoints
-        user_config.update(dt=path("dt"), hrm=hrm_path)
+        user_config.update(dt=path("dt"), hrm=hrm_path,
+                           **{k: v for k, v in dt_config.items() if k != "path"})  # fmt: skip
         options["ray_actor_options"] = {
             "num_cpus": cpus * 1.5,
             "num_gpus": gpus,

@@ -23,6 +23,7 @@ from glan_ray.models.exports import DTRecord
 from glan_ray.policy import glan_step
 from glan_ray.policy.context import daily_columns, session_columns
 from glan_ray.policy.glan import window_logits
+from glan_ray.policy.klan import check_cql_inputs, q_values
 from glan_ray.policy.runner import ModelRunner
 from glan_ray.schema import OBS_DIM
 from glan_ray.serving.batching import n_users, per_item, split
@@ -119,16 +120,40 @@ class HRMModel(_Loaded):
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 class DTModel(_Loaded):
-    """The Decision Transformer: page probabilities for the current entry of a user-day."""
+    """The Decision Transformer: page probabilities for the current entry of a user-day.
+
+    ``user_config``: ``path`` (the DT export), and for critic-guided selection ``critic`` (a CQL
+    export over obs alone) with ``critic_lambda`` (λ ≥ 0, default ``glan_step.CRITIC_LAMBDA``):
+    π = softmax of ``glan_step.critic_guided_scores``, as the simulator's ``glan_cg`` arm."""
 
     kind = "dt"
+    CONFIG = ("path", "critic", "critic_lambda")
+    critic: ModelRunner | None = None
+    critic_lambda: float = glan_step.CRITIC_LAMBDA
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Load the checkpoint; on a replica given a GPU (``num_gpus``), move the DT there."""
+        """Load the checkpoints; on a replica given a GPU (``num_gpus``), move the DT there."""
+        unknown = sorted(set(user_config) - set(self.CONFIG))
+        if unknown:
+            raise ValueError(f"dt user_config: unknown field(s) {unknown}; valid: {self.CONFIG}")
+        critic = user_config.get("critic")
+        lam = glan_step.critic_lambda(user_config.get("critic_lambda"))
+        self.critic = ModelRunner(critic, "cql") if critic else None
+        self.critic_lambda = lam
+        if self.critic is not None:
+            check_cql_inputs(self.critic, history=False, arm="glan_cg (Serve's critic)")
         super().reconfigure(user_config)
-        if self.runner is not None and ray.get_gpu_ids() and torch.cuda.is_available():
+        if self.critic is not None:  # the decision log names the critic and λ with the DT
+            self.version_ = f"{self.version_}+critic={checkpoint_version(critic)}@lambda={lam:g}"
+        on_gpu = ray.is_initialized() and ray.get_gpu_ids()  # in-process (tests): no Ray start
+        if self.runner is not None and on_gpu and torch.cuda.is_available():
             self.runner.model.to("cuda")
             logger.info("dt: on %s", torch.cuda.get_device_name())
+
+    def config(self) -> dict[str, Any]:
+        """What this replica serves, as its ``user_config`` names it."""
+        return {"path": self.loaded(), "critic": self.critic.path if self.critic else None,
+                "critic_lambda": self.critic_lambda}  # fmt: skip
 
     async def target_gain(self) -> float:
         """g of R̂₁ = g · ŷ_wt, from the DT's export (``glan_step.target_gain``)."""
@@ -165,7 +190,13 @@ class DTModel(_Loaded):
             np.asarray([r["obs_now"] for r in reqs], dtype=np.float32),
             self.runner.record.rtg_scale,
             self.runner.record.rtg_baseline,
-        )
+        )  # (B, A)
+        if self.critic is not None:
+            obs_now = np.asarray([r["obs_now"] for r in reqs], dtype=np.float32)
+            logits = glan_step.critic_guided_scores(
+                logits, q_values(self.critic, obs_now), self.critic_lambda,
+                self.critic.record.temperature,
+            )  # fmt: skip  # (B, A)
         return torch.softmax(logits, -1).tolist()
 
 

@@ -93,7 +93,8 @@ MAX_SESSIONS = int(MAX_SESSIONS_PER_DAY)
 """Sessions a user-day may hold (an entry past them is a 409): bounds the ids a day keeps."""
 VERSIONS_TTL_S = 10.0
 """How long the model versions the replicas report are reused for the decision log."""
-USER_CONFIG = {"policy", "dt", "hrm", "exploration", "seed", "decision_log"}
+USER_CONFIG = {"policy", "dt", "hrm", "critic", "critic_lambda", "exploration", "seed",
+               "decision_log"}  # fmt: skip
 
 Doc = dict[str, Any]
 Step = Callable[[Doc | None], Awaitable[tuple[Doc, Doc, dlog.Record | None]]]
@@ -131,6 +132,10 @@ def parse_user_config(user_config: dict[str, Any]) -> tuple[str, Exploration, in
     log = user_config.get("decision_log", True)
     if not isinstance(log, bool):
         raise ValueError(f"user_config.decision_log must be true or false, got {log!r}")
+    try:
+        glan_step.critic_lambda(user_config.get("critic_lambda"))
+    except ValueError as e:
+        raise ValueError(f"user_config.{e}") from None
     return policy, exploration, seed, log
 
 
@@ -279,9 +284,14 @@ class Ingress:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         policy, exploration, seed, log_on = parse_user_config(user_config)
-        if self.dt is None:  # colocated: (re)load a checkpoint only when its path changes
-            if self.local_dt is None or self.local_dt.loaded() != user_config.get("dt"):
-                self.local_dt = DTModel.func_or_class({"path": user_config.get("dt")})
+        if self.dt is None:  # colocated: (re)load a model only when its config changes
+            dt = {
+                "path": user_config.get("dt"),
+                "critic": user_config.get("critic"),
+                "critic_lambda": glan_step.critic_lambda(user_config.get("critic_lambda")),
+            }
+            if self.local_dt is None or self.local_dt.config() != dt:
+                self.local_dt = DTModel.func_or_class(dt)
             if self.local_hrm is None or self.local_hrm.loaded() != user_config.get("hrm"):
                 self.local_hrm = HRMModel.func_or_class({"path": user_config.get("hrm")})
         self.policy = policy
