@@ -26,12 +26,12 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
+from glan_ray.data.split import is_val_user
 from glan_ray.data.windows import cut_windows, deterministic_days
 from glan_ray.models.dt import dt_loss, propensity_weights
 from glan_ray.rllib.dt.torch.dt_torch_rl_module import dt_config
 from glan_ray.rllib.launch import RLTrainConfig, algorithm_config
 from glan_ray.schema import N_PAGES
-from glan_ray.train.trainer import _is_val
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 logger = logging.getLogger("dt_budget")
@@ -66,7 +66,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     table = pads.dataset(os.path.join(args.data, "trajectories"), format="parquet").to_table()
-    val = _is_val(table.column("user_id").to_numpy(), 0.1).to_numpy(zero_copy_only=False)
+    val = is_val_user(table.column("user_id"), 0.1)
     tmp = tempfile.mkdtemp(prefix="dt_budget_")
     os.makedirs(os.path.join(tmp, "trajectories"))
     pq.write_table(table.filter(pa.array(~val)), os.path.join(tmp, "trajectories", "part.parquet"))

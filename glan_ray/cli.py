@@ -162,6 +162,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--updates-per-iteration", type=int, help="gradient updates per iteration (cql/dt)"
     )
+    p.add_argument(
+        "--patience",
+        type=int,
+        help="stop before the budget (--epochs / --iterations) when the held-out criterion "
+        "has not moved for this many epochs (validation metric) or iterations (CQL: greedy "
+        "pages on held-out users settled; DT: held-out loss); default: the full budget",
+    )
     p.add_argument("--batch-size", type=int, help="rows per step")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--num-workers", type=int, help="Ray Train workers / RLlib remote learners")
@@ -197,6 +204,7 @@ def _run_train(args: argparse.Namespace) -> int:
     fields = _load_mapping(args.config) if args.config else {}
     flags = {
         "epochs": args.epochs,
+        "patience": args.patience,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "num_workers": args.num_workers,
@@ -208,7 +216,7 @@ def _run_train(args: argparse.Namespace) -> int:
     cfg = train_config(args.model, fields)
     init_ray(args.address)
     result = fit(args.model, cfg)
-    print(f"{args.model}: checkpoint {result.checkpoint}")
+    print(f"{args.model}: checkpoint {result.checkpoint} ({result.stop})")
     for k, v in sorted(result.metrics.items()):
         if k.startswith("val/"):
             print(f"  {k:<20} {v:.4g}")
@@ -227,6 +235,7 @@ def _run_train_rl(args: argparse.Namespace) -> int:
     flags = {
         "iterations": args.iterations,
         "updates_per_iteration": args.updates_per_iteration,
+        "patience": args.patience,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "num_learners": args.num_workers,
@@ -247,6 +256,7 @@ def _run_train_rl(args: argparse.Namespace) -> int:
 
         result = fit_rl(cfg, on_iteration)
     print(f"{args.model}: exported {result.export}; RLlib checkpoint {result.checkpoint}")
+    print(f"  {result.stop}")
     for k, v in sorted(result.metrics.items()):
         print(f"  {k:<20} {v:.4g}")
     print(f"  {'updates/s':<20} {result.updates_per_s:.1f}")

@@ -11,6 +11,7 @@ valid keys. Outputs under ``<out>/<algo>/``: the exported torch module (``model.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import logging
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from glan_ray.early_stop import Plateau
 from glan_ray.models.cql import QNetConfig
 from glan_ray.models.dt import DTConfig as DTNetConfig
 
@@ -99,6 +101,18 @@ class RLTrainConfig:
     name: str | None = None
     """Sub-directory of ``out`` for this run (default the algo), e.g. ``dt_naive`` for the DT
     trained on the naive reward (the "w/o HRM" ablation)."""
+    patience: int | None = None
+    """Budgets by convergence: stop before ``iterations`` when the held-out criterion
+    (``rllib.heldout``; CQL: the SNIPS value of its greedy policy, DT: its cross-entropy) has
+    not improved by ``min_delta`` for this many ``train()`` calls; the best iteration's weights
+    are exported. None: the full budget, and every user trains."""
+    val_fraction: float = 0.1
+    """Share of users held out of training for the criterion (with ``patience``); the
+    supervised models' split (``data.split.is_val_user``)."""
+    val_rows: int = 20_000
+    """Held-out rows read for the criterion (transitions for CQL, user-days for the DT)."""
+    min_delta: float = 0.0
+    """Relative improvement of the held-out criterion that counts (0.01: 1%)."""
     training: dict[str, Any] = field(default_factory=dict)
     """Algorithm keys (``training_keys``), e.g. ``{alpha0: 2.0}`` or ``{reward_column: reward}``."""
     model: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +126,14 @@ class RLTrainConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 (None: the full budget); got {self.patience}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
+        if self.val_rows < 1:
+            raise ValueError(f"val_rows must be >= 1; got {self.val_rows}")
+        if not self.min_delta >= 0:
+            raise ValueError(f"min_delta must be >= 0; got {self.min_delta}")
         for section, valid in (("training", training_keys(self.algo)),
                                ("model", MODEL_KEYS[self.algo])):  # fmt: skip
             unknown = sorted(set(getattr(self, section)) - set(valid))
@@ -229,6 +251,8 @@ def algorithm_config(cfg: RLTrainConfig) -> Any:
     )
     if cfg.model:
         ac = ac.rl_module(model_config=dict(cfg.model))
+    if cfg.patience:
+        ac.holdout_fraction = cfg.val_fraction  # the pre-learner leaves these users out
     if hasattr(ac, "measure_baseline"):  # the DT's advantage tokens, fitted before the build
         ac = ac.measure_baseline()
     return ac
@@ -250,6 +274,10 @@ class RLResult:
     """Last iteration's learner metrics."""
     updates_per_s: float
     """Gradient updates per second over all iterations after the first (which starts Ray Data)."""
+    iterations: int = 0
+    """``train()`` calls run (fewer than the budget when the criterion stopped the run)."""
+    stop: str = ""
+    """Where and why training ended: ``budget: N iteration(s)`` or the criterion's reason."""
 
 
 def fit_rl(
@@ -259,14 +287,17 @@ def fit_rl(
     from glan_ray import storage
 
     cfg.prepare_input()
-    algo = algorithm_config(cfg).build_algo()
+    ac = algorithm_config(cfg)
+    scorer, stopper = _early_stop(cfg, ac)
+    algo = ac.build_algo()
     if cfg.init_from:
         try:
             algo.warm_start(cfg.init_from)
         except BaseException:
             algo.stop()
             raise
-    rows, metrics, timed, spent = [], {}, 0, 0.0
+    rows, metrics, timed, spent, best = [], {}, 0, 0.0, None
+    stop = f"budget: {cfg.iterations} iteration(s)"
     # a URI run_dir is written locally, then uploaded (local: run_dir itself)
     with storage.staged_dir(cfg.run_dir) as run_dir:
         try:
@@ -276,11 +307,22 @@ def fit_rl(
                 dt = time.perf_counter() - t0
                 if i > 1:
                     timed, spent = timed + cfg.updates_per_iteration, spent + dt
+                if scorer is not None:
+                    metrics.update(scorer.measure(algo.get_module()))
+                    if stopper.update(metrics[scorer.metric]):
+                        best = (i, copy.deepcopy(algo.learner_group.get_weights()))
                 rows.append({"iteration": i, "seconds": round(dt, 3), **metrics})
                 logger.info("%s iteration %d/%d (%.1fs): %s", cfg.algo, i, cfg.iterations, dt,
                             metrics)  # fmt: skip
                 if on_iteration:
                     on_iteration(i, metrics)
+                if stopper is not None and stopper.stop and i < cfg.iterations:
+                    stop = f"stopped after iteration {i}: {stopper.reason('iteration')}"
+                    break
+            if best is not None and best[0] != len(rows):
+                algo.learner_group.set_weights(best[1])
+                stop += f"; exported iteration {best[0]}'s weights"
+            logger.info("%s: %s", cfg.algo, stop)
             checkpoint = algo.save_to_path(os.path.abspath(os.path.join(run_dir, "rllib")))
             export = algo.export_model(run_dir)
         finally:
@@ -292,7 +334,20 @@ def fit_rl(
     if storage.is_uri(cfg.run_dir):
         export, checkpoint = cfg.run_dir, storage.join(cfg.run_dir, "rllib")
     rate = timed / spent if spent else float("nan")
-    return RLResult(export=export, checkpoint=str(checkpoint), metrics=metrics, updates_per_s=rate)
+    return RLResult(export=export, checkpoint=str(checkpoint), metrics=metrics,
+                    updates_per_s=rate, iterations=len(rows), stop=stop)  # fmt: skip
+
+
+def _early_stop(cfg: RLTrainConfig, ac: Any) -> tuple[Any, Plateau | None]:
+    """The held-out scorer and the criterion of a run with ``patience``; (None, None) without."""
+    if not cfg.patience:
+        return None, None
+    from glan_ray.rllib.heldout import held_out, read_heldout
+
+    scorer = held_out(cfg.algo, ac, read_heldout(cfg.input_path, cfg.val_fraction, cfg.val_rows))
+    logger.info("%s: early stopping on %s over %d held-out rows", cfg.algo, scorer.metric,
+                scorer.rows)  # fmt: skip
+    return scorer, Plateau(scorer.metric, scorer.mode, cfg.patience, cfg.min_delta)
 
 
 def tune_trial(config: dict[str, Any], algo: str, base: dict[str, Any]) -> None:

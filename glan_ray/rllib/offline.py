@@ -34,6 +34,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from glan_ray.data.split import is_val_user
 from glan_ray.schema import N_PAGES, OBS_DIM, conform
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,9 @@ class ArrowPreLearner(OfflinePreLearner):
         if not isinstance(batch, pa.Table):
             batch = pa.table({k: _arrow_column(v) for k, v in batch.items()})
         table = conform(batch, self.dataset, where=str(self.config.input_))
+        if self.config.holdout_fraction:  # early stopping scores these users (rllib.heldout)
+            table = table.filter(pa.array(~is_val_user(table.column("user_id"),
+                                                       self.config.holdout_fraction)))  # fmt: skip
         return {f"{DEFAULT_MODULE_ID}/{k}": v for k, v in self.transform(table).items()}
 
     def transform(self, table: pa.Table) -> dict[str, np.ndarray]:
@@ -139,6 +143,10 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
         rather than one per train batch (the learner's iterator re-batches to
         ``train_batch_size_per_learner``). RLlib's ``input_read_batch_size`` is reserved for
         episode data, hence our own field."""
+        self.holdout_fraction: float = 0.0
+        """Share of users (``data.split.is_val_user``) the pre-learner leaves out of training,
+        for early stopping to score (``rllib.heldout``); 0: train on every user. Set from
+        ``RLTrainConfig.val_fraction`` when ``patience`` is on."""
         self.dataset_num_iters_per_learner = 50
         self.train_batch_size_per_learner = 256
         self.iter_batches_kwargs = {"prefetch_batches": 2, "local_shuffle_buffer_size": None}

@@ -55,6 +55,13 @@ class TrainConfig:
     """Keep the first epoch's collated batches (and the validation set's) in the worker's memory
     and replay them in the same order in later epochs, instead of rebuilding the features from
     Ray Data every epoch. Turn off when a worker's shard does not fit in its memory."""
+    patience: int | None = ranged(None, ge=1)
+    """Stop before ``epochs`` when the validation metric (``objectives.VAL_METRIC``) has not
+    improved by ``min_delta`` for this many epochs (``glan_ray.early_stop.Plateau``);
+    ``epochs`` stays the budget and the best epoch is exported either way. None: train every
+    epoch."""
+    min_delta: float = ranged(0.0, ge=0)
+    """Relative improvement of the validation metric that counts with ``patience`` (0.01: 1%)."""
     model: dict[str, Any] = field(default_factory=dict)
     """Overrides of the model config (e.g. ``{"d_model": 64}``)."""
 

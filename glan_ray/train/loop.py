@@ -28,6 +28,7 @@ from ray.data.collate_fn import ArrowBatchCollateFn
 from torch import nn
 
 from glan_ray.data.features import SPECS, Normalizer, am_features, as_columns
+from glan_ray.early_stop import Plateau
 from glan_ray.models.checkpoint import save_checkpoint
 from glan_ray.models.registry import build_model
 from glan_ray.train.config import train_config
@@ -91,6 +92,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     val: list[dict[str, torch.Tensor]] | None = None
     metric, mode = VAL_METRIC[name]
     best: float | None = None
+    stopper = Plateau(metric, mode, cfg.patience, cfg.min_delta) if cfg.patience else None
     for epoch in range(cfg.epochs):
         model.train()
         t0, rows, sums = time.perf_counter(), 0, {}
@@ -148,7 +150,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         improved = not finite or best is None or (value < best if mode == "min" else value > best)
         if finite and improved:
             best = value
-        if rank == 0 and (improved or epoch == cfg.epochs - 1):
+        stop = False
+        if stopper is not None:
+            stopper.update(value)
+            stop = _all_agree(stopper.stop, device) and epoch < cfg.epochs - 1
+        last = stop or epoch == cfg.epochs - 1
+        if last:  # where the run stopped and why (TrainResult.stop reads it)
+            report["stopped_early"] = float(stop)
+            report["stop_reason"] = (
+                stopper.reason("epoch") if stop else f"budget: {cfg.epochs} epoch(s)"
+            )
+        if rank == 0 and (improved or last):
             with tempfile.TemporaryDirectory() as tmp:
                 save_checkpoint(
                     tmp,
@@ -163,6 +175,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(report)
+        if stop:
+            logger.info("%s: stopped after epoch %d of %d: %s", name, epoch + 1, cfg.epochs,
+                        report["stop_reason"])  # fmt: skip
+            break
+
+
+def _all_agree(stop: bool, device: torch.device) -> bool:
+    """Every worker's stop decision, all-reduced (any worker stopping stops all, so no worker
+    waits in a collective the others left); the decision itself with one worker."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return stop
+    flag = torch.tensor([float(stop)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _write_history(path: str, history: list[dict[str, float]]) -> None:

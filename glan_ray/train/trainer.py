@@ -19,6 +19,7 @@ from ray.train.torch import TorchTrainer
 from glan_ray import storage
 from glan_ray.data.features import SPECS, Normalizer, as_columns, feature_dims
 from glan_ray.data.read import read_dataset
+from glan_ray.data.split import is_val_user
 from glan_ray.models.registry import model_config
 from glan_ray.runtime import require_gpus
 from glan_ray.train.config import TrainConfig
@@ -31,14 +32,8 @@ NORMALIZER_ROWS = 20_000
 """Training rows used to fit the feature normalisation (and L-RTG's a, b)."""
 
 
-def _is_val(user_id: pa.Array, fraction: float) -> pa.Array:
-    """Deterministic user-level split: a multiplicative hash of user_id, bucketed in 1000."""
-    h = (np.asarray(user_id, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(1000)
-    return pa.array(h < round(fraction * 1000))
-
-
 def _select(batch: pa.Table, fraction: float, val: bool, row_filter: str | None) -> pa.Table:
-    mask = _is_val(batch.column("user_id").to_numpy(), fraction)
+    mask = pa.array(is_val_user(batch.column("user_id"), fraction))
     if not val:
         mask = pc.invert(mask)
     if row_filter:
@@ -101,6 +96,9 @@ class TrainResult:
     """The Ray Train run directory (all epochs' checkpoints and results)."""
     history: list[dict[str, Any]] = field(default_factory=list)
     """Every epoch's reported metrics, in order (the export is the best ``VAL_METRIC`` one's)."""
+    stop: str = ""
+    """Where and why training ended: ``budget: N epoch(s)``, or the early-stop criterion's
+    reason (``TrainConfig.patience``)."""
 
 
 def _export_to_uri(ckpt: ray.train.Checkpoint, target: str) -> None:
@@ -171,12 +169,15 @@ def fit(
         _export_to_uri(ckpt, target)
     else:
         target = ckpt.path
+    metrics = dict(result.metrics or {})
+    stop = str(metrics.pop("stop_reason", ""))
     logger.info(
-        "%s: checkpoint %s, %s",
+        "%s: checkpoint %s, %s; %s",
         name,
         target,
-        {k: v for k, v in (result.metrics or {}).items() if k.startswith("val/")},
+        {k: v for k, v in metrics.items() if k.startswith("val/")},
+        stop,
     )
     df = result.metrics_dataframe
     history = [] if df is None else df.to_dict("records")
-    return TrainResult(target, dict(result.metrics or {}), result.path, history)
+    return TrainResult(target, metrics, result.path, history, stop)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -285,11 +286,38 @@ def test_dt_refuses_data_whose_every_day_is_deterministic(data_dir, tmp_path):
     algorithm_config(_cfg("dt", det, str(tmp_path), skip_deterministic_days=False))
 
 
+def test_cql_stops_on_its_held_out_criterion_and_exports_the_best_iteration(data_dir, tmp_path):
+    """patience=1 with an unreachable min_delta: iteration 1 is the best, iteration 2 does not
+    improve, so the run stops there (of 5) and exports iteration 1's weights."""
+    import csv
+
+    from glan_ray.rllib.launch import fit_rl
+
+    cfg = _cfg("cql", data_dir, str(tmp_path), iterations=5, patience=1, min_delta=1e9,
+               val_fraction=0.3, hidden=[16])  # fmt: skip
+    res = fit_rl(cfg)
+    assert res.iterations == 2
+    assert res.stop.startswith("stopped after iteration 2: val_snips did not improve by")
+    assert re.search(r"best [-0-9.e]+ at iteration 1; exported iteration 1's weights$", res.stop)
+    with open(os.path.join(res.export, "progress.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["iteration"] for r in rows] == ["1", "2"]
+    assert {"val_snips", "val_churn", "val_regret", "val_td_loss"} <= set(rows[0])
+    assert np.isfinite(float(rows[0]["val_snips"])) and np.isnan(float(rows[0]["val_churn"]))
+    assert res.metrics["val_snips"] == float(rows[1]["val_snips"])
+
+
 def test_rl_train_config_names_unknown_keys(tmp_path):
     from glan_ray.rllib.launch import RLTrainConfig, algorithm_config
 
     with pytest.raises(ValueError, match="alpha_zero"):
         RLTrainConfig.from_flat("cql", {"alpha_zero": 1.0})
+    for bad, match in [({"patience": 0}, "patience must be >= 1"),
+                       ({"val_fraction": 1.0}, r"val_fraction must be in \(0, 1\)"),
+                       ({"val_rows": 0}, "val_rows must be >= 1"),
+                       ({"min_delta": -1.0}, "min_delta must be >= 0")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            RLTrainConfig.from_flat("dt", bad)
     with pytest.raises(FileNotFoundError, match="trajectories"):
         algorithm_config(RLTrainConfig.from_flat("dt", {"data": str(tmp_path)}))
     (tmp_path / "trajectories").mkdir()

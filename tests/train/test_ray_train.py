@@ -4,6 +4,7 @@ weights_only=True, and a 2-trial sweep runs to completion with its results table
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -88,6 +89,22 @@ def test_cached_batches_replay_the_streamed_epoch_and_the_best_epoch_is_exported
     history = out[True].history  # every epoch's report
     values = [h["val/mae_dur_min"] for h in history]
     assert meta["extra"]["epoch"] == history[int(np.argmin(values))]["epoch"]
+
+
+def test_patience_stops_before_the_budget_and_says_why(fitted):
+    """patience=1 with an unreachable min_delta: epoch 0 is the best, epoch 1 does not improve
+    by it, so 2 of the 3 epochs run; the export is the lower-metric epoch of the two, and the
+    result says why it stopped."""
+    _, res = fitted("hrm", epochs=3, patience=1, min_delta=1e9)
+    assert [h["epoch"] for h in res.history] == [0, 1]
+    assert res.history[-1]["stopped_early"] == 1.0
+    assert res.stop.startswith("val/mae_dur_min did not improve by 100000000000% for 1 epoch(s)")
+    # epochs in the reason count from 1, as in the run log: epoch 1 is the report's epoch 0
+    assert re.search(r"; best [0-9.]+ at epoch 1$", res.stop)
+    _, _, meta = load_checkpoint(res.checkpoint)
+    values = [h["val/mae_dur_min"] for h in res.history]
+    assert meta["extra"]["epoch"] == int(np.argmin(values))
+    assert fitted("hrm")[1].stop == "budget: 2 epoch(s)"
 
 
 def test_unknown_training_keys_are_rejected():
