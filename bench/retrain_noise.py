@@ -71,11 +71,28 @@ def _train_draw(args: argparse.Namespace, sets: list[str], seed: int, out: str) 
     return _train_into(args, out, "dt", GLAN_MODELS, flags)
 
 
-def _train_klan_draw(args: argparse.Namespace, seed: int, out: str) -> float:
-    """Train one KLAN draw's CQL (IIT) into ``out`` with the run's ISP and AM."""
+def _train_klan_draw(args: argparse.Namespace, seed: int, out: str,
+                     sets: list[str] = ()) -> float:  # fmt: skip
+    """Train one KLAN draw's CQL (IIT) into ``out`` with the run's ISP and AM; ``sets``: the
+    variant's ``--set`` fields (``--klan-variant``), which override the budget flags'."""
     flags = ["--iterations", str(args.klan_iterations), "--updates-per-iteration",
-             str(args.klan_updates), f"--set=seed={seed}"]  # fmt: skip
+             str(args.klan_updates), f"--set=seed={seed}",
+             *(f"--set={s}" for s in sets)]  # fmt: skip
     return _train_into(args, out, "cql", KLAN_MODELS, flags)
+
+
+def _stop(draw: str) -> dict[str, float] | None:
+    """Iterations a draw's RL export ran (its progress.csv) and its best held-out criterion."""
+    import csv
+
+    for model in ("cql", "dt"):
+        path = os.path.join(draw, model, "progress.csv")
+        if os.path.exists(path):
+            with open(path) as f:
+                rows = list(csv.DictReader(f))
+            seconds = sum(float(r["seconds"]) for r in rows)
+            return {"iterations": len(rows), "train_s": round(seconds, 1)}
+    return None
 
 
 def _compare(units: np.lib.npyio.NpzFile, arm: str, ref: str, metric: str) -> dict[str, float]:
@@ -99,7 +116,7 @@ def main() -> None:
     ap.add_argument("--run", required=True, help="directory of the draws' models and the A/B")
     ap.add_argument("--data", required=True, help="datasets the DTs train on (HRM-labelled)")
     ap.add_argument("--models", required=True, help="the run's models (L-RTG, HRM, KLAN...)")
-    ap.add_argument("--variant", action="append", required=True, metavar="NAME=[K=V,...]",
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=[K=V,...]",
                     help="a DT variant: its --set fields, comma-separated (none: published)")
     ap.add_argument("--draws", type=int, default=3, help="trainings of each variant")
     ap.add_argument("--iterations", type=int, default=1, help="the demo preset's DT budget")
@@ -119,8 +136,15 @@ def main() -> None:
                     "play as arms klan_0, klan_1, ... and form the group 'klan'")  # fmt: skip
     ap.add_argument("--klan-iterations", type=int, default=8, help="the demo's CQL budget")
     ap.add_argument("--klan-updates", type=int, default=300, help="updates per iteration")
+    ap.add_argument("--klan-variant", action="append", default=[], metavar="NAME=[K=V,...]",
+                    help="with --klan-draws: a KLAN variant, its CQL's --set fields (e.g. "
+                    "early=patience=2 or long=iterations=32); its draws play as NAME_0, ... "
+                    "(default: one variant, 'klan', the budget flags alone)")  # fmt: skip
     args = ap.parse_args()
     variants = _variants(args.variant)
+    klan_variants = _variants(args.klan_variant) if args.klan_variant else {"klan": []}
+    if not variants and not args.klan_draws:
+        raise SystemExit("nothing to compare: give --variant (DT) and/or --klan-draws")
 
     train_s: dict[str, float] = {}
     draws: dict[str, list[str]] = {}
@@ -131,14 +155,15 @@ def main() -> None:
             train_s[arm] = round(_train_draw(args, sets, d, os.path.join(args.run, arm)), 1)
             draws[name].append(arm)
     base = {a: "glan" for v in draws.values() for a in v}
-    if args.klan_draws:
-        if "klan" in draws:
-            raise SystemExit("--variant klan: the name is taken by --klan-draws' group")
-        draws["klan"] = []
+    for name, sets in klan_variants.items() if args.klan_draws else ():
+        if name in draws:
+            raise SystemExit(f"KLAN variant {name!r}: the name is taken by a DT variant")
+        draws[name] = []
         for d in range(args.klan_draws):
-            arm = f"klan_{d}"
-            train_s[arm] = round(_train_klan_draw(args, d, os.path.join(args.run, arm)), 1)
-            draws["klan"].append(arm)
+            arm = f"{name}_{d}"
+            out = os.path.join(args.run, arm)
+            train_s[arm] = round(_train_klan_draw(args, d, out, sets), 1)
+            draws[name].append(arm)
             base[arm] = "klan"
     if not os.path.exists(os.path.join(args.run, "ab", "ab_units.npz")):
         flags = [f"--variant={a}={b}@{os.path.join(args.run, a)}" for a, b in base.items()]
@@ -168,7 +193,7 @@ def main() -> None:
                 }  # fmt: skip
     between: dict[str, dict] = {}
     names = list(draws)
-    if args.draws > 1:
+    if max(args.draws, args.klan_draws) > 1:
         for i, a in enumerate(names):
             for b in names[i + 1:]:
                 between[f"{a}_vs_{b}"] = {
@@ -179,6 +204,8 @@ def main() -> None:
     result = {
         "command": " ".join(sys.argv),
         "variants": variants,
+        "klan_variants": klan_variants if args.klan_draws else {},
+        "train_stop": {a: _stop(os.path.join(args.run, a)) for v in draws.values() for a in v},
         "draws": args.draws,
         "klan_draws": args.klan_draws,
         "world": args.world,

@@ -2,10 +2,11 @@
 
 ``Plateau`` is checked once per epoch (Ray Train) or per ``train()`` (RLlib): a held-out loss
 (or score) that has not improved by ``min_delta`` (relative to the best so far) for
-``patience`` checks stops the run, and the best check's weights are the ones to keep. The
-supervised models read their ``VAL_METRIC``, the DT its held-out cross-entropy, CQL the
-held-out off-policy value of its greedy policy (``rllib.heldout``). A plain object without Ray,
-shared by the Ray Train loop, the RL driver and the tests.
+``patience`` checks stops the run; the best check's weights are the ones to keep where the
+value is a held-out loss. The supervised models read their ``VAL_METRIC``, the DT its held-out
+cross-entropy, CQL its held-out Q-level, which stops rising once the bootstrap has converged
+(``rllib.heldout``). A plain object without Ray, shared by the Ray Train loop, the RL driver
+and the tests.
 """
 
 from __future__ import annotations

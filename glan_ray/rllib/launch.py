@@ -101,11 +101,16 @@ class RLTrainConfig:
     name: str | None = None
     """Sub-directory of ``out`` for this run (default the algo), e.g. ``dt_naive`` for the DT
     trained on the naive reward (the "w/o HRM" ablation)."""
+    replay_batches: bool = True
+    """Learners keep their first pass's minibatches and replay them in later passes
+    (``rllib.learner.ReplayBatches``: the same order, without Ray Data on every minibatch);
+    False: stream every pass (data beyond a learner's memory)."""
     patience: int | None = None
     """Budgets by convergence: stop before ``iterations`` when the held-out criterion
-    (``rllib.heldout``; CQL: the SNIPS value of its greedy policy, DT: its cross-entropy) has
-    not improved by ``min_delta`` for this many ``train()`` calls; the best iteration's weights
-    are exported. None: the full budget, and every user trains."""
+    (``rllib.heldout``; CQL: its mean Q-value, which stops rising when the bootstrap has
+    converged; DT: its cross-entropy, whose best iteration is exported) has not improved by
+    ``min_delta`` for this many ``train()`` calls. None: the full budget, and every user
+    trains."""
     val_fraction: float = 0.1
     """Share of users held out of training for the criterion (with ``patience``); the
     supervised models' split (``data.split.is_val_user``)."""
@@ -251,6 +256,7 @@ def algorithm_config(cfg: RLTrainConfig) -> Any:
     )
     if cfg.model:
         ac = ac.rl_module(model_config=dict(cfg.model))
+    ac.replay_batches = cfg.replay_batches
     if cfg.patience:
         ac.holdout_fraction = cfg.val_fraction  # the pre-learner leaves these users out
     if hasattr(ac, "measure_baseline"):  # the DT's advantage tokens, fitted before the build
@@ -309,7 +315,7 @@ def fit_rl(
                     timed, spent = timed + cfg.updates_per_iteration, spent + dt
                 if scorer is not None:
                     metrics.update(scorer.measure(algo.get_module()))
-                    if stopper.update(metrics[scorer.metric]):
+                    if stopper.update(metrics[scorer.metric]) and scorer.keep_best:
                         best = (i, copy.deepcopy(algo.learner_group.get_weights()))
                 rows.append({"iteration": i, "seconds": round(dt, 3), **metrics})
                 logger.info("%s iteration %d/%d (%.1fs): %s", cfg.algo, i, cfg.iterations, dt,

@@ -143,6 +143,10 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
         rather than one per train batch (the learner's iterator re-batches to
         ``train_batch_size_per_learner``). RLlib's ``input_read_batch_size`` is reserved for
         episode data, hence our own field."""
+        self.replay_batches: bool = True
+        """Each learner keeps its first pass's minibatches and replays them, in the same order,
+        in later passes (``rllib.learner.ReplayBatches``); False: stream every pass from Ray
+        Data (data beyond a learner's memory). Set from ``RLTrainConfig.replay_batches``."""
         self.holdout_fraction: float = 0.0
         """Share of users (``data.split.is_val_user``) the pre-learner leaves out of training,
         for early stopping to score (``rllib.heldout``); 0: train on every user. Set from

@@ -286,25 +286,58 @@ def test_dt_refuses_data_whose_every_day_is_deterministic(data_dir, tmp_path):
     algorithm_config(_cfg("dt", det, str(tmp_path), skip_deterministic_days=False))
 
 
-def test_cql_stops_on_its_held_out_criterion_and_exports_the_best_iteration(data_dir, tmp_path):
+def test_replayed_batches_train_the_same_weights_as_streaming_every_pass(data_dir, tmp_path):
+    """replay_batches keeps the first pass's minibatches and replays them in the same order:
+    past one pass over the data (40 updates of 128 rows, ~3,000 transitions) the weights are
+    those of streaming every pass from Ray Data."""
+    from glan_ray.rllib.launch import algorithm_config
+
+    weights = {}
+    for replay in (True, False):
+        cfg = _cfg("cql", data_dir, str(tmp_path / str(replay)), updates_per_iteration=10,
+                   batch_size=128, hidden=[16], replay_batches=replay)  # fmt: skip
+        algo = algorithm_config(cfg).build_algo()
+        try:
+            for _ in range(4):
+                algo.train()
+            learner = algo.learner_group._learner
+            if replay:
+                assert learner.iterator.complete  # the later batches were replays
+            weights[replay] = {k: v.clone() for k, v in algo.get_module().qnet.state_dict().items()}
+        finally:
+            algo.stop()
+    for k, v in weights[True].items():
+        torch.testing.assert_close(v, weights[False][k])
+
+
+@pytest.mark.parametrize("algo", ["cql", "dt"])
+def test_rl_stops_on_its_held_out_criterion(algo, data_dir, tmp_path):
     """patience=1 with an unreachable min_delta: iteration 1 is the best, iteration 2 does not
-    improve, so the run stops there (of 5) and exports iteration 1's weights."""
+    improve, so the run stops there (of 4). The DT exports iteration 1's weights (a held-out
+    loss), CQL its last (its criterion is a level that converges)."""
     import csv
 
     from glan_ray.rllib.launch import fit_rl
 
-    cfg = _cfg("cql", data_dir, str(tmp_path), iterations=5, patience=1, min_delta=1e9,
-               val_fraction=0.3, hidden=[16])  # fmt: skip
+    net = {"hidden": [16]} if algo == "cql" else {"embed_dim": 16, "n_layers": 1}
+    extra = {"reward_column": "reward"} if algo == "dt" else {}
+    cfg = _cfg(algo, data_dir, str(tmp_path), iterations=4, patience=1, min_delta=1e9,
+               val_fraction=0.3, **net, **extra)  # fmt: skip
     res = fit_rl(cfg)
+    metric = {"cql": "val_q_mean", "dt": "val_loss"}[algo]
     assert res.iterations == 2
-    assert res.stop.startswith("stopped after iteration 2: val_snips did not improve by")
-    assert re.search(r"best [-0-9.e]+ at iteration 1; exported iteration 1's weights$", res.stop)
+    assert res.stop.startswith(f"stopped after iteration 2: {metric} did not improve by")
+    exported = "; exported iteration 1's weights"
+    assert re.search(r"best [-0-9.e]+ at iteration 1" + ("" if algo == "cql" else exported) + "$",
+                     res.stop)  # fmt: skip
     with open(os.path.join(res.export, "progress.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [r["iteration"] for r in rows] == ["1", "2"]
-    assert {"val_snips", "val_churn", "val_regret", "val_td_loss"} <= set(rows[0])
-    assert np.isfinite(float(rows[0]["val_snips"])) and np.isnan(float(rows[0]["val_churn"]))
-    assert res.metrics["val_snips"] == float(rows[1]["val_snips"])
+    assert np.isfinite(float(rows[0][metric]))
+    if algo == "cql":
+        assert {"val_snips", "val_churn", "val_regret", "val_td_loss"} <= set(rows[0])
+        assert np.isnan(float(rows[0]["val_churn"]))
+    assert res.metrics[metric] == float(rows[1][metric])
 
 
 def test_rl_train_config_names_unknown_keys(tmp_path):

@@ -64,11 +64,11 @@ class _Module(torch.nn.Module):
         self.qnet = QNetwork(QNetConfig(obs_dim=OBS_DIM, n_actions=N_PAGES, hidden=(8,)))
 
 
-def test_cql_criterion_is_the_snips_value_of_the_greedy_policy(transitions, monkeypatch):
+def test_cql_criterion_is_the_held_out_q_level_beside_the_greedy_figures(transitions, monkeypatch):
     monkeypatch.setattr(heldout, "CHUNK", 64)  # several chunks, as on a large held-out set
     cfg = _cql_config()
     scorer = heldout.held_out("cql", cfg, transitions)
-    assert (scorer.metric, scorer.mode) == ("val_snips", "max")
+    assert (scorer.metric, scorer.mode, scorer.keep_best) == ("val_q_mean", "max", False)
     torch.manual_seed(0)
     module = _Module()
     first = scorer.measure(module)
@@ -81,6 +81,7 @@ def test_cql_criterion_is_the_snips_value_of_the_greedy_policy(transitions, monk
     a = transitions.column("action").to_numpy()
     mu = transitions.column("propensity").to_numpy().astype(np.float64)
     r = transitions.column("reward").to_numpy() * cfg.reward_scale
+    assert first["val_q_mean"] == pytest.approx(q[np.arange(len(a)), a].mean(), rel=1e-5)
     hit = (q.argmax(1) == a) & (mu < 1)
     assert first["val_snips"] == pytest.approx((r[hit] / mu[hit]).sum() / (1 / mu[hit]).sum())
     again = scorer.measure(module)  # the same weights: nothing changed
@@ -101,7 +102,8 @@ def test_dt_criterion_is_the_learners_loss_over_the_held_out_windows(trajectorie
     cfg = (DTConfig().offline_data(input_="/data/trajectories").training(reward_column="reward")
            .rl_module(model_config={"embed_dim": 16, "n_layers": 1, "n_heads": 2}))  # fmt: skip
     scorer = heldout.held_out("dt", cfg, trajectories)
-    assert (scorer.metric, scorer.mode) == ("val_loss", "min") and scorer.rows > 16
+    assert (scorer.metric, scorer.mode, scorer.keep_best) == ("val_loss", "min", True)
+    assert scorer.rows > 16
     torch.manual_seed(0)
     module = cfg.get_rl_module_spec().build()
     assert isinstance(module, DTTorchRLModule)

@@ -21,7 +21,7 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME, NUM_TARGET_U
 from glan_ray.models.cql import DynamicAlpha, conservative_term, double_dqn_target
 from glan_ray.rllib.cql.prelearner import ENTRIES, HOUR
 from glan_ray.rllib.cql.torch.discrete_cql_torch_rl_module import Q_NEXT, Q_NEXT_TARGET, Q
-from glan_ray.rllib.learner import FusedFiniteCheck, MeanPerTrain
+from glan_ray.rllib.learner import FusedFiniteCheck, MeanPerTrain, ReplayBatches
 
 TD_LOSS, CONSERVATIVE_LOSS, ALPHA_MEAN, Q_MEAN = (
     "td_loss",
@@ -31,7 +31,7 @@ TD_LOSS, CONSERVATIVE_LOSS, ALPHA_MEAN, Q_MEAN = (
 )
 
 
-class DiscreteCQLTorchLearner(FusedFiniteCheck, MeanPerTrain, TorchLearner):
+class DiscreteCQLTorchLearner(ReplayBatches, FusedFiniteCheck, MeanPerTrain, TorchLearner):
     def build(self) -> None:
         super().build()
         self.module.foreach_module(

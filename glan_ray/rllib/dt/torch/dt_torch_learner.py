@@ -10,12 +10,12 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from glan_ray.models.dt import dt_loss, propensity_weights
 from glan_ray.rllib.dt.torch.dt_torch_rl_module import LOGITS, MASK, PROPENSITY
-from glan_ray.rllib.learner import FusedFiniteCheck, MeanPerTrain
+from glan_ray.rllib.learner import FusedFiniteCheck, MeanPerTrain, ReplayBatches
 
 ACTION_ACCURACY, SESSIONS_PER_WINDOW = "action_accuracy", "sessions_per_window"
 
 
-class DTTorchLearner(FusedFiniteCheck, MeanPerTrain, TorchLearner):
+class DTTorchLearner(ReplayBatches, FusedFiniteCheck, MeanPerTrain, TorchLearner):
     def compute_loss_for_module(
         self, *, module_id: str, config: Any, batch: dict[str, Any], fwd_out: dict[str, Any]
     ) -> torch.Tensor:
