@@ -482,6 +482,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             refresh = RefreshTrainer(refresh_dir, cql_iterations=budget.cql_iterations,
                                      dt_iterations=budget.dt_iterations,
                                      updates_per_iteration=updates,
+                                     patience=budget.patience,
                                      base_data=args.refresh_base_data,
                                      with_logs=not args.refresh_control,
                                      warm_start=args.refresh_warm_start)  # fmt: skip
@@ -538,9 +539,10 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="first_stage", choices=ALL_STAGES,
                    help="rerun from this stage")  # fmt: skip
     p.add_argument("--use-gpu", action="store_true", help="GPUs for trainers and learners")
-    p.add_argument("--parallel", type=int, default=1,
+    p.add_argument("--parallel", type=int,
                    help="stages run at once, each in a Ray task as soon as its inputs are done "
-                   "(1: one after another in this process)")  # fmt: skip
+                   "(1: one after another in this process; default: the preset's, 2 for demo, "
+                   "1 for the others)")  # fmt: skip
     p.add_argument("--incumbent", metavar="ARM",
                    help="then generation 1: this learned arm of generation 0 (e.g. klan) "
                    "serves the training users with exploration, the models retrain on its "

@@ -37,9 +37,9 @@ STAGES = (
     "evaluate",
 )
 STAGE_COST = {
-    "simulate": 8.3, "diagnose": 50.8, "train_lrtg": 60.7, "train_hrm": 36.0, "train_isp": 28.9,
-    "train_am": 36.3, "label_hrm": 3.9, "train_cql": 23.7, "train_cql_static": 20.7,
-    "train_cql_hist": 23.9, "train_dt": 31.9, "train_dt_naive": 29.8, "evaluate": 73.0,
+    "simulate": 7.8, "diagnose": 46.1, "train_lrtg": 55.1, "train_hrm": 27.4, "train_isp": 20.9,
+    "train_am": 27.4, "label_hrm": 3.7, "train_cql": 27.4, "train_cql_static": 23.6,
+    "train_cql_hist": 29.9, "train_dt": 30.0, "train_dt_naive": 29.1, "evaluate": 67.7,
 }  # fmt: skip
 GEN1_STAGES = (
     "simulate_gen1",
@@ -65,9 +65,10 @@ STAGE_COST.update({
     "gen1_train_am": 50.5, "gen1_label_hrm": 5.9, "gen1_train_cql": 30.4, "gen1_train_dt": 46.1,
     "gen1_train_dt_naive": 34.9, "evaluate_gen1": 103.9,
 })  # fmt: skip
-"""Relative cost of each stage: its wall seconds in the demo run of 2026-12-03 (2 cores, idle,
-``bench/results/ab.json``; generation 1's with ``--incumbent klan``, a helper's tests beside
-it). ``eta_s`` scales them by the speed measured in the current run."""
+"""Relative cost of each stage: its wall seconds in a demo run with one stage at a time
+(generation 0's: 2026-12-07, 2 cores, idle, the working tree after issue 28's budgets by
+convergence; generation 1's: 2026-12-03 with ``--incumbent klan``, a helper's tests beside it).
+``eta_s`` scales them by the speed measured in the current run."""
 
 
 DEPENDS: dict[str, tuple[str, ...]] = {
@@ -155,16 +156,30 @@ class Preset:
     gen1_days: int | None = None
     """Days the incumbent serves the training users in generation 1 (``--incumbent``); None:
     ``days``."""
+    parallel: int = 1
+    """Stages at once by default (``PipelineConfig.parallel``). On 2 CPUs the demo takes 5:35
+    with 2 against 6:43 with 1 (one stage's Ray Train start-up and Ray Data waits overlap the
+    other's compute; before issue 28's cuts it was 499 s against 502 s), while the tiny run's
+    short stages lose more to the stage tasks' start than they overlap (251 s against 170 s)."""
+    patience: int | None = None
+    """Budgets by convergence: every learner stops when its held-out criterion has not improved
+    for this many epochs (supervised, ``TrainConfig.patience``) or ``train()`` calls (CQL and
+    the DT, ``RLTrainConfig.patience``); the epochs and iterations above are then the budgets.
+    None: fixed budgets. Each stage's ``stages/<stage>.json`` says where it stopped and why."""
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset(300, 4, 1, 2, 2, 20, 300, 2, (0,), 1, 2, {"batch_size": 256}),
-    "demo": Preset(3000, 14, 4, 8, 1, 300, 2000, 7, (0, 1), 7, 30),
-    "small": Preset(10_000, 14, 6, 20, 20, 400, 5000, 14, (0, 1, 2), 14, 30),
-    "full": Preset(100_000, 28, 8, 50, 50, 500, 20_000, 42, (0, 1, 2, 3, 4), 14, 30),
+    "tiny": Preset(300, 4, 1, 2, 2, 20, 300, 2, (0,), 1, 2, {"batch_size": 256}, patience=2),
+    "demo": Preset(3000, 14, 4, 32, 1, 300, 2000, 7, (0, 1), 7, 30, parallel=2, patience=2),
+    "small": Preset(10_000, 14, 6, 20, 20, 400, 5000, 14, (0, 1, 2), 14, 30, patience=2),
+    "full": Preset(100_000, 28, 8, 50, 50, 500, 20_000, 42, (0, 1, 2, 3, 4), 14, 30, patience=2),
 }
-"""``demo`` is the README's main job (7 min on 2 idle CPUs; its DTs train 300 updates, where
-their held-out loss is lowest: ``bench/dt_budget.py``); ``tiny`` is the CI smoke run."""
+"""``demo`` is the README's main job (docs/pipeline.md has its stage times). Every learner stops
+on its held-out criterion within its budget (``patience``): the demo's CQLs stop near 4,200 of
+their 9,600 updates, where their held-out Q level stops rising (over 3 draws KLAN gains 1.6
+points of usage on 2,400 updates: ``bench/results/klan_budget.json``); its DTs train 300
+updates, where their held-out loss is lowest (``bench/dt_budget.py``); ``tiny`` is the CI
+smoke run."""
 
 
 @dataclass(frozen=True)
@@ -190,14 +205,15 @@ class PipelineConfig:
     premises hold. Training data, generation 1 and the A/B all live in it; the ``diagnose``
     stage measures its premises and the report opens with them. A run directory keeps the
     world it was started with."""
-    parallel: int = 1
+    parallel: int | None = None
     """Stages run at once, each in its own Ray task as soon as the stages it reads are done
-    (``DEPENDS``); 1 runs them one after another in this process, in ``STAGES`` order. On 2
-    CPUs 2 gains nothing (every stage already keeps both busy: demo 499 s vs 502 s; tiny 251 s
-    vs 170 s); raise it on a machine or cluster with CPUs to spare."""
+    (``DEPENDS``); 1 runs them one after another in this process, in ``STAGES`` order. None:
+    the preset's (``Preset.parallel``)."""
 
     def __post_init__(self) -> None:
-        if self.parallel < 1:
+        if self.preset in PRESETS and self.parallel is None:
+            object.__setattr__(self, "parallel", PRESETS[self.preset].parallel)
+        if self.parallel is not None and self.parallel < 1:
             raise ValueError(f"parallel must be >= 1; got {self.parallel}")
         from glan_ray.sim.worlds import world_overrides
 
@@ -310,15 +326,21 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
             import torch
 
             from glan_ray.train.config import train_config
+            from glan_ray.train.objectives import VAL_METRIC
             from glan_ray.train.trainer import fit
 
             # the worker's torch threads: this stage's share of the cores (Ray's default, one
             # per reserved CPU, leaves a 2-core machine's second core idle)
             fields = {"data": data, "out": models, "epochs": s.epochs, "use_gpu": cfg.use_gpu,
                       "torch_threads": torch.get_num_threads()}  # fmt: skip
+            if s.patience:
+                fields["patience"] = s.patience
             res = fit(name, train_config(name, {**fields, **s.train}))
+            metric = VAL_METRIC[name][0]
             return {"out": res.checkpoint, "metrics": {k: v for k, v in res.metrics.items()
-                                                       if k.startswith("val/")}}  # fmt: skip
+                                                       if k.startswith("val/")},
+                    "epochs": len(res.history), "stop": res.stop,
+                    metric: [h.get(metric) for h in res.history]}  # fmt: skip
 
         return run
 
@@ -336,18 +358,22 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
             from glan_ray.rllib.launch import RLTrainConfig, fit_rl
 
             flat = {"data": data, "out": models, "iterations": iterations, "name": name,
-                    "updates_per_iteration": updates, "use_gpu": cfg.use_gpu, **extra}  # fmt: skip
+                    "updates_per_iteration": updates, "use_gpu": cfg.use_gpu,
+                    "patience": s.patience, **extra}  # fmt: skip
             res = fit_rl(RLTrainConfig.from_flat(algo, flat))
-            return {"out": res.export, "metrics": res.metrics, "updates_per_s": res.updates_per_s}
+            return {"out": res.export, "metrics": res.metrics, "updates_per_s": res.updates_per_s,
+                    "iterations": res.iterations, "stop": res.stop}  # fmt: skip
 
         return run
 
     def evaluate() -> dict[str, Any]:
         from glan_ray.eval.ab import ABConfig, run_ab
         from glan_ray.eval.publish import publish_evaluation
-        from glan_ray.policy.registry import ALIASES, ARMS
+        from glan_ray.policy.registry import ALIASES, ARMS, CRITIC_GUIDED_ARMS
 
-        ab = ABConfig(arms=tuple(a for a in ARMS if a not in ALIASES), users=s.ab_users,
+        # the critic-guided arms join once their λ is tuned on validation users (issue 29)
+        skip = {*ALIASES, *CRITIC_GUIDED_ARMS}
+        ab = ABConfig(arms=tuple(a for a in ARMS if a not in skip), users=s.ab_users,
                       ab_days=s.ab_days, aa_days=s.ab_aa_days, burn_in_days=s.ab_burn_in_days,
                       seeds=s.ab_seeds, models=models, world=cfg.world)  # fmt: skip
         def progress(done: int, total: int) -> None:

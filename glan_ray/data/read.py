@@ -68,15 +68,21 @@ def _to_canonical(batch: pa.Table, name: str) -> pa.Table:
     return schema.conform(batch, name)
 
 
-def read_dataset(path: str, name: str, *, validate: bool = True, **read_kwargs) -> ray.data.Dataset:
+def read_dataset(
+    path: str, name: str, *, validate: bool = True, materialize: bool = False, **read_kwargs
+) -> ray.data.Dataset:
     """Read dataset ``name`` from a run directory (or its own directory / URI) as Ray Data.
 
     Raises ``DatasetValidationError`` for a schema mismatch, and — with ``validate`` — for nulls,
     NaN/inf values or out-of-range actions/labels, naming each column and its row count.
+    ``materialize``: read the files once into the object store, so the validation and every
+    later pass (a split, a sample, an epoch) reads memory, not the files again.
     ``read_kwargs`` go to ``ray.data.read_parquet``.
     """
     where = dataset_path(path, name)
     ds = ray.data.read_parquet(where, **read_kwargs)
+    if materialize:
+        ds = ds.materialize()
     # Map stages take the CPU request given for reading (e.g. fractional under Ray Train).
     cpus = read_kwargs.get("num_cpus")
     map_kwargs = {} if cpus is None else {"num_cpus": cpus}

@@ -12,6 +12,7 @@ order, by the later epochs: the same steps without rebuilding the features each 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import tempfile
@@ -36,6 +37,9 @@ from glan_ray.train.objectives import TASKS, VAL_METRIC
 
 logger = logging.getLogger(__name__)
 
+EPOCHS_FILE = "epochs.json"
+"""Every epoch's report up to the checkpoint's, in each checkpoint (the last one has them all:
+Ray Train keeps only the reports that come with a checkpoint)."""
 LOG_EVERY = 50
 """Steps between progress log lines (per-step values also go to ``steps.csv``)."""
 
@@ -87,6 +91,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     val_shard = ray.train.get_dataset_shard("val")
     rank = ray.train.get_context().get_world_rank()
     history: list[dict[str, float]] = []
+    reports: list[dict[str, Any]] = []  # every epoch's report; the last checkpoint holds them
     step = 0
     cached: list[dict[str, torch.Tensor]] | None = None  # the first epoch's batches, if cached
     val: list[dict[str, torch.Tensor]] | None = None
@@ -172,9 +177,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     {**config["extra"], "epoch": epoch, "metrics": metrics},
                 )
                 _write_history(os.path.join(tmp, "steps.csv"), history)
+                with open(os.path.join(tmp, EPOCHS_FILE), "w") as f:
+                    json.dump([*reports, report], f, default=float)  # numpy scalars
                 ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(report)
+        reports.append(report)
         if stop:
             logger.info("%s: stopped after epoch %d of %d: %s", name, epoch + 1, cfg.epochs,
                         report["stop_reason"])  # fmt: skip

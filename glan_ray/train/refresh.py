@@ -46,6 +46,9 @@ class RefreshTrainer:
     """RLlib ``train()`` calls of a DT retraining (the demo preset's)."""
     updates_per_iteration: int = 300
     """Gradient updates per call (the demo preset's, DT and CQL alike)."""
+    patience: int | None = None
+    """Stop each retraining on its held-out criterion (``RLTrainConfig.patience``; the
+    preset's); the iterations above are then budgets. None: fixed budgets."""
     use_gpu: bool = False
     base_data: str | None = None
     """The datasets the arm's models were trained on (e.g. ``RUN/data``, HRM-labelled): a
@@ -149,7 +152,7 @@ def refresh_arm(arm: str, segment: int, models: str, data_dir: str, t: RefreshTr
         extra = {**extra, "init_from": storage.join(models, name)}
     flat = {"data": train_on, "out": out, "iterations": iterations, "name": name,
             "updates_per_iteration": t.updates_per_iteration, "use_gpu": t.use_gpu,
-            **extra}  # fmt: skip
+            "patience": t.patience, **extra}  # fmt: skip
     res = fit_rl(RLTrainConfig.from_flat(algo, flat))
     logger.info("refresh: %s segment %d: %s retrained on %s -> %s", arm, segment, name, train_on,
                 res.export)  # fmt: skip

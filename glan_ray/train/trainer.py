@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -23,7 +24,7 @@ from glan_ray.data.split import is_val_user
 from glan_ray.models.registry import model_config
 from glan_ray.runtime import require_gpus
 from glan_ray.train.config import TrainConfig
-from glan_ray.train.loop import FeatureCollate, train_loop_per_worker
+from glan_ray.train.loop import EPOCHS_FILE, FeatureCollate, train_loop_per_worker
 from glan_ray.train.objectives import VAL_METRIC
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ class Prepared:
 def prepare(name: str, cfg: TrainConfig) -> Prepared:
     """Read and validate the model's dataset, split users, fit normalisation (and a, b)."""
     spec = SPECS[name]
-    ds = read_dataset(cfg.data, spec.dataset, num_cpus=cfg.data_cpus)
+    # materialize: one read of the files; validation, the split and the sample read memory
+    ds = read_dataset(cfg.data, spec.dataset, materialize=cfg.materialize, num_cpus=cfg.data_cpus)
     kw = {"batch_format": "pyarrow", "zero_copy_batch": True, "num_cpus": cfg.data_cpus}
     train = ds.map_batches(
         _select,
@@ -68,6 +70,8 @@ def prepare(name: str, cfg: TrainConfig) -> Prepared:
     if cfg.max_rows:
         train = train.limit(cfg.max_rows)
         val = val.limit(max(cfg.max_rows // 5, 1))
+    if cfg.materialize:  # before the sample, which then reads the materialised rows
+        train, val = train.materialize(), val.materialize()
     sample = train.limit(NORMALIZER_ROWS).to_arrow_refs()
     table = pa.concat_tables(ray.get(sample))
     if table.num_rows == 0:
@@ -81,8 +85,6 @@ def prepare(name: str, cfg: TrainConfig) -> Prepared:
         # a, b of L_rel = (ŷ_wt − a ln(1 + ŷ_se) − b)², fitted on the training labels.
         a, b = np.polyfit(np.log1p(feats["y_se"]), feats["y_wt"], 1)
         extra.update(rel_a=float(a), rel_b=float(b))
-    if cfg.materialize:
-        train, val = train.materialize(), val.materialize()
     return Prepared(train, val, normalizer, feature_dims(name, cols), extra)
 
 
@@ -178,6 +180,17 @@ def fit(
         {k: v for k, v in metrics.items() if k.startswith("val/")},
         stop,
     )
-    df = result.metrics_dataframe
-    history = [] if df is None else df.to_dict("records")
-    return TrainResult(target, metrics, result.path, history, stop)
+    return TrainResult(target, metrics, result.path, _epochs(result), stop)
+
+
+def _epochs(result: Any) -> list[dict[str, Any]]:
+    """Every epoch's report, from the last checkpoint's ``EPOCHS_FILE`` (Ray Train keeps only the
+    reports that come with a checkpoint)."""
+    if result.checkpoint is None:
+        return []
+    with result.checkpoint.as_directory() as d:
+        path = os.path.join(d, EPOCHS_FILE)
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return json.load(f)

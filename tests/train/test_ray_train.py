@@ -30,6 +30,10 @@ def data_dir(ray_session, tmp_path_factory):
 
 FIT = {"epochs": 2, "batch_size": 128, "val_fraction": 0.2}
 """The tests' training config (besides data and out)."""
+STOP = {"epochs": 3, "patience": 1, "min_delta": 1e9}
+"""HRM's fields in the tests: epoch 1 cannot improve on epoch 0 by min_delta, so the run
+stops after 2 of its 3 epochs (one fit serves the round trip, the cache and the early stop)."""
+FIELDS = {"lrtg": {}, "hrm": STOP, "isp": {}, "am": {}}
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +61,16 @@ def fitted(data_dir, tmp_path_factory):
      pytest.param("am", marks=pytest.mark.heavy)],
 )
 def test_model_trains_and_checkpoint_round_trips(model, fitted):
-    cfg, result = fitted(model)
+    cfg, result = fitted(model, **FIELDS[model])
     assert os.path.exists(os.path.join(result.checkpoint, WEIGHTS))
     vals = {k: v for k, v in result.metrics.items() if k.startswith("val/")}
     assert vals and all(np.isfinite(v) for v in vals.values() if not np.isnan(v))
-    assert result.metrics["epoch"] == 1
+    assert result.metrics["epoch"] == 1  # the last of 2 epochs (HRM: stopped after 2 of 3)
     # weights_only loading works and the model is usable.
     blob = torch.load(os.path.join(result.checkpoint, WEIGHTS), weights_only=True)
     assert "state_dict" in blob
     _net, normalizer, meta = load_checkpoint(result.checkpoint)
-    assert meta["model"] == model and meta["train_config"]["epochs"] == 2
+    assert meta["model"] == model and meta["train_config"]["epochs"] == cfg.epochs
     assert set(normalizer.mean) >= {"x_num"}
     if model == "lrtg":
         with open(os.path.join(result.checkpoint, "steps.csv")) as f:
@@ -80,7 +84,7 @@ def test_model_trains_and_checkpoint_round_trips(model, fitted):
 def test_cached_batches_replay_the_streamed_epoch_and_the_best_epoch_is_exported(fitted):
     """The cache replays the first epoch's batches in order (the same weights as streaming every
     epoch), and the exported checkpoint is the epoch with the best validation metric."""
-    out = {True: fitted("hrm")[1], False: fitted("hrm", cache_batches=False)[1]}
+    out = {True: fitted("hrm", **STOP)[1], False: fitted("hrm", cache_batches=False, **STOP)[1]}
     w_cached = torch.load(os.path.join(out[True].checkpoint, WEIGHTS), weights_only=True)
     w_stream = torch.load(os.path.join(out[False].checkpoint, WEIGHTS), weights_only=True)
     for k, v in w_cached["state_dict"].items():
@@ -95,7 +99,7 @@ def test_patience_stops_before_the_budget_and_says_why(fitted):
     """patience=1 with an unreachable min_delta: epoch 0 is the best, epoch 1 does not improve
     by it, so 2 of the 3 epochs run; the export is the lower-metric epoch of the two, and the
     result says why it stopped."""
-    _, res = fitted("hrm", epochs=3, patience=1, min_delta=1e9)
+    _, res = fitted("hrm", **STOP)
     assert [h["epoch"] for h in res.history] == [0, 1]
     assert res.history[-1]["stopped_early"] == 1.0
     assert res.stop.startswith("val/mae_dur_min did not improve by 100000000000% for 1 epoch(s)")
@@ -104,7 +108,7 @@ def test_patience_stops_before_the_budget_and_says_why(fitted):
     _, _, meta = load_checkpoint(res.checkpoint)
     values = [h["val/mae_dur_min"] for h in res.history]
     assert meta["extra"]["epoch"] == int(np.argmin(values))
-    assert fitted("hrm")[1].stop == "budget: 2 epoch(s)"
+    assert fitted("lrtg")[1].stop == "budget: 2 epoch(s)"
 
 
 def test_unknown_training_keys_are_rejected():
