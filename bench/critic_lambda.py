@@ -1,15 +1,8 @@
 """Critic-guided GLAN's λ swept on held-out validation users (never the A/B's).
 
-The ``glan_cg`` arm picks argmax_a [log π_DT(a | h) + λ·Â(s, a)/T] (``policy.glan_step``). The
-A/B's users start at id 50,000,000 with simulator seeds 0, 1; this sweep uses other users (id
-70,000,000 on) and another seed (9), so choosing λ here does not peek at the test. For each λ it
-runs the users under the arm and under the logging policy with common random numbers (one Ray
-task per λ) and reports usage time and DAU relative to logging, the page shares and, on the
-decisions of the first ``--agree-users`` users under that λ, how often the choice is the critic's
-own argmax and the DT's argmax (``eval.critic_agreement``). The critic alone (``klan_iit``,
-greedy on the same Q) is played beside as the λ → ∞ reference. The best λ is the one of highest
-usage (ties: the larger λ). Unless it beats the largest λ of the grid (the critic alone) at
-p < 0.05, paired, the DT adds nothing to the critic on these users; the script says so.
+A command line over ``glan_ray.eval.critic_lambda.tune_critic_lambda`` (its docstring has the
+protocol): users from id 70,000,000 with simulator seed 9, each λ against logging with common
+random numbers, the critic alone (``klan_iit``) beside, the agreement with each expert per λ.
 
     python bench/critic_lambda.py --models runs/demo/models --lambdas 0,0.3,1,3,10,1e6
 """
@@ -18,93 +11,55 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
-
-import ray
 
 from glan_ray import storage
-from glan_ray.eval.ab import run_shard
-from glan_ray.eval.critic_agreement import collect_decisions, critic_agreement
-from glan_ray.eval.stats import compare
-from glan_ray.schema import PAGES
-from glan_ray.sim.worlds import world_overrides
+from glan_ray.eval.critic_lambda import LAMBDAS, LambdaPlay, tune_critic_lambda
+from glan_ray.runtime import init_ray
+from glan_ray.sim.worlds import parse_world
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def play(arm: str, lam: float | None, args: argparse.Namespace, sim: dict[str, Any]) -> dict:
-    """One arm at one λ (None: not a critic-guided arm): its units and, for a critic-guided
-    arm, the agreement of its choices on the first ``agree_users`` users."""
-    opts = {"critic_lambda": lam} if lam is not None else {}
-    common = (sim, args.seed, args.first_user)
-    out = {"units": run_shard(arm, args.models, *common, args.users, args.days, opts)["units"]}
-    if lam is not None:
-        d = collect_decisions(arm, args.models, *common, args.agree_users, args.days, opts)
-        out["agreement"] = critic_agreement(d.logits, d.q, [lam], d.temperature)[0].to_dict()
-    return out
-
-
-def versus(u: dict, base: dict) -> dict[str, Any]:
-    """Usage and DAU of units ``u`` vs ``base`` (paired: the same users and random numbers)."""
-    usage = compare(u["usage"], base["usage"], u["days"], base["days"], paired=True)
-    dau = compare(u["active_days"], base["active_days"], u["days"], base["days"], paired=True)
-    shares = {p: float(u[f"assign_{p}"].sum() / max(u["sessions"].sum(), 1)) for p in PAGES}
-    return {"usage_time": usage.to_dict(), "dau": dau.to_dict(), "assign": shares}
-
-
 def main() -> None:
+    d = LambdaPlay(models="runs/demo/models")
     fmt = argparse.ArgumentDefaultsHelpFormatter
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=fmt)
-    ap.add_argument("--models", default="runs/demo/models", help="exported models (dt, cql, ...)")
-    ap.add_argument("--lambdas", default="0,0.3,1,3,10,1e6", help="comma-separated λ grid")
-    ap.add_argument("--arm", default="glan_cg", help="critic-guided arm (glan_cg, glan_cg_no_*)")
-    ap.add_argument("--world", default="default", help="simulated world (sim.worlds.WORLDS)")
-    ap.add_argument("--users", type=int, default=1000, help="validation users")
-    ap.add_argument("--agree-users", type=int, default=200, help="the first this many users "
-                    "are played again under each λ to measure the agreement")  # fmt: skip
-    ap.add_argument("--days", type=int, default=5, help="days simulated")
-    ap.add_argument("--seed", type=int, default=9, help="simulator seed (the A/B uses 0, 1)")
-    ap.add_argument("--first-user", type=int, default=70_000_000, help="first validation user")
+    ap.add_argument("--models", default=d.models, help="exported models (dt, cql, ...)")
+    ap.add_argument("--lambdas", default=",".join(f"{x:g}" for x in LAMBDAS),
+                    help="comma-separated λ grid")  # fmt: skip
+    ap.add_argument("--arm", default=d.arm, help="critic-guided arm (glan_cg, glan_cg_no_*)")
+    ap.add_argument("--world", default=d.world, type=parse_world,
+                    help="simulated world (a name of sim.worlds.WORLDS or a scaled spec)")
+    ap.add_argument("--users", type=int, default=d.users, help="validation users")
+    ap.add_argument("--agree-users", type=int, default=d.agree_users, help="the first this many "
+                    "users are played again under each λ to measure the agreement")  # fmt: skip
+    ap.add_argument("--days", type=int, default=d.days, help="days simulated")
+    ap.add_argument("--seed", type=int, default=d.seed, help="simulator seed (the A/B uses 0, 1)")
+    ap.add_argument("--first-user", type=int, default=d.first_user, help="first validation user")
     ap.add_argument("--results", default=os.path.join(HERE, "results", "critic_lambda.json"),
                     help="where the JSON goes")  # fmt: skip
     args = ap.parse_args()
     lams = [float(x) for x in args.lambdas.split(",")]
-    sim = world_overrides(args.world)
-    ray.init(include_dashboard=False, log_to_driver=False)
-    task = ray.remote(num_cpus=1)(play)
-    refs = {lam: task.remote(args.arm, lam, args, sim) for lam in lams}
-    base_ref = task.remote("logging", None, args, sim)
-    critic_ref = task.remote("klan_iit", None, args, sim)
-    base = ray.get(base_ref)["units"]
-    got = {lam: ray.get(ref) for lam, ref in refs.items()}
-    rows = []
-    for lam, r in got.items():
-        row = {"critic_lambda": lam, **versus(r["units"], base), "agreement": r["agreement"]}
-        rows.append(row)
-        a, usage = r["agreement"], row["usage_time"]
-        print(f"λ={lam:<8g} usage {usage['rel_pct']:+6.2f}% (p={usage['p_value']:.3g})  DAU "
-              f"{row['dau']['rel_pct']:+6.2f}%  = critic's argmax {a['with_critic']:.2f}  = DT's "
-              f"{a['with_dt']:.2f}  assign "
+    play = LambdaPlay(models=args.models, arm=args.arm, world=args.world, users=args.users,
+                      agree_users=args.agree_users, days=args.days, seed=args.seed,
+                      first_user=args.first_user)  # fmt: skip
+    init_ray()
+    t = tune_critic_lambda(play, lams)
+    for row in t.rows:
+        a, usage = row["agreement"], row["usage_time"]
+        print(f"λ={row['critic_lambda']:<8g} usage {usage['rel_pct']:+6.2f}% "
+              f"(p={usage['p_value']:.3g})  DAU {row['dau']['rel_pct']:+6.2f}%  = critic's argmax "
+              f"{a['with_critic']:.2f}  = DT's {a['with_dt']:.2f}  assign "
               + " ".join(f"{p[:3]} {s:.2f}" for p, s in row["assign"].items()))  # fmt: skip
-    critic = versus(ray.get(critic_ref)["units"], base)
-    print(f"critic alone (klan_iit): usage {critic['usage_time']['rel_pct']:+6.2f}%")
-    best = max(rows, key=lambda r: (r["usage_time"]["rel_pct"], r["critic_lambda"]))
-    top = max(lams)
-    # does the DT add anything? the best λ against the critic-only end of the grid, paired
-    best_vs_top = versus(got[best["critic_lambda"]]["units"], got[top]["units"])["usage_time"]
-    best_vs_zero = versus(got[best["critic_lambda"]]["units"], got[min(lams)]["units"])
-    print(f"best λ on validation users: {best['critic_lambda']:g} (usage vs λ={top:g} "
-          f"{best_vs_top['rel_pct']:+.2f}%, p={best_vs_top['p_value']:.3g}; vs λ={min(lams):g} "
-          f"{best_vs_zero['usage_time']['rel_pct']:+.2f}%)")  # fmt: skip
-    dt_adds_nothing = not (best_vs_top["rel_pct"] > 0 and best_vs_top["p_value"] < 0.05)
-    if dt_adds_nothing:
+    print(f"critic alone (klan_iit): usage {t.critic_alone['usage_time']['rel_pct']:+6.2f}%")
+    top, bottom = max(lams), min(lams)
+    print(f"best λ on validation users: {t.best_critic_lambda:g} (usage vs λ={top:g} "
+          f"{t.best_vs_largest['rel_pct']:+.2f}%, p={t.best_vs_largest['p_value']:.3g}; vs "
+          f"λ={bottom:g} {t.best_vs_smallest['rel_pct']:+.2f}%)")  # fmt: skip
+    if t.dt_adds_nothing:
         print(f"the best λ does not beat λ={top:g} (the critic alone) at p < 0.05: the DT adds "
               "nothing to the critic on these users")  # fmt: skip
-    out = {"config": vars(args), "rows": rows, "critic_alone": critic,
-           "best_critic_lambda": best["critic_lambda"], "best_vs_largest": best_vs_top,
-           "best_vs_smallest": best_vs_zero["usage_time"],
-           "dt_adds_nothing": dt_adds_nothing}  # fmt: skip
-    storage.write_json(args.results, out, indent=1)
+    storage.write_json(args.results, {"config": vars(args), **t.to_dict()}, indent=1)
     print(f"wrote {args.results}")
 
 

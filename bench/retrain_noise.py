@@ -7,7 +7,20 @@ two variants differ only if the difference of their draws' means stands out of t
     python bench/retrain_noise.py --run runs/retrain --data runs/after/data \
         --models runs/after/models --variant published= --variant advantage=advantage_tokens=true
 
-Prints the figures and writes them to ``--results``. Reruns skip the draws already trained.
+Critic-guided GLAN (issue 29) over the same draws: ``--critic-guided glan_cg --critic-lambda 1``
+with ``--klan-draws`` pairs DT draw i with KLAN draw i's CQL as its critic (a directory
+``cg_i`` of links: L-RTG and HRM of the run, ``dt`` of the first DT variant's draw i, ``dt_naive``
+of ``--cg-naive``'s draw i when given, ``cql`` of the first KLAN variant's draw i) and plays each
+critic-guided arm on it, with ``klan_iit`` on the same CQL beside (group ``iit``): draw i of an
+arm and of ``iit`` share their critic, so their difference is what the DT adds.
+
+    python bench/retrain_noise.py --run runs/cg --data runs/demo/data --models runs/demo/models \
+        --variant published= --variant naive=reward_column=reward --klan-draws 3 \
+        --klan-iterations 32 --klan-variant klan=patience=2 --critic-guided glan_cg \
+        glan_cg_no_lrtg glan_cg_no_hrm --cg-naive naive --critic-lambda 1
+
+Prints the figures and writes them to ``--results``. Reruns skip the draws already trained;
+``--train-only`` stops before the A/B (to tune λ on a draw's models first).
 """
 
 from __future__ import annotations
@@ -81,6 +94,23 @@ def _train_klan_draw(args: argparse.Namespace, seed: int, out: str,
     return _train_into(args, out, "cql", KLAN_MODELS, flags)
 
 
+def _link_cg_draw(args: argparse.Namespace, d: int, dt_draw: str, naive_draw: str | None,
+                  klan_draw: str) -> str:
+    """Directory ``cg_d`` of links a critic-guided arm reads for draw ``d`` (module docstring)."""
+    out = os.path.join(args.run, f"cg_{d}")
+    os.makedirs(out, exist_ok=True)
+    links = {name: os.path.join(args.models, name) for name in GLAN_MODELS}
+    links["dt"] = os.path.join(args.run, dt_draw, "dt")
+    links["dt_naive"] = (os.path.join(args.run, naive_draw, "dt") if naive_draw
+                         else os.path.join(args.models, "dt_naive"))  # fmt: skip
+    links["cql"] = os.path.join(args.run, klan_draw, "cql")
+    for name, src in links.items():
+        dst = os.path.join(out, name)
+        if not os.path.exists(dst):
+            os.symlink(os.path.abspath(src), dst)
+    return out
+
+
 def _stop(draw: str) -> dict[str, float] | None:
     """Iterations a draw's RL export ran (its progress.csv) and its best held-out criterion."""
     import csv
@@ -109,6 +139,14 @@ def _welch(a: list[float], b: list[float]) -> dict[str, float]:
 
     t = stats.ttest_ind(a, b, equal_var=False)
     return {"diff": round(float(np.mean(a) - np.mean(b)), 4), "p_value": round(float(t.pvalue), 4)}
+
+
+def _one_sample(xs: list[float]) -> dict[str, float | None]:
+    """Mean of per-draw paired differences and its one-sample t-test against 0 (draws as units)."""
+    from scipy import stats
+
+    p = float(stats.ttest_1samp(xs, 0.0).pvalue) if len(xs) > 1 else None
+    return {"mean": round(float(np.mean(xs)), 4), "p_value": None if p is None else round(p, 4)}
 
 
 def main() -> None:
@@ -140,11 +178,26 @@ def main() -> None:
                     help="with --klan-draws: a KLAN variant, its CQL's --set fields (e.g. "
                     "early=patience=2 or long=iterations=32); its draws play as NAME_0, ... "
                     "(default: one variant, 'klan', the budget flags alone)")  # fmt: skip
+    ap.add_argument("--critic-guided", nargs="+", default=[], metavar="ARM",
+                    help="critic-guided arms (glan_cg, glan_cg_no_lrtg, glan_cg_no_hrm) played on "
+                    "each draw's DT with KLAN draw i's CQL as critic, klan_iit beside (group "
+                    "'iit'); needs --variant and --klan-draws equal to --draws")  # fmt: skip
+    ap.add_argument("--critic-lambda", type=float, default=None,
+                    help="λ of the critic-guided arms (tuned on validation users: "
+                    "bench/critic_lambda.py); default: the arm's")  # fmt: skip
+    ap.add_argument("--cg-naive", default=None, metavar="VARIANT",
+                    help="the DT variant trained on the naive reward (--set "
+                    "reward_column=reward) whose draws glan_cg_no_hrm reads as dt_naive")
+    ap.add_argument("--train-only", action="store_true", help="train the draws, no A/B")
     args = ap.parse_args()
     variants = _variants(args.variant)
     klan_variants = _variants(args.klan_variant) if args.klan_variant else {"klan": []}
     if not variants and not args.klan_draws:
         raise SystemExit("nothing to compare: give --variant (DT) and/or --klan-draws")
+    if args.critic_guided and not (variants and args.klan_draws == args.draws):
+        raise SystemExit("--critic-guided needs a DT --variant and --klan-draws equal to --draws")
+    if args.cg_naive is not None and args.cg_naive not in variants:
+        raise SystemExit(f"--cg-naive {args.cg_naive!r}: not a --variant name {sorted(variants)}")
 
     train_s: dict[str, float] = {}
     draws: dict[str, list[str]] = {}
@@ -165,10 +218,35 @@ def main() -> None:
             train_s[arm] = round(_train_klan_draw(args, d, out, sets), 1)
             draws[name].append(arm)
             base[arm] = "klan"
+    options: list[str] = []
+    if args.critic_guided:
+        dt_name, klan_name = next(iter(variants)), next(iter(klan_variants))
+        for cg in [*args.critic_guided, "iit"]:
+            if cg in draws:
+                raise SystemExit(f"critic-guided arm {cg!r}: the name is taken by a variant")
+            draws[cg] = []
+        for d in range(args.draws):
+            naive = f"{args.cg_naive}_{d}" if args.cg_naive else None
+            _link_cg_draw(args, d, f"{dt_name}_{d}", naive, f"{klan_name}_{d}")
+            for cg in args.critic_guided:
+                arm = f"{cg}_{d}"
+                base[arm] = cg
+                draws[cg].append(arm)
+                if args.critic_lambda is not None:
+                    options.append(f"--arm-option={arm}.critic_lambda={args.critic_lambda}")
+            base[f"iit_{d}"] = "klan_iit"
+            draws["iit"].append(f"iit_{d}")
+    dirs = {a: os.path.join(args.run, a) for a in base}
+    for cg in [*args.critic_guided, "iit"] if args.critic_guided else ():
+        for d, arm in enumerate(draws[cg]):
+            dirs[arm] = os.path.join(args.run, f"cg_{d}")
+    if args.train_only:
+        print(json.dumps({"train_s": train_s, "draws": draws}, indent=1))
+        return
     if not os.path.exists(os.path.join(args.run, "ab", "ab_units.npz")):
-        flags = [f"--variant={a}={b}@{os.path.join(args.run, a)}" for a, b in base.items()]
+        flags = [f"--variant={a}={b}@{dirs[a]}" for a, b in base.items()]
         _glan_ray("evaluate", "--run", args.run, "--models", args.models, "--arms", *args.arms,
-                  *flags, "--users", str(args.users), "--seeds", *map(str, args.seeds),
+                  *flags, *options, "--users", str(args.users), "--seeds", *map(str, args.seeds),
                   "--world", args.world)  # fmt: skip
     units = np.load(os.path.join(args.run, "ab", "ab_units.npz"))
     with open(os.path.join(args.run, "ab", "ab.json")) as f:
@@ -201,10 +279,19 @@ def main() -> None:
                                           summary[b][f"{m}_vs_{r}"]["draws"])
                     for r in args.references[:1] for m in args.metrics
                 }  # fmt: skip
+    same_critic: dict[str, dict] = {}
+    for cg in args.critic_guided:
+        same_critic[cg] = {}
+        for m in args.metrics:
+            pairs = [_compare(units, a, b, m) for a, b in zip(draws[cg], draws["iit"], strict=True)]
+            xs = [c["rel_pct"] for c in pairs]
+            same_critic[cg][m] = {"per_draw": pairs, **_one_sample(xs)}
     result = {
         "command": " ".join(sys.argv),
         "variants": variants,
         "klan_variants": klan_variants if args.klan_draws else {},
+        "critic_guided": {"arms": args.critic_guided, "critic_lambda": args.critic_lambda,
+                          "naive": args.cg_naive} if args.critic_guided else {},
         "train_stop": {a: _stop(os.path.join(args.run, a)) for v in draws.values() for a in v},
         "draws": args.draws,
         "klan_draws": args.klan_draws,
@@ -215,9 +302,11 @@ def main() -> None:
         "per_draw": per_draw,
         "summary": summary,
         "between_variants": between,
+        "vs_same_critic": same_critic,
         "reference_pers_uplift": {a: round(pers[a], 3) for a in args.arms if a in pers},
     }
-    print(json.dumps({"summary": summary, "between_variants": between}, indent=1))
+    print(json.dumps({"summary": summary, "between_variants": between,
+                      "vs_same_critic": same_critic}, indent=1))
     os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)
     with open(args.results, "w") as f:
         json.dump(result, f, indent=1)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from glan_ray import cli_logs
+from glan_ray import cli_logs, cli_sweep
 
 logger = logging.getLogger("glan_ray")
 
@@ -25,15 +25,18 @@ def _load_mapping(path: str) -> dict:
     return data
 
 
+WORLD_HELP = ("default, or premise, where GLAN's premises hold, or a scaled world such as "
+              "premise:strength=0.5,stochasticity=2 (docs/simulator.md)")  # fmt: skip
+
+
 def _add_world(p: argparse.ArgumentParser) -> None:
-    from glan_ray.sim.worlds import WORLDS
+    from glan_ray.sim.worlds import parse_world
 
     p.add_argument(
         "--world",
         default="default",
-        choices=sorted(WORLDS),
-        help="simulated world (docs/simulator.md): default, or premise, where GLAN's premises "
-        "hold; --sim-config overrides apply on top of it",
+        type=parse_world,
+        help=f"simulated world: {WORLD_HELP}; --sim-config overrides apply on top of it",
     )
 
 
@@ -670,9 +673,10 @@ def _add_diagnose(sub: argparse._SubParsersAction) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="a run or data directory (or URI) holding a sessions dataset")
-    from glan_ray.sim.worlds import WORLDS
+    from glan_ray.sim.worlds import parse_world
 
-    src.add_argument("--world", choices=sorted(WORLDS), help="a simulated world to diagnose")
+    src.add_argument("--world", type=parse_world,
+                     help=f"a simulated world to diagnose: {WORLD_HELP}")  # fmt: skip
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0, help="world seed / the split's seed")
     p.add_argument(
@@ -736,6 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline(sub)
     cli_logs.add_traffic(sub)
     cli_logs.add_logs_to_datasets(sub)
+    cli_sweep.add_sweep_worlds(sub)
     return parser
 
 

@@ -36,10 +36,11 @@ def add_traffic(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--burn-in-days", type=int, default=7,
                    help="days played first in-process under the logging heuristic")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="SimConfig seed (the simulated world)")
-    from glan_ray.sim.worlds import WORLDS
+    from glan_ray.sim.worlds import parse_world
 
-    p.add_argument("--world", default="default", choices=sorted(WORLDS),
-                   help="simulated world of the users (docs/simulator.md)")  # fmt: skip
+    p.add_argument("--world", default="default", type=parse_world,
+                   help="simulated world of the users (docs/simulator.md; e.g. premise or "
+                   "premise:strength=0.5)")  # fmt: skip
     p.add_argument("--max-rps", type=float, default=d.max_rps, help="most requests per second")
     p.add_argument("--max-seconds", type=float, default=d.max_seconds,
                    help="wall-clock budget of the run (s)")  # fmt: skip

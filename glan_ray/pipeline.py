@@ -209,6 +209,9 @@ class PipelineConfig:
     """Stages run at once, each in its own Ray task as soon as the stages it reads are done
     (``DEPENDS``); 1 runs them one after another in this process, in ``STAGES`` order. None:
     the preset's (``Preset.parallel``)."""
+    only: tuple[str, ...] | None = None
+    """Run only these stages (each with every stage it reads, ``DEPENDS``), e.g. the training
+    stages without ``evaluate`` (``glan-ray sweep-worlds`` plays its own A/B); None: all."""
 
     def __post_init__(self) -> None:
         if self.preset in PRESETS and self.parallel is None:
@@ -220,6 +223,15 @@ class PipelineConfig:
         world_overrides(self.world)  # an unknown world raises, listing the worlds
         if self.preset not in PRESETS:
             raise ValueError(f"preset: unknown {self.preset!r}; expected one of {list(PRESETS)}")
+        if self.only is not None:
+            full = ALL_STAGES if self.incumbent else STAGES
+            unknown = [x for x in self.only if x not in full]
+            if unknown:
+                raise ValueError(f"only: unknown stage(s) {unknown}; stages: {full}")
+            missing = sorted({d for x in self.only for d in DEPENDS[x]} - set(self.only))
+            if missing:
+                raise ValueError(f"only: the stages {list(self.only)} read {missing}; "
+                                 "add them")  # fmt: skip
         if self.first_stage is not None and self.first_stage not in self.stages:
             raise ValueError(f"--from: unknown stage {self.first_stage!r}; stages: {self.stages}")
         if self.incumbent is not None:
@@ -233,8 +245,10 @@ class PipelineConfig:
 
     @property
     def stages(self) -> tuple[str, ...]:
-        """The stages of this run: ``STAGES``, and ``GEN1_STAGES`` with an incumbent."""
-        return ALL_STAGES if self.incumbent else STAGES
+        """The stages of this run: ``STAGES``, and ``GEN1_STAGES`` with an incumbent; with
+        ``only``, those of them."""
+        full = ALL_STAGES if self.incumbent else STAGES
+        return full if self.only is None else tuple(x for x in full if x in self.only)
 
     @property
     def sizes(self) -> Preset:

@@ -37,7 +37,9 @@ def test_diagnose_refuses_bad_arguments_naming_them(tmp_path):
     r = run("--world", "premise", "--out", str(tmp_path), "--days", "3")
     assert r.returncode == 2 and "--days must be >= 4" in r.stderr
     r = run("--world", "nowhere", "--out", str(tmp_path))
-    assert r.returncode == 2 and "invalid choice: 'nowhere'" in r.stderr
+    assert r.returncode == 2 and "unknown world 'nowhere'; the worlds are: default" in r.stderr
+    r = run("--world", "premise:strength=-1", "--out", str(tmp_path))
+    assert r.returncode == 2 and "strength must be finite and >= 0; got -1.0" in r.stderr
     r = run("--out", str(tmp_path))
     assert r.returncode == 2 and "one of the arguments --data --world is required" in r.stderr
 

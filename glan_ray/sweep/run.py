@@ -1,0 +1,75 @@
+"""``glan-ray sweep-worlds``: the grid of cells (``sweep.cell``) as Ray Tune trials, then the map.
+
+Each cell is a Tune trial of a function trainable that reserves no CPU (its pipeline's trainers,
+learners and A/B tasks reserve their own) and ``cell_memory_gb`` of Ray's logical memory: Tune
+needs a non-empty request, and memory is what a cell really holds. ``concurrent`` cells run at
+once; on a cluster they spread over its nodes with no change. Cells done already return at once
+(their ``cell.json``), so a rerun finishes a killed sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+from typing import Any
+
+from glan_ray import storage
+from glan_ray.sweep.cell import CellResult, WorldSweepConfig, cell_name, run_cell
+from glan_ray.sweep.world_map import WorldMap, write_map
+
+logger = logging.getLogger(__name__)
+
+
+def _trial(params: dict[str, Any], cfg: WorldSweepConfig) -> None:
+    """Tune's function trainable: one cell. Its torch threads: this node's cores shared by the
+    cells at once (a 0-CPU Ray worker gets one thread; the DT learner runs in this process)."""
+    import torch
+    from ray import tune
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.concurrent))
+    res = run_cell(cfg, float(params["strength"]), float(params["stochasticity"]))
+    tune.report({"gap": res.gap, "gap_low": res.gap_low, "gap_high": res.gap_high,
+                 "winner": res.winner, "best_glan": res.best_glan,
+                 "critic_lambda": res.critic_lambda, **res.premise})  # fmt: skip
+
+
+def sweep_worlds(cfg: WorldSweepConfig) -> WorldMap:
+    """Run every cell as a Tune trial (the cells done already return at once), then write the
+    map (``sweep.world_map.write_map``); returns the ``WorldMap``."""
+    from ray import tune
+
+    out = cfg.out if storage.is_uri(cfg.out) else os.path.abspath(cfg.out)
+    cfg = WorldSweepConfig(**{**asdict(cfg), "out": out})
+    storage.makedirs(out)
+    storage.write_json(storage.join(out, "sweep.json"), asdict(cfg), indent=1)
+    memory = int(cfg.cell_memory_gb * 2**30)
+    trainable = tune.with_resources(tune.with_parameters(_trial, cfg=cfg),
+                                    {"cpu": 0, "memory": memory})  # fmt: skip
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"strength": tune.grid_search(list(cfg.strengths)),
+                     "stochasticity": tune.grid_search(list(cfg.stochasticities))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.concurrent),
+        run_config=tune.RunConfig(name="sweep_worlds", storage_path=storage.join(out, "tune"),
+                                  verbose=1),
+    )  # fmt: skip
+    results = tuner.fit()
+    failed = {}
+    for r in results:
+        if r.error:
+            key = cell_name(float(r.config["strength"]), float(r.config["stochasticity"]))
+            failed[key] = f"{type(r.error).__name__}: {r.error}"
+    cells = []
+    for s, z in cfg.cells:
+        done = storage.join(cfg.cell_dir(s, z), "cell.json")
+        if storage.exists(done):
+            cells.append(CellResult.from_dict(storage.read_json(done)))
+    if not cells:
+        raise RuntimeError(f"every cell failed: {failed}")
+    wmap = WorldMap.build(cfg, cells, failed)
+    write_map(wmap, out)
+    return wmap
+
+
+__all__ = ["sweep_worlds"]

@@ -1,0 +1,157 @@
+"""The map of where each method wins (``glan-ray sweep-worlds``): phase diagram, rank
+correlations, JSON and Markdown.
+
+``WorldMap.build`` reads the cells of a sweep (``sweep.cell.CellResult``) and computes, for
+each premise measure (``PREMISE_MEASURES``), Spearman's rank correlation across cells with the gap
+(usage of the best GLAN variant vs KLAN, %). A strong positive correlation means the diagnostic,
+measured on a log alone, tells a team which family to deploy; the issue's bar is ≥ 0.7.
+``write_map`` writes ``world_map.json``, ``world_map.md`` and ``world_map.png`` (the gap per cell
+with its 95% CI and the winning arm, strength up, stochasticity across).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from glan_ray import storage
+from glan_ray.sweep.cell import PREMISE_MEASURES, CellResult, WorldSweepConfig, cell_name
+
+RANK_TARGET = 0.7
+"""Rank correlation a premise measure needs with the gap to predict the winner (issue 29)."""
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rank correlation of ``x`` and ``y`` (average ranks for ties); None with fewer
+    than 3 finite pairs or a constant side (undefined)."""
+    from scipy import stats
+
+    pairs = [(a, b) for a, b in zip(x, y, strict=True) if math.isfinite(a) and math.isfinite(b)]
+    if len(pairs) < 3:
+        return None
+    xs, ys = np.array(pairs).T  # (2, n)
+    if np.ptp(xs) == 0 or np.ptp(ys) == 0:
+        return None
+    return float(stats.spearmanr(xs, ys).statistic)
+
+
+@dataclass(frozen=True)
+class WorldMap:
+    """The sweep's cells and what they say together."""
+
+    config: dict[str, Any]
+    """The ``WorldSweepConfig`` as a dict."""
+    cells: list[CellResult]
+    rank_correlation: dict[str, float | None]
+    """Premise measure -> Spearman's ρ with the gap across cells (None: undefined)."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Cell -> error of the cells that failed (not in ``cells``)."""
+
+    @classmethod
+    def build(cls, cfg: WorldSweepConfig, cells: list[CellResult],
+              failed: dict[str, str] | None = None) -> WorldMap:  # fmt: skip
+        gaps = [c.gap for c in cells]
+        rho = {m: spearman([c.premise[m] for c in cells], gaps) for m in PREMISE_MEASURES}
+        return cls(asdict(cfg), list(cells), rho, dict(failed or {}))
+
+    def predictive(self) -> list[str]:
+        """The premise measures whose ρ with the gap reaches ``RANK_TARGET``."""
+        return [m for m, r in self.rank_correlation.items() if r is not None and r >= RANK_TARGET]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "cells": [c.to_dict() for c in self.cells],
+                "rank_correlation": self.rank_correlation, "rank_target": RANK_TARGET,
+                "predictive": self.predictive(), "failed": self.failed}  # fmt: skip
+
+    def markdown(self) -> str:
+        """The report: the grid, each cell's figures, the correlations."""
+        cfg = self.config
+        lines = [
+            "# Where each method wins: the world sweep",
+            "",
+            f"World `{cfg['world']}`'s mechanisms at strengths {list(cfg['strengths'])} × user "
+            f"stochasticities {list(cfg['stochasticities'])}; preset `{cfg['preset']}` (training "
+            "budget and A/B size of every cell), seed "
+            f"{cfg['seed']}. Gap = usage of the best GLAN variant vs KLAN (paired, 95% CI); "
+            "winner = the learned arm of highest usage; λ of `glan_cg` chosen per cell on "
+            "validation users.",
+            "",
+            "| strength | stochasticity | gap (best GLAN − KLAN) | best GLAN | winner | λ | "
+            "KLAN vs logging | GLAN vs logging | glan_cg vs logging | PDR glan_cg vs KLAN | "
+            + " | ".join(PREMISE_MEASURES) + " | wall s |",
+            "|" + "---|" * (11 + len(PREMISE_MEASURES)),
+        ]
+        for c in sorted(self.cells, key=lambda c: (c.strength, c.stochasticity)):
+            v = c.vs_logging
+            lines.append(
+                f"| {c.strength:g} | {c.stochasticity:g} | {c.gap:+.2f}% [{c.gap_low:+.2f}, "
+                f"{c.gap_high:+.2f}] | {c.best_glan} | {c.winner} | {c.critic_lambda:g}"
+                f"{' (DT adds nothing)' if c.dt_adds_nothing else ''} | "
+                f"{v['klan']['usage']:+.2f}% | {v['glan']['usage']:+.2f}% | "
+                f"{v['glan_cg']['usage']:+.2f}% | {c.vs_klan['glan_cg']['pdr']:+.1f}% | "
+                + " | ".join(f"{c.premise[m]:.4g}" for m in PREMISE_MEASURES)
+                + f" | {c.wall_s:.0f} |"
+            )
+        lines += ["", "## Does the diagnostic predict the winner?", "",
+                  f"Spearman's rank correlation across {len(self.cells)} cells between each "
+                  f"premise measure and the gap (target ≥ {RANK_TARGET}):", "",
+                  "| premise measure | ρ with the gap |", "|---|---|"]  # fmt: skip
+        for m, r in self.rank_correlation.items():
+            lines.append(f"| {m} | {'undefined' if r is None else f'{r:+.2f}'} |")
+        pred = self.predictive()
+        lines += ["", ("Predictive: " + ", ".join(pred)) if pred
+                  else f"No premise measure reaches ρ ≥ {RANK_TARGET}."]  # fmt: skip
+        if self.failed:
+            lines += ["", "## Failed cells", ""]
+            lines += [f"- `{k}`: {v}" for k, v in self.failed.items()]
+        return "\n".join(lines) + "\n"
+
+
+def plot_map(wmap: WorldMap, path: str) -> None:
+    """The phase diagram: the gap per cell (colour, with its CI) and the winner."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = wmap.config
+    ss, zs = sorted(cfg["strengths"]), sorted(cfg["stochasticities"])
+    grid = np.full((len(ss), len(zs)), np.nan)  # (strengths, stochasticities)
+    by = {(c.strength, c.stochasticity): c for c in wmap.cells}
+    for i, s in enumerate(ss):
+        for j, z in enumerate(zs):
+            if (s, z) in by:
+                grid[i, j] = by[(s, z)].gap
+    lim = max(1.0, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0)
+    fig, ax = plt.subplots(figsize=(1.9 * len(zs) + 2.2, 1.5 * len(ss) + 1.6))
+    im = ax.imshow(grid, origin="lower", cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for i, s in enumerate(ss):
+        for j, z in enumerate(zs):
+            c = by.get((s, z))
+            text = (f"{c.gap:+.2f}%\n[{c.gap_low:+.2f}, {c.gap_high:+.2f}]\n{c.winner}"
+                    if c else f"failed\n{cell_name(s, z)}")  # fmt: skip
+            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(zs)), [f"{z:g}" for z in zs])
+    ax.set_yticks(range(len(ss)), [f"{s:g}" for s in ss])
+    ax.set_xlabel("user stochasticity (× page-duration noise)")
+    ax.set_ylabel(f"premise strength ({cfg['world']} mechanisms)")
+    ax.set_title("usage: best GLAN variant − KLAN (%), winner per cell")
+    fig.colorbar(im, ax=ax, label="gap (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_map(wmap: WorldMap, out: str) -> None:
+    """``world_map.json``, ``world_map.md`` and ``world_map.png`` under ``out``."""
+    with storage.staged_dir(out) as local:
+        storage.write_json(os.path.join(local, "world_map.json"), wmap.to_dict(), indent=1)
+        storage.write_text(os.path.join(local, "world_map.md"), wmap.markdown())
+        plot_map(wmap, os.path.join(local, "world_map.png"))
+
+
+__all__ = ["RANK_TARGET", "WorldMap", "plot_map", "spearman", "write_map"]
