@@ -21,14 +21,25 @@ from glan_ray.sweep.world_map import WorldMap, write_map
 logger = logging.getLogger(__name__)
 
 
-def _trial(params: dict[str, Any], cfg: WorldSweepConfig) -> None:
-    """Tune's function trainable: one cell. Its torch threads: this node's cores shared by the
-    cells at once (a 0-CPU Ray worker gets one thread; the DT learner runs in this process)."""
+def _cell_task(cfg: WorldSweepConfig, strength: float, stochasticity: float) -> CellResult:
+    """``run_cell`` in a Ray task of its own, with this node's cores shared by the cells at once
+    as torch threads (a 0-CPU Ray worker gets one; the DT learner runs in this process)."""
     import torch
-    from ray import tune
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.concurrent))
-    res = run_cell(cfg, float(params["strength"]), float(params["stochasticity"]))
+    return run_cell(cfg, strength, stochasticity)
+
+
+def _trial(params: dict[str, Any], cfg: WorldSweepConfig) -> None:
+    """Tune's function trainable: one cell. Tune captures a trial's child tasks into the trial's
+    placement group, which holds only the trial's own request; the cell runs in a task outside
+    it (``scheduling_strategy="DEFAULT"``), so its simulators, trainers, learners and A/B tasks
+    take the cluster's CPUs as in a pipeline run."""
+    import ray
+    from ray import tune
+
+    task = ray.remote(num_cpus=0)(_cell_task).options(scheduling_strategy="DEFAULT")
+    res = ray.get(task.remote(cfg, float(params["strength"]), float(params["stochasticity"])))
     tune.report({"gap": res.gap, "gap_low": res.gap_low, "gap_high": res.gap_high,
                  "winner": res.winner, "best_glan": res.best_glan,
                  "critic_lambda": res.critic_lambda, **res.premise})  # fmt: skip
