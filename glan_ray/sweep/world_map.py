@@ -3,10 +3,12 @@ correlations, JSON and Markdown.
 
 ``WorldMap.build`` reads the cells of a sweep (``sweep.cell.CellResult``) and computes, for
 each premise measure (``PREMISE_MEASURES``), Spearman's rank correlation across cells with the gap
-(usage of the best GLAN variant vs KLAN, %). A strong positive correlation means the diagnostic,
-measured on a log alone, tells a team which family to deploy; the issue's bar is ≥ 0.7.
-``write_map`` writes ``world_map.json``, ``world_map.md`` and ``world_map.png`` (the gap per cell
-with its 95% CI and the winning arm, strength up, stochasticity across).
+(usage of the best GLAN variant vs KLAN, %), and with GLAN as published's gap. A strong positive
+correlation means the diagnostic, measured on a log alone, tells a team which family to deploy;
+the issue's bar is ≥ 0.7. Where critic-guided GLAN's tuned λ is the grid's largest, it is its
+critic (KLAN's CQL) alone, so the published GLAN's gap is the one that speaks for the DT.
+``write_map`` writes ``world_map.json``, ``world_map.md`` and ``world_map.png`` (both gaps per
+cell with their 95% CI and the winning arm, strength up, stochasticity across).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class WorldMap:
     cells: list[CellResult]
     rank_correlation: dict[str, float | None]
     """Premise measure -> Spearman's ρ with the gap across cells (None: undefined)."""
+    rank_correlation_published: dict[str, float | None]
+    """Premise measure -> Spearman's ρ with GLAN as published's gap vs KLAN."""
     failed: dict[str, str] = field(default_factory=dict)
     """Cell -> error of the cells that failed (not in ``cells``)."""
 
@@ -55,8 +59,11 @@ class WorldMap:
     def build(cls, cfg: WorldSweepConfig, cells: list[CellResult],
               failed: dict[str, str] | None = None) -> WorldMap:  # fmt: skip
         gaps = [c.gap for c in cells]
+        published = [c.vs_klan["glan"]["usage"] for c in cells]
         rho = {m: spearman([c.premise[m] for c in cells], gaps) for m in PREMISE_MEASURES}
-        return cls(asdict(cfg), list(cells), rho, dict(failed or {}))
+        rho_pub = {m: spearman([c.premise[m] for c in cells], published)
+                   for m in PREMISE_MEASURES}  # fmt: skip
+        return cls(asdict(cfg), list(cells), rho, rho_pub, dict(failed or {}))
 
     def predictive(self) -> list[str]:
         """The premise measures whose ρ with the gap reaches ``RANK_TARGET``."""
@@ -64,7 +71,9 @@ class WorldMap:
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "cells": [c.to_dict() for c in self.cells],
-                "rank_correlation": self.rank_correlation, "rank_target": RANK_TARGET,
+                "rank_correlation": self.rank_correlation,
+                "rank_correlation_published": self.rank_correlation_published,
+                "rank_target": RANK_TARGET,
                 "predictive": self.predictive(), "failed": self.failed}  # fmt: skip
 
     def markdown(self) -> str:
@@ -80,16 +89,18 @@ class WorldMap:
             "winner = the learned arm of highest usage; λ of `glan_cg` chosen per cell on "
             "validation users.",
             "",
-            "| strength | stochasticity | gap (best GLAN − KLAN) | best GLAN | winner | λ | "
-            "KLAN vs logging | GLAN vs logging | glan_cg vs logging | PDR glan_cg vs KLAN | "
+            "| strength | stochasticity | gap (best GLAN − KLAN) | GLAN − KLAN | best GLAN | "
+            "winner | λ | KLAN vs logging | GLAN vs logging | glan_cg vs logging | "
+            "PDR glan_cg vs KLAN | "
             + " | ".join(PREMISE_MEASURES) + " | wall s |",
-            "|" + "---|" * (11 + len(PREMISE_MEASURES)),
+            "|" + "---|" * (12 + len(PREMISE_MEASURES)),
         ]
         for c in sorted(self.cells, key=lambda c: (c.strength, c.stochasticity)):
-            v = c.vs_logging
+            v, g = c.vs_logging, c.vs_klan["glan"]
             lines.append(
                 f"| {c.strength:g} | {c.stochasticity:g} | {c.gap:+.2f}% [{c.gap_low:+.2f}, "
-                f"{c.gap_high:+.2f}] | {c.best_glan} | {c.winner} | {c.critic_lambda:g}"
+                f"{c.gap_high:+.2f}] | {g['usage']:+.2f}% [{g['usage_low']:+.2f}, "
+                f"{g['usage_high']:+.2f}] | {c.best_glan} | {c.winner} | {c.critic_lambda:g}"
                 f"{' (DT adds nothing)' if c.dt_adds_nothing else ''} | "
                 f"{v['klan']['usage']:+.2f}% | {v['glan']['usage']:+.2f}% | "
                 f"{v['glan_cg']['usage']:+.2f}% | {c.vs_klan['glan_cg']['pdr']:+.1f}% | "
@@ -99,9 +110,14 @@ class WorldMap:
         lines += ["", "## Does the diagnostic predict the winner?", "",
                   f"Spearman's rank correlation across {len(self.cells)} cells between each "
                   f"premise measure and the gap (target ≥ {RANK_TARGET}):", "",
-                  "| premise measure | ρ with the gap |", "|---|---|"]  # fmt: skip
+                  "| premise measure | ρ with the gap (best GLAN) | ρ with GLAN − KLAN |",
+                  "|---|---|---|"]  # fmt: skip
+
+        def fmt(r: float | None) -> str:
+            return "undefined" if r is None else f"{r:+.2f}"
+
         for m, r in self.rank_correlation.items():
-            lines.append(f"| {m} | {'undefined' if r is None else f'{r:+.2f}'} |")
+            lines.append(f"| {m} | {fmt(r)} | {fmt(self.rank_correlation_published[m])} |")
         pred = self.predictive()
         lines += ["", ("Predictive: " + ", ".join(pred)) if pred
                   else f"No premise measure reaches ρ ≥ {RANK_TARGET}."]  # fmt: skip
@@ -112,7 +128,8 @@ class WorldMap:
 
 
 def plot_map(wmap: WorldMap, path: str) -> None:
-    """The phase diagram: the gap per cell (colour, with its CI) and the winner."""
+    """The phase diagram: per cell, the best GLAN variant's gap vs KLAN (left) and GLAN as
+    published's (right), colour and text with the 95% CI, and the cell's winner."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,27 +137,35 @@ def plot_map(wmap: WorldMap, path: str) -> None:
 
     cfg = wmap.config
     ss, zs = sorted(cfg["strengths"]), sorted(cfg["stochasticities"])
-    grid = np.full((len(ss), len(zs)), np.nan)  # (strengths, stochasticities)
     by = {(c.strength, c.stochasticity): c for c in wmap.cells}
-    for i, s in enumerate(ss):
-        for j, z in enumerate(zs):
-            if (s, z) in by:
-                grid[i, j] = by[(s, z)].gap
-    lim = max(1.0, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0)
-    fig, ax = plt.subplots(figsize=(1.9 * len(zs) + 2.2, 1.5 * len(ss) + 1.6))
-    im = ax.imshow(grid, origin="lower", cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    for i, s in enumerate(ss):
-        for j, z in enumerate(zs):
-            c = by.get((s, z))
-            text = (f"{c.gap:+.2f}%\n[{c.gap_low:+.2f}, {c.gap_high:+.2f}]\n{c.winner}"
-                    if c else f"failed\n{cell_name(s, z)}")  # fmt: skip
-            ax.text(j, i, text, ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(zs)), [f"{z:g}" for z in zs])
-    ax.set_yticks(range(len(ss)), [f"{s:g}" for s in ss])
-    ax.set_xlabel("user stochasticity (× page-duration noise)")
-    ax.set_ylabel(f"premise strength ({cfg['world']} mechanisms)")
-    ax.set_title("usage: best GLAN variant − KLAN (%), winner per cell")
-    fig.colorbar(im, ax=ax, label="gap (%)")
+    panels = (("best GLAN variant − KLAN", lambda c: (c.gap, c.gap_low, c.gap_high), True),
+              ("GLAN as published − KLAN", lambda c: tuple(c.vs_klan["glan"][k] for k in (
+                  "usage", "usage_low", "usage_high")), False))  # fmt: skip
+    fig, axes = plt.subplots(1, 2, figsize=(2 * (1.9 * len(zs) + 2.2), 1.5 * len(ss) + 1.8))
+    for ax, (title, value, winner) in zip(axes, panels, strict=True):
+        grid = np.full((len(ss), len(zs)), np.nan)  # (strengths, stochasticities)
+        for i, s in enumerate(ss):
+            for j, z in enumerate(zs):
+                if (s, z) in by:
+                    grid[i, j] = value(by[(s, z)])[0]
+        lim = max(1.0, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0)
+        im = ax.imshow(grid, origin="lower", cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+        for i, s in enumerate(ss):
+            for j, z in enumerate(zs):
+                c = by.get((s, z))
+                if c is None:
+                    text = f"failed\n{cell_name(s, z)}"
+                else:
+                    v, lo, hi = value(c)
+                    text = f"{v:+.2f}%\n[{lo:+.2f}, {hi:+.2f}]"
+                    text += f"\n{c.winner}" if winner else ""
+                ax.text(j, i, text, ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(zs)), [f"{z:g}" for z in zs])
+        ax.set_yticks(range(len(ss)), [f"{s:g}" for s in ss])
+        ax.set_xlabel("user stochasticity (× page-duration noise)")
+        ax.set_ylabel(f"premise strength ({cfg['world']} mechanisms)")
+        ax.set_title(f"usage: {title} (%)" + (", winner" if winner else ""), fontsize=9)
+        fig.colorbar(im, ax=ax, label="gap (%)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

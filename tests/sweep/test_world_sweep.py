@@ -114,10 +114,13 @@ def test_map_correlations_report_and_png(tmp_path):
     assert wmap.rank_correlation["delayed_share"] == pytest.approx(-1.0)
     assert wmap.rank_correlation["return_consistency"] is None
     assert wmap.predictive() == ["history_gain", "gap_closed"]
+    # GLAN as published trails glan_cg by one point in every cell: the same ranks
+    assert wmap.rank_correlation_published["history_gain"] == pytest.approx(1.0)
     write_map(wmap, str(tmp_path))
     md = (tmp_path / "world_map.md").read_text()
-    assert "| 1 | 1 | +2.00% [+1.00, +3.00] | glan_cg | glan_cg | 1 |" in md
-    assert "| return_consistency | undefined |" in md and "`s2_z1`: RuntimeError: boom" in md
+    assert "| 1 | 1 | +2.00% [+1.00, +3.00] | +1.00% [+0.00, +2.00] | glan_cg | glan_cg | 1 |" in md
+    assert "| return_consistency | undefined | undefined |" in md
+    assert "`s2_z1`: RuntimeError: boom" in md
     assert json.loads((tmp_path / "world_map.json").read_text())["predictive"] == [
         "history_gain", "gap_closed"]  # fmt: skip
     assert os.path.getsize(tmp_path / "world_map.png") > 10_000
