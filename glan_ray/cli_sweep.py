@@ -50,6 +50,9 @@ def add_sweep_worlds(sub: argparse._SubParsersAction) -> None:
                    help="cells at once (on a cluster: as many as its nodes hold)")
     p.add_argument("--cell-memory-gb", type=float, default=d.cell_memory_gb,
                    help="Ray logical memory each cell reserves")
+    p.add_argument("--map-only", action="store_true",
+                   help="no Tune run: write the map of the cells done under --out (a partial "
+                   "sweep's, or after a change to the report)")  # fmt: skip
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or local Ray)")
     p.set_defaults(func=_run_sweep_worlds)
 
@@ -59,7 +62,7 @@ def _run_sweep_worlds(args: argparse.Namespace) -> int:
 
     from glan_ray.runtime import init_ray
     from glan_ray.sweep.cell import WorldSweepConfig
-    from glan_ray.sweep.run import sweep_worlds
+    from glan_ray.sweep.run import map_cells, sweep_worlds
 
     cfg = WorldSweepConfig(
         out=args.out, world=args.world, strengths=args.strengths,
@@ -67,10 +70,13 @@ def _run_sweep_worlds(args: argparse.Namespace) -> int:
         lambdas=args.lambdas, lambda_users=args.lambda_users, concurrent=args.concurrent,
         cell_memory_gb=args.cell_memory_gb,
     )  # fmt: skip
-    print(f"sweep-worlds: {len(cfg.cells)} cells ({args.preset} preset) under {cfg.out}",
-          flush=True)  # fmt: skip
-    init_ray(args.address)
-    wmap = sweep_worlds(cfg)
+    if args.map_only:
+        wmap = map_cells(cfg)
+    else:
+        print(f"sweep-worlds: {len(cfg.cells)} cells ({args.preset} preset) under {cfg.out}",
+              flush=True)  # fmt: skip
+        init_ray(args.address)
+        wmap = sweep_worlds(cfg)
     print(wmap.markdown())
     print(f"map: {os.path.join(cfg.out, 'world_map.png')}, world_map.json, world_map.md")
     return 0 if not wmap.failed else 1

@@ -70,17 +70,34 @@ def sweep_worlds(cfg: WorldSweepConfig) -> WorldMap:
     for r in results:
         if r.error:
             key = cell_name(float(r.config["strength"]), float(r.config["stochasticity"]))
-            failed[key] = f"{type(r.error).__name__}: {r.error}"
-    cells = []
+            failed[key] = _short(r.error)
+    return map_cells(cfg, failed)
+
+
+def _short(error: BaseException) -> str:
+    """An error's type and its last message line (no traceback, no terminal colours)."""
+    import re
+
+    lines = [x.strip() for x in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines()]
+    last = next((x for x in reversed(lines) if x), "")
+    return f"{type(error).__name__}: {last}"[:300]
+
+
+def map_cells(cfg: WorldSweepConfig, failed: dict[str, str] | None = None) -> WorldMap:
+    """The map of the cells done under ``cfg.out`` (their ``cell.json``), written there; the
+    grid's other cells are listed as failed (``failed``'s error) or not run."""
+    cells, missing = [], {}
     for s, z in cfg.cells:
         done = storage.join(cfg.cell_dir(s, z), "cell.json")
         if storage.exists(done):
             cells.append(CellResult.from_dict(storage.read_json(done)))
+        else:
+            missing[cell_name(s, z)] = (failed or {}).get(cell_name(s, z), "not run")
     if not cells:
-        raise RuntimeError(f"every cell failed: {failed}")
-    wmap = WorldMap.build(cfg, cells, failed)
-    write_map(wmap, out)
+        raise RuntimeError(f"no cell done under {cfg.out}: {missing}")
+    wmap = WorldMap.build(cfg, cells, missing)
+    write_map(wmap, cfg.out)
     return wmap
 
 
-__all__ = ["sweep_worlds"]
+__all__ = ["map_cells", "sweep_worlds"]

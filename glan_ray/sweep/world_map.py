@@ -53,7 +53,7 @@ class WorldMap:
     rank_correlation_published: dict[str, float | None]
     """Premise measure -> Spearman's ρ with GLAN as published's gap vs KLAN."""
     failed: dict[str, str] = field(default_factory=dict)
-    """Cell -> error of the cells that failed (not in ``cells``)."""
+    """Cell -> why it is not in ``cells``: its error, or "not run"."""
 
     @classmethod
     def build(cls, cfg: WorldSweepConfig, cells: list[CellResult],
@@ -122,7 +122,7 @@ class WorldMap:
         lines += ["", ("Predictive: " + ", ".join(pred)) if pred
                   else f"No premise measure reaches ρ ≥ {RANK_TARGET}."]  # fmt: skip
         if self.failed:
-            lines += ["", "## Failed cells", ""]
+            lines += ["", "## Cells not in the map", ""]
             lines += [f"- `{k}`: {v}" for k, v in self.failed.items()]
         return "\n".join(lines) + "\n"
 

@@ -131,3 +131,29 @@ def test_lambda_grid_is_checked_before_any_play():
     for bad in ([1.0], [-1.0, 1.0], [0.0, float("inf")]):
         with pytest.raises(ValueError, match="lambdas: need at least two finite values >= 0"):
             tune_critic_lambda(play, bad)
+
+
+def test_map_of_a_partial_sweep_lists_the_missing_cells(tmp_path, capsys):
+    from glan_ray import storage
+    from glan_ray.cli import main
+    from glan_ray.sweep.run import _short, map_cells
+
+    cfg = WorldSweepConfig(out=str(tmp_path), strengths=(0, 0.5, 1), stochasticities=(1,))
+    premise = dict.fromkeys(("history_gain", "gap_closed", "delayed_share",
+                             "return_consistency"), 0.0)  # fmt: skip
+    for s in (0.0, 1.0):
+        c = _cell(s, 1.0, s, {**premise, "history_gain": s})
+        storage.write_json(os.path.join(cfg.cell_dir(s, 1.0), "cell.json"), c.to_dict())
+    wmap = map_cells(cfg, {"s0.5_z1": "RuntimeError: boom"})
+    assert [c.strength for c in wmap.cells] == [0.0, 1.0]
+    assert wmap.failed == {"s0.5_z1": "RuntimeError: boom"}
+    assert map_cells(cfg).failed == {"s0.5_z1": "not run"}
+    argv = ["sweep-worlds", "--out", str(tmp_path), "--strengths", "0,0.5,1",
+            "--stochasticities", "1", "--map-only"]  # fmt: skip
+    assert main(argv) == 1  # a cell is missing
+    assert "`s0.5_z1`: not run" in capsys.readouterr().out
+    assert (tmp_path / "world_map.png").exists()
+    with pytest.raises(RuntimeError, match="no cell done under"):
+        map_cells(WorldSweepConfig(out=str(tmp_path / "empty")))
+    err = RuntimeError("Traceback ...\n  File x\n\x1b[36mValueError: bad cell\x1b[39m\n")
+    assert _short(err) == "RuntimeError: ValueError: bad cell"
