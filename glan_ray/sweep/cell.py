@@ -23,6 +23,7 @@ killed cell resumes at its first unfinished pipeline stage (``sweep.run`` runs t
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -90,6 +91,9 @@ class WorldSweepConfig:
         for s in self.strengths:
             for z in self.stochasticities:
                 WorldSpec(self.world, s, z)  # a bad value raises, naming it
+        lams = [float(x) for x in self.lambdas]
+        if len(set(lams)) < 2 or min(lams) < 0 or not all(math.isfinite(x) for x in lams):
+            raise ValueError(f"lambdas: need at least two finite values >= 0; got {lams}")
         if self.concurrent < 1:
             raise ValueError(f"concurrent must be >= 1; got {self.concurrent}")
         if not self.cell_memory_gb > 0:

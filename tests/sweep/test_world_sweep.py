@@ -35,6 +35,8 @@ def test_grid_cells_specs_and_checks():
         WorldSweepConfig(preset="huge")
     with pytest.raises(ValueError, match="concurrent must be >= 1"):
         WorldSweepConfig(concurrent=0)
+    with pytest.raises(ValueError, match="lambdas: need at least two finite values >= 0"):
+        WorldSweepConfig(lambdas=(0.0, float("inf")))
 
 
 def test_pipeline_only_runs_a_closed_subset():
