@@ -1,10 +1,11 @@
-"""Generate the datasets: simulator shards on Ray actors, Parquet written with Ray Data.
+"""Generate the datasets: simulator shards on Ray actors, Parquet written by Ray tasks.
 
 Users are split into shards of whole RNG blocks; each shard lives in a ``ShardSimulator`` actor
 that carries its users' state from day to day. Work proceeds in waves (a group of shards × a
-chunk of days): the actors return one Arrow table per dataset, and Ray Data writes them as
-Parquet (``<out>/<dataset>/part-<wave>-<shard>/``) while the actors already simulate the next
-wave.
+chunk of days): the actors return one Arrow table per dataset, and one task per table writes
+it with pyarrow as ``<out>/<dataset>/part-<wave>-<shard>/<dataset>-0000-0.parquet`` (rows in
+the simulator's order, which label_hrm and the history features rely on) while the actors
+already simulate the next wave. Ray Data reads them.
 Only about one wave is in memory at a time, so memory stays flat in the number of users.
 File names are deterministic, so the same seed gives byte-identical Parquet.
 """
@@ -19,9 +20,9 @@ from typing import Any
 
 import pyarrow as pa
 import ray
-from ray.data.datasource import FilenameProvider
 
 from glan_ray import schema, storage
+from glan_ray.data.parts import write_part
 from glan_ray.data.summary import SimSummary
 from glan_ray.data.tables import day_tables
 from glan_ray.sim.baselines import make_policy
@@ -110,20 +111,8 @@ class ShardSimulator:
             for name, t in tables.items():
                 parts.setdefault(name, []).append(t)
             summary = summary + SimSummary.of_day(log, {n: t.num_rows for n, t in tables.items()})
-        # One chunk per table: Ray Data's writer may reorder a block's chunks, which would make
-        # the files differ from run to run.
+        # One chunk per table (one row group order to write, the same files from run to run).
         return (*(pa.concat_tables(ts).combine_chunks() for ts in parts.values()), summary)
-
-
-class _FixedFilename(FilenameProvider):
-    """Deterministic names: <dataset>-<task>.parquet (inside a part directory)."""
-
-    def __init__(self, dataset: str):
-        super().__init__(file_format="parquet")
-        self.prefix = dataset
-
-    def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-        return f"{self.prefix}-{task_index:04d}.parquet"
 
 
 def _layout(opts: GenerateOptions, block: int, cpus: int) -> tuple[list[tuple[int, int]], int]:
@@ -186,8 +175,7 @@ def generate(
         days_per_wave,
     )
     names = opts.datasets
-    # Writes must keep the rows in shard order for the files to be reproducible.
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    write_task = ray.remote(num_cpus=0)(write_part)
     total, wave = SimSummary(), 0
     for g in range(0, len(shards), cpus):
         group = shards[g : g + cpus]
@@ -207,16 +195,16 @@ def generate(
             refs = pending
             if i + 1 < len(chunks):
                 pending = launch(chunks[i + 1])  # simulate the next wave while this one writes
-            for j, name in enumerate(names):
-                for k, r in enumerate(refs):
-                    # One shard's table is one block, hence exactly one file; a fresh directory
-                    # per (wave, shard) lets the file name stay fixed (append mode would need
-                    # random names), so the same seed gives the same files.
-                    ray.data.from_arrow_refs([r[j]]).write_parquet(
-                        f"{out}/{name}/part-{wave:05d}-{g + k:05d}",
-                        mode="overwrite",
-                        filename_provider=_FixedFilename(name),
-                    )
+            writes = [
+                # One file per (wave, shard, dataset), written by pyarrow in a task beside the
+                # table: Ray Data's Parquet sink split a 142,722-row block into batches and wrote
+                # them out of order (row groups 32768, 32768, 11650, 32768, 32768), so the
+                # sessions no longer lined up with the trajectories (caught by label_hrm).
+                write_task.remote(r[j], storage.join(
+                    out, name, f"part-{wave:05d}-{g + k:05d}", f"{name}-0000-0.parquet"))
+                for j, name in enumerate(names) for k, r in enumerate(refs)
+            ]  # fmt: skip
+            ray.get(writes)
             summaries = ray.get([r[-1] for r in refs])
             for s in summaries:
                 total = total + s

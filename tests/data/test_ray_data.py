@@ -69,6 +69,26 @@ def test_read_back_equals_in_memory_simulation(run_dir):
     assert table.sort_by(keys).equals(expected.sort_by(keys))
 
 
+def test_each_part_keeps_the_simulators_row_order(run_dir):
+    """Sessions line up with their part's trajectories row for row (label_hrm needs it): Ray
+    Data's Parquet sink once wrote a large table's batches out of order."""
+    import numpy as np
+
+    from glan_ray.data.parts import matching_parts, read_part
+
+    out, _ = run_dir
+    parts = matching_parts(out, "sessions", "trajectories")
+    assert parts
+    for _, sess_file, traj_file in parts:
+        sess, traj = read_part(sess_file), read_part(traj_file)
+        n = traj.column("n_steps").to_numpy()
+        for key in ("user_id", "day"):
+            assert np.array_equal(np.repeat(traj.column(key).to_numpy(), n),
+                                  sess.column(key).to_numpy())  # fmt: skip
+        starts = np.repeat(np.cumsum(n) - n, n)
+        assert np.array_equal(np.arange(n.sum()) - starts, sess.column("session_idx").to_numpy())
+
+
 def test_same_seed_gives_identical_parquet_and_layout_does_not_matter(ray_session, tmp_path):
     cfg = SimConfig(seed=11, block_size=100)
     a, b, c = (str(tmp_path / x) for x in "abc")
