@@ -154,7 +154,7 @@ def plot_map(wmap: WorldMap, path: str) -> None:
             for j, z in enumerate(zs):
                 c = by.get((s, z))
                 if c is None:
-                    text = f"failed\n{cell_name(s, z)}"
+                    text = f"no result\n{cell_name(s, z)}"
                 else:
                     v, lo, hi = value(c)
                     text = f"{v:+.2f}%\n[{lo:+.2f}, {hi:+.2f}]"
