@@ -176,6 +176,10 @@ def generate(
     )
     names = opts.datasets
     write_task = ray.remote(num_cpus=0)(write_part)
+    # Kept from when Ray Data wrote the files: later reads in this process (the pipeline's
+    # stages at --parallel 1, the tests) stream in a fixed order, which the replay-equals-stream
+    # checks of the trainers rely on.
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     total, wave = SimSummary(), 0
     for g in range(0, len(shards), cpus):
         group = shards[g : g + cpus]
