@@ -224,7 +224,7 @@ class PipelineConfig:
         if self.preset not in PRESETS:
             raise ValueError(f"preset: unknown {self.preset!r}; expected one of {list(PRESETS)}")
         if self.only is not None:
-            full = ALL_STAGES if self.incumbent else STAGES
+            full = self._all_stages
             unknown = [x for x in self.only if x not in full]
             if unknown:
                 raise ValueError(f"only: unknown stage(s) {unknown}; stages: {full}")
@@ -244,10 +244,14 @@ class PipelineConfig:
             Exploration.parse(self.incumbent_explore)
 
     @property
+    def _all_stages(self) -> tuple[str, ...]:
+        """``STAGES``, and ``GEN1_STAGES`` with an incumbent."""
+        return ALL_STAGES if self.incumbent else STAGES
+
+    @property
     def stages(self) -> tuple[str, ...]:
-        """The stages of this run: ``STAGES``, and ``GEN1_STAGES`` with an incumbent; with
-        ``only``, those of them."""
-        full = ALL_STAGES if self.incumbent else STAGES
+        """The stages of this run: ``_all_stages``, with ``only`` those of them."""
+        full = self._all_stages
         return full if self.only is None else tuple(x for x in full if x in self.only)
 
     @property
