@@ -219,6 +219,7 @@ def main() -> None:
             draws[name].append(arm)
             base[arm] = "klan"
     options: list[str] = []
+    dirs = {a: os.path.join(args.run, a) for a in base}  # each arm's models directory
     if args.critic_guided:
         dt_name, klan_name = next(iter(variants)), next(iter(klan_variants))
         for cg in [*args.critic_guided, "iit"]:
@@ -227,19 +228,15 @@ def main() -> None:
             draws[cg] = []
         for d in range(args.draws):
             naive = f"{args.cg_naive}_{d}" if args.cg_naive else None
-            _link_cg_draw(args, d, f"{dt_name}_{d}", naive, f"{klan_name}_{d}")
+            cg_dir = _link_cg_draw(args, d, f"{dt_name}_{d}", naive, f"{klan_name}_{d}")
             for cg in args.critic_guided:
                 arm = f"{cg}_{d}"
-                base[arm] = cg
+                base[arm], dirs[arm] = cg, cg_dir
                 draws[cg].append(arm)
                 if args.critic_lambda is not None:
                     options.append(f"--arm-option={arm}.critic_lambda={args.critic_lambda}")
-            base[f"iit_{d}"] = "klan_iit"
+            base[f"iit_{d}"], dirs[f"iit_{d}"] = "klan_iit", cg_dir
             draws["iit"].append(f"iit_{d}")
-    dirs = {a: os.path.join(args.run, a) for a in base}
-    for cg in [*args.critic_guided, "iit"] if args.critic_guided else ():
-        for d, arm in enumerate(draws[cg]):
-            dirs[arm] = os.path.join(args.run, f"cg_{d}")
     if args.train_only:
         print(json.dumps({"train_s": train_s, "draws": draws}, indent=1))
         return
