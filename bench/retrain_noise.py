@@ -19,6 +19,11 @@ arm and of ``iit`` share their critic, so their difference is what the DT adds.
         --klan-iterations 32 --klan-variant klan=patience=2 --critic-guided glan_cg \
         glan_cg_no_lrtg glan_cg_no_hrm --cg-naive naive --critic-lambda 1
 
+ACT (advantage-conditioned tokens, issue 29) over the same critics: ``--variant
+act=act_critic={klan_cql}`` trains DT draw i with KLAN draw i's CQL as its critic (``{klan_cql}``
+is replaced by that export's path; KLAN's draws train first), and ``vs_same_critic`` pairs draw i
+of ``act`` with ``iit`` draw i (needs ``--critic-guided``, which plays ``iit``).
+
 Prints the figures and writes them to ``--results``. Reruns skip the draws already trained;
 ``--train-only`` stops before the A/B (to tune λ on a draw's models first).
 """
@@ -40,6 +45,8 @@ from glan_ray.eval.stats import compare
 
 GLAN_MODELS = ("lrtg", "hrm")
 """Exports the GLAN arm reads besides its DT, copied from ``--models`` into each draw's."""
+KLAN_CQL = "{klan_cql}"
+"""In a --variant's fields: the path of the same draw's KLAN CQL export (ACT's critic)."""
 KLAN_MODELS = ("isp", "am")
 """Exports the KLAN arm reads besides its CQL, copied from ``--models`` into each KLAN draw's
 (``--klan-draws``: KLAN's retraining noise is its CQL's; ISP and AM stay the run's)."""
@@ -199,17 +206,15 @@ def main() -> None:
     if args.cg_naive is not None and args.cg_naive not in variants:
         raise SystemExit(f"--cg-naive {args.cg_naive!r}: not a --variant name {sorted(variants)}")
 
+    same_critic_variants = [v for v, sets in variants.items() if any(KLAN_CQL in x for x in sets)]
+    if same_critic_variants and not (args.critic_guided and args.klan_draws == args.draws):
+        raise SystemExit(f"--variant {same_critic_variants[0]}: {KLAN_CQL} needs --critic-guided "
+                         "and --klan-draws equal to --draws")  # fmt: skip
     train_s: dict[str, float] = {}
     draws: dict[str, list[str]] = {}
-    for name, sets in variants.items():
-        draws[name] = []
-        for d in range(args.draws):
-            arm = f"{name}_{d}"
-            train_s[arm] = round(_train_draw(args, sets, d, os.path.join(args.run, arm)), 1)
-            draws[name].append(arm)
-    base = {a: "glan" for v in draws.values() for a in v}
+    base: dict[str, str] = {}
     for name, sets in klan_variants.items() if args.klan_draws else ():
-        if name in draws:
+        if name in variants:
             raise SystemExit(f"KLAN variant {name!r}: the name is taken by a DT variant")
         draws[name] = []
         for d in range(args.klan_draws):
@@ -218,10 +223,20 @@ def main() -> None:
             train_s[arm] = round(_train_klan_draw(args, d, out, sets), 1)
             draws[name].append(arm)
             base[arm] = "klan"
+    klan_name = next(iter(klan_variants))
+    for name, sets in variants.items():
+        draws[name] = []
+        for d in range(args.draws):
+            arm = f"{name}_{d}"
+            critic = os.path.abspath(os.path.join(args.run, f"{klan_name}_{d}", "cql"))
+            sets_d = [x.replace(KLAN_CQL, critic) for x in sets]
+            train_s[arm] = round(_train_draw(args, sets_d, d, os.path.join(args.run, arm)), 1)
+            draws[name].append(arm)
+            base[arm] = "glan"
     options: list[str] = []
     dirs = {a: os.path.join(args.run, a) for a in base}  # each arm's models directory
     if args.critic_guided:
-        dt_name, klan_name = next(iter(variants)), next(iter(klan_variants))
+        dt_name = next(iter(variants))
         for cg in [*args.critic_guided, "iit"]:
             if cg in draws:
                 raise SystemExit(f"critic-guided arm {cg!r}: the name is taken by a variant")
@@ -277,7 +292,7 @@ def main() -> None:
                     for r in args.references[:1] for m in args.metrics
                 }  # fmt: skip
     same_critic: dict[str, dict] = {}
-    for cg in args.critic_guided:
+    for cg in [*args.critic_guided, *same_critic_variants]:
         same_critic[cg] = {}
         for m in args.metrics:
             pairs = [_compare(units, a, b, m) for a, b in zip(draws[cg], draws["iit"], strict=True)]

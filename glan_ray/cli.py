@@ -524,7 +524,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_pipeline(sub: argparse._SubParsersAction) -> None:
-    from glan_ray.pipeline import ALL_STAGES, PRESETS, STAGES
+    from glan_ray.pipeline import ALL_STAGES, GEN1_STAGES, PRESETS, STAGES
 
     p = sub.add_parser(
         "pipeline",
@@ -533,7 +533,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
         "trajectories with HRM -> train CQL, DT, DT on naive reward (RLlib) -> simulated A/B "
         "of every arm -> report.md, all under --out. Finished stages are skipped on a rerun, "
         "so a killed run resumes where it stopped. Stages: " + ", ".join(STAGES) + "; with "
-        "--incumbent ARM, generation 1 after them: " + ", ".join(ALL_STAGES[len(STAGES) :]) + ".",
+        "--incumbent ARM, generation 1 after them: " + ", ".join(GEN1_STAGES) + ".",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--preset", default="demo", choices=list(PRESETS), help="run size")

@@ -106,4 +106,9 @@ def random_models(tmp_path_factory) -> str:
         dt = DecisionTransformer(DTConfig(context_len=4, embed_dim=8, n_heads=2, n_layers=1))
         meta = dataclasses.asdict(dt.cfg)
         save_checkpoint(os.path.join(out, name), "dt", dt, meta, {}, None, {"rtg_scale": 3600.0})
+    # glan_act's DT: the same architecture with an ACT command head ĉ(s) = 0.1·s₀ − 300 s
+    command = [0.0] * (OBS_DIM + 1)
+    command[0], command[-1] = 0.1, -300.0
+    save_checkpoint(os.path.join(out, "dt_act"), "dt", dt, meta, {}, None,
+                    {"rtg_scale": 3600.0, "command": command})  # fmt: skip
     return out

@@ -296,6 +296,50 @@ def rtg_baseline_s(obs: np.ndarray, coef: Sequence[float]) -> np.ndarray:
     return np.asarray(obs, dtype=np.float64) @ c[:-1] + c[-1]
 
 
+def return_tokens_s(
+    rtg_s: np.ndarray, obs: np.ndarray, baseline: Sequence[float] = (),
+    command: Sequence[float] = (),
+) -> np.ndarray:
+    """The DT's return tokens in seconds (divide by ``rtg_scale`` to feed them), one formula
+    for the training windows' inference twin, the simulator and Serve: rtg_s (...) the GLAN
+    loop's R̂ (s), obs (..., D) -> (...) float64.
+
+    - GLAN as published: R̂;
+    - advantage tokens (``DTRecord.rtg_baseline``): R̂ − b(s);
+    - advantage-conditioned tokens (ACT, ``DTRecord.command``): the command head's ĉ(s), the
+      advantage the DT is asked to reach from this state; R̂ is not read.
+    """
+    if len(command):
+        return rtg_baseline_s(obs, command)  # the same linear form: ĉ(s) = w·s + c
+    rtg = np.asarray(rtg_s, dtype=np.float64)
+    return rtg - rtg_baseline_s(obs, baseline) if len(baseline) else rtg
+
+
+def fit_expectile(
+    x: np.ndarray, y: np.ndarray, tau: float, ridge: float = 1e-3, iters: int = 50
+) -> list[float]:
+    """Linear expectile regression of y (N,) on [x, 1] (x (N, D)): the coefficients (D + 1,)
+    minimising Σ |τ − 1[y < ŷ]| (y − ŷ)² + ridge × the mean diagonal × |w|² (the intercept
+    unpenalised), by iteratively reweighted least squares from the least-squares fit. τ = 0.5
+    is least squares; τ → 1 follows the top of y given x (ACT's command head, Reinformer's
+    attainable return)."""
+    if not 0.0 < tau < 1.0:
+        raise ValueError(f"expectile tau must be in (0, 1); got {tau}")
+    xa = np.concatenate([np.asarray(x, np.float64), np.ones((len(y), 1))], 1)  # (N, D + 1)
+    y = np.asarray(y, np.float64)
+    w = np.full(len(y), 0.5)
+    coef = np.zeros(xa.shape[1])
+    for _ in range(iters):
+        xtx = (xa * w[:, None]).T @ xa  # (D + 1, D + 1)
+        new = np.asarray(fit_rtg_baseline(xtx, xa.T @ (w * y), ridge))
+        w_new = np.where(y < xa @ new, 1.0 - tau, tau)
+        done = np.array_equal(w_new, w) or np.allclose(new, coef, rtol=1e-9, atol=1e-9)
+        coef, w = new, w_new
+        if done:
+            break
+    return coef.tolist()
+
+
 def fit_rtg_baseline(xtx: np.ndarray, xty: np.ndarray, ridge: float = 1e-3) -> list[float]:
     """Least squares of the remaining return on [s, 1] from its sums Σ x xᵀ (D+1, D+1) and
     Σ x y (D+1,), with a ridge of ``ridge`` × the mean diagonal (the intercept unpenalised)."""

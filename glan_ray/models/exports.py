@@ -4,7 +4,8 @@ Training writes it (``models.checkpoint.save_checkpoint``), everything that load
 it back typed (``ModelRunner.record``): the values a model's user needs beside its weights.
 
 - ``lrtg``: a, b of L_rel = (ŷ_wt − a·ln(1 + ŷ_se) − b)², fitted on the training labels;
-- ``dt``: the RTG scale of its tokens and the gain g of R̂₁ = g · forecast (GLAN §5.2);
+- ``dt``: the RTG scale of its tokens, the gain g of R̂₁ = g · forecast (GLAN §5.2), and the
+  coefficients of its token variant (advantage tokens' baseline, ACT's command head);
 - ``cql``: the softmax temperature of its Q-values (KLAN's IIT scores) and the history features
   its input has beyond ``obs`` (none but for ``klan_iit_hist``);
 - every supervised export: the epoch it was taken at, its validation metrics and the rows the
@@ -55,6 +56,11 @@ class DTRecord(ExportRecord):
     """Advantage tokens (``DTConfig.advantage_tokens``): the coefficients (OBS_DIM weights, then
     the intercept; seconds) of the linear baseline b(s) of the remaining return the DT's tokens
     are relative to, (R̂_t − b(s_t)) / rtg_scale; empty: GLAN's tokens R̂_t / rtg_scale."""
+    command: tuple[float, ...] = ()
+    """Advantage-conditioned tokens (ACT, ``DTConfig.act_critic``): the coefficients (OBS_DIM
+    weights, then the intercept; seconds) of the linear command head ĉ(s), the τ-expectile of
+    the critic's advantage Q(s, a) − V(s) given the state; every token is ĉ(s_t) / rtg_scale
+    and the GLAN loop's R̂ is not read. Empty: return tokens."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -62,11 +68,15 @@ class DTRecord(ExportRecord):
 
         from glan_ray.schema import OBS_DIM
 
-        b = tuple(float(x) for x in self.rtg_baseline)
-        if b and (len(b) != OBS_DIM + 1 or not all(math.isfinite(x) for x in b)):
-            raise ValueError(f"DTRecord.rtg_baseline must be empty or {OBS_DIM + 1} finite "
-                             f"numbers; got {len(b)} values")  # fmt: skip
-        object.__setattr__(self, "rtg_baseline", b)
+        for name in ("rtg_baseline", "command"):
+            b = tuple(float(x) for x in getattr(self, name))
+            if b and (len(b) != OBS_DIM + 1 or not all(math.isfinite(x) for x in b)):
+                raise ValueError(f"DTRecord.{name} must be empty or {OBS_DIM + 1} finite "
+                                 f"numbers; got {len(b)} values")  # fmt: skip
+            object.__setattr__(self, name, b)
+        if self.rtg_baseline and self.command:
+            raise ValueError("DTRecord: rtg_baseline (advantage tokens) and command (ACT) are "
+                             "alternatives; set one")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,10 @@ window is cached (``DTRowCache``): an entry feeds only its new tokens [a_{t−1}
 which gives the logits of the full forward over the window (``window_logits``, what Serve runs
 per request) at a fraction of the cost.
 
+Advantage-conditioned tokens (ACT; a DT trained with ``act_critic``, the ``glan_act`` arm): every
+token is the export's command head ĉ(s_t) (``models.dt.return_tokens_s``); R̂₁ and r̂ are then
+not read, so the arm runs without L-RTG and HRM.
+
 Critic-guided selection (``critic``: a CQL export; the ``glan_cg`` arms): the page is
 argmax_a [log π_DT(a | h) + λ·Â(s, a)/T] (``glan_step.critic_guided_scores``; Critic-Guided DT,
 Wang et al. 2024; QT, Hu et al. 2024) and π is the softmax of those scores, so sampling from π
@@ -24,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from glan_ray.models.dt import DTRowCache, rtg_baseline_s
+from glan_ray.models.dt import DTRowCache, return_tokens_s
 from glan_ray.policy import glan_step
 from glan_ray.policy.context import completed_session_columns, daily_columns
 from glan_ray.policy.explore import Exploration, ExploringPolicy
@@ -46,6 +50,7 @@ def window_logits(
     obs_now: np.ndarray,
     rtg_scale: float,
     baseline: Sequence[float] = (),
+    command: Sequence[float] = (),
 ) -> torch.Tensor:
     """The DT's logits for the current entry of B user-days: (B, A).
 
@@ -53,7 +58,8 @@ def window_logits(
     past_obs (B, S, D) and past_actions (B, S) of today's sessions; t (B,) sessions finished;
     obs_now (B, D). The window is the sessions since the last multiple of K up to the current
     one, exactly as the training windows are cut; R̂ at session j is r1 − Σ_{j' < j} r_j'.
-    ``baseline`` (``DTRecord.rtg_baseline``): tokens are R̂_j − b(s_j) (advantage tokens).
+    ``baseline`` (``DTRecord.rtg_baseline``): tokens are R̂_j − b(s_j) (advantage tokens);
+    ``command`` (``DTRecord.command``): tokens are ĉ(s_j) (ACT; ``models.dt.return_tokens_s``).
     """
     k = net.cfg.context_len
     t = np.asarray(t, dtype=np.int64)
@@ -77,8 +83,7 @@ def window_logits(
     else:
         acts = np.zeros((b, width), dtype=np.int64)
     x_obs[np.arange(b), n - 1] = obs_now  # the current entry
-    if len(baseline):
-        rtg = rtg - rtg_baseline_s(x_obs, baseline)  # (B, W) advantage tokens
+    rtg = return_tokens_s(rtg, x_obs, baseline, command)  # (B, W) seconds
     dev = next(net.parameters()).device  # a Serve replica on a GPU holds the DT there
     logits = net(
         torch.from_numpy((np.where(valid, rtg, 0.0) / rtg_scale).astype(np.float32)).to(dev),
@@ -123,6 +128,7 @@ class GlanPolicy(ExploringPolicy):
         self.k = self.net.cfg.context_len
         self.rtg_scale = self.dt.record.rtg_scale
         self.baseline = self.dt.record.rtg_baseline  # () unless advantage tokens
+        self.command = self.dt.record.command  # () unless ACT's command head
         self.target_gain = glan_step.target_gain(self.dt.record, target_gain)
         self.lrtg = ModelRunner(lrtg, "lrtg") if lrtg else None
         self.hrm = ModelRunner(hrm, "hrm") if hrm else None
@@ -174,9 +180,7 @@ class GlanPolicy(ExploringPolicy):
             c = np.flatnonzero(cached)
             # eq. 30 session by session: R̂_t = R̂₁ − Σ_{j < t} r̂_j (r is 0 beyond t)
             rtg = glan_step.next_rtg(self._r1[rows[c]], r[c].sum(1))
-            if self.baseline:
-                rtg = rtg - rtg_baseline_s(obs.obs[c], self.baseline)  # advantage tokens
-            rtg = rtg / self.rtg_scale
+            rtg = return_tokens_s(rtg, obs.obs[c], self.baseline, self.command) / self.rtg_scale
             prev = np.where(t[c] > 0, history.action[rows[c], np.maximum(t[c] - 1, 0)], 0)
             last[c] = self.net.step_rows(
                 self._cache, rows[c], torch.from_numpy(np.asarray(rtg, dtype=np.float32)),
@@ -196,6 +200,7 @@ class GlanPolicy(ExploringPolicy):
                 obs.obs[u],
                 self.rtg_scale,
                 self.baseline,
+                self.command,
             )
         self.last_logits = last
         if self.critic is None:

@@ -5,7 +5,8 @@
 ``cql_hist`` (the same CQL over obs ⊕ the history features: ``glan-ray train cql --history``),
 ``dt`` (trained on HRM rewards) and ``dt_naive`` (the same DT trained on the naive session
 duration: ``--set reward_column=reward --out`` to ``dt_naive``). The critic-guided GLAN arms
-(``glan_cg`` and its ablations) read ``cql`` beside their DT as the critic.
+(``glan_cg`` and its ablations) read ``cql`` beside their DT as the critic; ``glan_act`` reads
+``dt_act`` (the same DT with advantage-conditioned tokens: ``--set act_critic=MODELS/cql``).
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ ARMS: dict[str, Callable[..., Policy]] = {
     "glan_cg": _glan("dt", lrtg=True, hrm=True, name="glan_cg", critic="cql"),
     "glan_cg_no_lrtg": _glan("dt", lrtg=False, hrm=True, name="glan_cg_no_lrtg", critic="cql"),
     "glan_cg_no_hrm": _glan("dt_naive", lrtg=True, hrm=False, name="glan_cg_no_hrm", critic="cql"),
+    # ACT's tokens are its command head's ĉ(s): R̂₁ and r̂ are not read, L-RTG and HRM not loaded
+    "glan_act": _glan("dt_act", lrtg=False, hrm=False, name="glan_act"),
     "oracle": lambda m, cfg: OraclePolicy(cfg),
 }
 """Arm name -> builder(models_dir, sim_config, **options). ``klan_isp`` and ``klan_iit`` are
@@ -123,15 +126,19 @@ same policy) and ``cql_static`` is IIT with a static conservative coefficient. `
 is IIT over obs ⊕ the history features (``schema.HIST_FEATURES``), the control arm that tells
 "GLAN models sequences" from "GLAN sees more of the day than obs". ``glan_cg`` is GLAN as
 published choosing argmax_a [log π_DT(a | h) + λ·Â(s, a)/T] with the ``cql`` export as the
-critic (``policy.glan``); ``glan_cg_no_lrtg`` / ``glan_cg_no_hrm`` are its ablations."""
+critic (``policy.glan``); ``glan_cg_no_lrtg`` / ``glan_cg_no_hrm`` are its ablations.
+``glan_act`` is the DT with advantage-conditioned tokens (ACT, ``DTConfig.act_critic``)."""
 ALIASES = {"cql": "klan_iit"}
 """Arm -> the arm it is another name of (both run when both are asked for)."""
 GLAN_ARMS = ("glan", "glan_no_lrtg", "glan_no_hrm", "dt")
 """GLAN as published and its ablations."""
 CRITIC_GUIDED_ARMS = ("glan_cg", "glan_cg_no_lrtg", "glan_cg_no_hrm")
 """GLAN with critic-guided selection and its ablations."""
+ACT_ARMS = ("glan_act",)
+"""The DT with advantage-conditioned tokens (ACT). It has no L-RTG or HRM to ablate: its command
+head replaces R̂₁, its critic's advantage the HRM-decremented return."""
 LEARNED_ARMS = ("klan", "klan_isp", "klan_iit", "cql", "cql_static", "klan_iit_hist", *GLAN_ARMS,
-                *CRITIC_GUIDED_ARMS)  # fmt: skip
+                *CRITIC_GUIDED_ARMS, *ACT_ARMS)  # fmt: skip
 """The arms with a learned distribution π, which can explore (``policy.explore``)."""
 ARM_OPTIONS: dict[str, tuple[str, ...]] = {
     **{a: ("explore",) for a in LEARNED_ARMS},

@@ -259,8 +259,8 @@ def algorithm_config(cfg: RLTrainConfig) -> Any:
     ac.replay_batches = cfg.replay_batches
     if cfg.patience:
         ac.holdout_fraction = cfg.val_fraction  # the pre-learner leaves these users out
-    if hasattr(ac, "measure_baseline"):  # the DT's advantage tokens, fitted before the build
-        ac = ac.measure_baseline()
+    if hasattr(ac, "measure_tokens"):  # the DT's token variant, fitted before the build
+        ac = ac.measure_tokens()
     return ac
 
 

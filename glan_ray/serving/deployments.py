@@ -190,6 +190,7 @@ class DTModel(_Loaded):
             np.asarray([r["obs_now"] for r in reqs], dtype=np.float32),
             self.runner.record.rtg_scale,
             self.runner.record.rtg_baseline,
+            self.runner.record.command,
         )  # (B, A)
         if self.critic is not None:
             obs_now = np.asarray([r["obs_now"] for r in reqs], dtype=np.float32)

@@ -5,8 +5,8 @@ a ``strength`` (0: the default world, 1: the premise world) × a user ``stochast
 multiplier of the page durations' log-normal noise: the user's luck in a day's return). Each
 cell is one Tune trial that, in its own directory ``<out>/cells/<cell>``:
 1. runs the pipeline's stages up to the trained policies at the preset's budget
-   (``CELL_STAGES``: simulate, the premise diagnostics, L-RTG, HRM, ISP, AM, HRM labels, CQL and
-   the DT);
+   (``CELL_STAGES``: simulate, the premise diagnostics, L-RTG, HRM, ISP, AM, HRM labels, CQL, the
+   DT and ACT's DT);
 2. chooses critic-guided GLAN's λ on validation users of the same world
    (``eval.critic_lambda``: users and a seed none of the A/B's);
 3. plays the A/B of ``CELL_ARMS`` at the preset's size (the same users in every arm);
@@ -15,7 +15,8 @@ cell is one Tune trial that, in its own directory ``<out>/cells/<cell>``:
 
 A trial reserves no CPU (its pipeline's trainers, learners and A/B tasks reserve their own) and
 ``cell_memory_gb`` of Ray's logical memory; ``concurrent`` cells run at once, so a cluster runs
-the grid in parallel with no change. A cell whose ``cell.json`` exists is not run again; a
+the grid in parallel with no change. A cell whose ``cell.json`` holds every GLAN variant is not
+run again (one done before a variant joined trains what it lacks and plays its A/B again); a
 killed cell resumes at its first unfinished pipeline stage (``sweep.run`` runs the grid;
 ``sweep.world_map`` turns the cells into the phase diagram, the JSON and the Markdown report).
 """
@@ -35,11 +36,13 @@ logger = logging.getLogger(__name__)
 
 CELL_STAGES = (
     "simulate", "diagnose", "train_lrtg", "train_hrm", "train_isp", "train_am", "label_hrm",
-    "train_cql", "train_dt",
+    "train_cql", "train_dt", "train_dt_act",
 )  # fmt: skip
-"""The pipeline stages a cell runs (``pipeline.STAGES`` without the ablations' trainings)."""
-GLAN_VARIANTS = ("glan", "glan_cg")
-"""The DT-family arms of a cell: GLAN as published and critic-guided (λ tuned in the cell)."""
+"""The pipeline stages a cell runs (``pipeline.STAGES`` without the ablations' trainings, and
+ACT's DT)."""
+GLAN_VARIANTS = ("glan", "glan_cg", "glan_act")
+"""The DT-family arms of a cell: GLAN as published, critic-guided (λ tuned in the cell) and
+advantage-conditioned (ACT, with the cell's CQL as its critic)."""
 KLAN_FAMILY = ("klan", "klan_iit")
 """KLAN as published and its IIT CQL alone."""
 CELL_ARMS = (
@@ -211,7 +214,11 @@ def run_cell(cfg: WorldSweepConfig, strength: float, stochasticity: float) -> Ce
     cell = cfg.cell_dir(strength, stochasticity)
     done = storage.join(cell, "cell.json")
     if storage.exists(done):
-        return CellResult.from_dict(storage.read_json(done))
+        res = CellResult.from_dict(storage.read_json(done))
+        if set(GLAN_VARIANTS) <= set(res.vs_klan):
+            return res
+        logger.info("cell %s: done before %s joined; training and playing what it lacks",
+                    res.world, sorted(set(GLAN_VARIANTS) - set(res.vs_klan)))  # fmt: skip
     t0, world = time.perf_counter(), cfg.spec(strength, stochasticity)
     pipe = PipelineConfig(run=cell, preset=cfg.preset, seed=cfg.seed, world=world, parallel=1,
                           only=CELL_STAGES)  # fmt: skip

@@ -91,9 +91,9 @@ class WorldMap:
             "",
             "| strength | stochasticity | gap (best GLAN − KLAN) | GLAN − KLAN | best GLAN | "
             "winner | λ | KLAN vs logging | GLAN vs logging | glan_cg vs logging | "
-            "PDR glan_cg vs KLAN | "
+            "PDR glan_cg vs KLAN | glan_act vs logging | "
             + " | ".join(PREMISE_MEASURES) + " | wall s |",
-            "|" + "---|" * (12 + len(PREMISE_MEASURES)),
+            "|" + "---|" * (13 + len(PREMISE_MEASURES)),
         ]
         for c in sorted(self.cells, key=lambda c: (c.strength, c.stochasticity)):
             v, g = c.vs_logging, c.vs_klan["glan"]
@@ -104,6 +104,8 @@ class WorldMap:
                 f"{' (DT adds nothing)' if c.dt_adds_nothing else ''} | "
                 f"{v['klan']['usage']:+.2f}% | {v['glan']['usage']:+.2f}% | "
                 f"{v['glan_cg']['usage']:+.2f}% | {c.vs_klan['glan_cg']['pdr']:+.1f}% | "
+                # a cell swept before ACT joined has no glan_act
+                + (f"{v['glan_act']['usage']:+.2f}% | " if "glan_act" in v else "— | ")
                 + " | ".join(f"{c.premise[m]:.4g}" for m in PREMISE_MEASURES)
                 + f" | {c.wall_s:.0f} |"
             )

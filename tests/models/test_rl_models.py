@@ -291,3 +291,35 @@ def test_rtg_baseline_recovers_a_linear_return_and_the_record_checks_it():
         DTRecord(rtg_baseline=(1.0, 2.0))
     with pytest.raises(ValueError, match="rtg_baseline"):
         DTRecord(rtg_baseline=(float("nan"),) * (OBS_DIM + 1))
+
+
+def test_expectile_regression_by_hand_and_act_tokens():
+    """ACT's command head: the τ-expectile m of y solves τ·Σ_{y>m}(y − m) = (1 − τ)·Σ_{y<m}(m − y);
+    for y = 0, 0, 0, 10 and τ = 0.9: 0.9(10 − m) = 0.1·3m, m = 7.5 (τ = 0.5: the mean 2.5)."""
+    from glan_ray.models.dt import fit_expectile, return_tokens_s
+    from glan_ray.models.exports import DTRecord
+
+    y = np.array([0.0, 0.0, 0.0, 10.0])
+    assert fit_expectile(np.zeros((4, 0)), y, 0.9) == pytest.approx([7.5])
+    assert fit_expectile(np.zeros((4, 0)), y, 0.5) == pytest.approx([2.5])
+    # with a feature: y = 2x + noise ±1 -> the 0.9-expectile line is 2x + 0.8 (per x: 0.9(1 − m)
+    # = 0.1(m + 1) -> m = 0.8), the least-squares line 2x
+    x = np.repeat(np.arange(5.0), 2)[:, None]  # (10, 1)
+    yy = 2 * x[:, 0] + np.tile([-1.0, 1.0], 5)
+    np.testing.assert_allclose(fit_expectile(x, yy, 0.9, ridge=0.0), [2.0, 0.8], atol=1e-9)
+    np.testing.assert_allclose(fit_expectile(x, yy, 0.5, ridge=0.0), [2.0, 0.0], atol=1e-9)
+    with pytest.raises(ValueError, match=r"tau must be in \(0, 1\); got 1.0"):
+        fit_expectile(x, yy, 1.0)
+    # tokens: R̂ (published), R̂ − b(s) (advantage tokens), ĉ(s) whatever R̂ (ACT)
+    obs = np.ones((2, OBS_DIM))
+    coef = np.zeros(OBS_DIM + 1)
+    coef[0], coef[-1] = 3.0, 100.0  # w·s + c = 103
+    rtg = np.array([500.0, 900.0])
+    np.testing.assert_array_equal(return_tokens_s(rtg, obs), rtg)
+    np.testing.assert_array_equal(return_tokens_s(rtg, obs, baseline=coef), rtg - 103.0)
+    np.testing.assert_array_equal(return_tokens_s(rtg, obs, command=coef), [103.0, 103.0])
+    assert DTRecord(command=coef).command == tuple(coef)
+    with pytest.raises(ValueError, match=f"command must be empty or {OBS_DIM + 1} finite"):
+        DTRecord(command=(1.0,))
+    with pytest.raises(ValueError, match="alternatives"):
+        DTRecord(command=coef, rtg_baseline=coef)

@@ -4,6 +4,7 @@ over each window (``window_logits``, what Serve runs per request)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from glan_ray.policy.glan import GlanPolicy
@@ -28,10 +29,13 @@ class _Probs(Policy):
 
 
 def _play(
-    models: str, full_window: bool, baseline=(), rtg_gain: float = 1.0
+    models: str, full_window: bool, baseline=(), rtg_gain: float = 1.0, command=(),
+    lrtg: bool = True,
 ) -> tuple[_Probs, GlanPolicy, dict]:
-    glan = GlanPolicy(f"{models}/dt", f"{models}/lrtg", f"{models}/hrm", explore="softmax")
+    glan = GlanPolicy(f"{models}/dt", f"{models}/lrtg" if lrtg else None, f"{models}/hrm",
+                      explore="softmax")  # fmt: skip
     glan.baseline = tuple(baseline)  # advantage tokens (DTRecord.rtg_baseline)
+    glan.command = tuple(command)  # ACT's command head (DTRecord.command)
     if rtg_gain != 1.0:  # a random DT barely reads R̂ (its token is layer-normed): make it
         with torch.no_grad():
             glan.net.embed_rtg.weight.mul_(rtg_gain)
@@ -89,3 +93,37 @@ def test_advantage_tokens_are_the_same_in_the_cache_and_the_full_window(random_m
     a = window_logits(glan.net, r1, rewards, obs, acts, t, now, 3600.0, const)
     b = window_logits(glan.net, r1 - 700.0, rewards, obs, acts, t, now, 3600.0)
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_act_tokens_are_the_command_head_in_the_cache_and_the_full_window(random_models):
+    """ACT: every token is ĉ(s_t); the cached and the full-window paths agree, and R̂ is not
+    read (R̂₁ from L-RTG or from the 7-day mean gives the same decisions)."""
+    from glan_ray.policy.glan import window_logits
+    from glan_ray.policy.registry import ARMS
+    from glan_ray.schema import OBS_DIM
+
+    coef = np.random.default_rng(2).normal(0, 3000, OBS_DIM + 1)
+    cached, _, _ = _play(random_models, False, command=coef, rtg_gain=10.0)
+    full, _, _ = _play(random_models, True, command=coef, rtg_gain=10.0)
+    no_lrtg, _, _ = _play(random_models, False, command=coef, rtg_gain=10.0, lrtg=False)
+    plain, _, _ = _play(random_models, False, rtg_gain=10.0)
+    for (r, p), (r_f, p_f), (r_n, p_n) in zip(cached.seen, full.seen, no_lrtg.seen, strict=True):
+        assert np.array_equal(r, r_f) and np.array_equal(r, r_n)
+        np.testing.assert_allclose(p, p_f, atol=1e-5)
+        np.testing.assert_allclose(p, p_n, atol=1e-6)
+    diffs = [np.abs(p - q).max() for (r, p), (r_q, q) in zip(cached.seen, plain.seen, strict=False)
+             if np.array_equal(r, r_q)]  # fmt: skip
+    assert diffs and max(diffs) > 1e-3  # the command is not the R̂ tokens
+    glan = GlanPolicy(f"{random_models}/dt")
+    rng = np.random.default_rng(1)
+    rewards = rng.uniform(0, 300, (5, 6))
+    obs, acts = rng.normal(size=(5, 6, OBS_DIM)), rng.integers(0, 3, (5, 6))
+    t, now = np.array([0, 1, 3, 5, 6]), rng.normal(size=(5, OBS_DIM))
+    a = window_logits(glan.net, rng.uniform(500, 3000, 5), rewards, obs, acts, t, now, 3600.0,
+                      command=coef)  # fmt: skip
+    b = window_logits(glan.net, np.zeros(5), rewards * 0, obs, acts, t, now, 3600.0, command=coef)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    # the registry's glan_act loads dt_act's command head and neither L-RTG nor HRM
+    act = ARMS["glan_act"](random_models, None)
+    assert act.command[0] == pytest.approx(0.1) and act.command[-1] == pytest.approx(-300.0)
+    assert act.lrtg is None and act.hrm is None and act.name == "glan_act"

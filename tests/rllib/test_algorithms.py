@@ -20,7 +20,7 @@ from glan_ray.data.generate import GenerateOptions, generate
 from glan_ray.label import hrm_rewards, label_hrm
 from glan_ray.models.checkpoint import load_checkpoint, save_checkpoint
 from glan_ray.models.registry import build_model, model_config
-from glan_ray.schema import DatasetValidationError
+from glan_ray.schema import OBS_DIM, DatasetValidationError
 from glan_ray.sim.config import SimConfig
 
 pytestmark = pytest.mark.slow
@@ -393,3 +393,73 @@ def test_cql_alpha_sweep_runs_two_trials(data_dir, tmp_path):
     table = summary["table"]
     assert {"config/alpha0", "td_loss", "conservative_loss"} <= set(table.columns)
     assert os.path.exists(os.path.join(summary["dir"], "best_config.yaml"))
+
+
+
+def _random_critic(models) -> str:
+    """A random CQL export over obs (reward_scale 0.01): its advantages differ per state."""
+    import dataclasses
+
+    from glan_ray.models.cql import QNetConfig, QNetwork
+
+    torch.manual_seed(0)
+    q = QNetwork(QNetConfig(hidden=(8,)))
+    cql = str(models / "cql")
+    save_checkpoint(cql, "cql", q, dataclasses.asdict(q.cfg), {"reward_scale": 0.01}, None)
+    return cql
+
+
+def test_act_command_head_is_the_expectile_of_the_critics_logged_advantages(data_dir, tmp_path):
+    """ACT's command head, fitted with Ray Data over the trajectories (deterministic days left
+    out): the τ-expectile of the critic's advantages of the logged pages given the state."""
+    from glan_ray.data.windows import deterministic_days
+    from glan_ray.models.dt import rtg_baseline_s
+    from glan_ray.rllib.dt.act import logged_advantages, measure_command
+    from glan_ray.rllib.dt.q_labels import QLabeller
+
+    cql = _random_critic(tmp_path)
+    traj = os.path.join(data_dir, "trajectories")
+    command = measure_command(traj, cql, 0.8, True)
+    assert len(command) == OBS_DIM + 1
+    table = pa.concat_tables(pq.read_table(f) for f in
+                             sorted(glob.glob(f"{traj}/*/*.parquet")))  # fmt: skip
+    table = table.filter(pa.array(~deterministic_days(table)))
+    obs, adv = logged_advantages(table, QLabeller(cql))
+    resid = adv - rtg_baseline_s(obs, command)  # (S,)
+    w = np.where(resid > 0, 0.8, 0.2)
+    # the expectile's normal equation for the intercept: Σ w·(y − ŷ) = 0 (the intercept is not
+    # penalised), and a τ = 0.8 head sits above the mean advantage
+    assert abs((w * resid).sum()) < 1e-6 * (w * np.abs(resid)).sum()
+    assert rtg_baseline_s(obs, command).mean() > adv.mean()
+    with pytest.raises(ValueError, match=r"act_critic: .* holds a 'dt' model; expected cql"):
+        measure_command(traj, _dt_export(tmp_path), 0.8, True)
+
+
+def _dt_export(tmp_path) -> str:
+    from glan_ray.models.dt import DecisionTransformer, DTConfig
+
+    path = str(tmp_path / "dt")
+    dt = DecisionTransformer(DTConfig(embed_dim=8, n_layers=1))
+    save_checkpoint(path, "dt", dt, {"embed_dim": 8, "n_layers": 1}, {}, None)
+    return path
+
+
+@pytest.mark.heavy  # 40 s: an RLlib DT build; its pieces (tokens, head, policy) are in CI
+def test_act_dt_trains_on_the_critics_advantages_and_exports_its_command_head(data_dir, tmp_path):
+    """act_critic: the command head is fitted once before the build and stored in the export,
+    and the exported DT plays as ``glan_act`` from it alone."""
+    from glan_ray.policy.registry import ARMS
+    from glan_ray.rllib.dt.act import measure_command
+    from glan_ray.rllib.launch import fit_rl
+
+    models = tmp_path / "models"
+    cql = _random_critic(models)
+    res = fit_rl(_cfg("dt", data_dir, str(models), name="dt_act", embed_dim=16, n_layers=1,
+                      act_critic=cql, act_expectile=0.8, reward_column="reward"))  # fmt: skip
+    _, _, meta = load_checkpoint(res.export)
+    command = meta["extra"]["command"]
+    assert meta["train_config"]["act_critic"] == cql and len(command) == OBS_DIM + 1
+    traj = os.path.join(data_dir, "trajectories")
+    np.testing.assert_allclose(command, measure_command(traj, cql, 0.8, True))
+    act = ARMS["glan_act"](str(models), None)
+    assert act.command == tuple(command)

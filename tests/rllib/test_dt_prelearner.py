@@ -183,3 +183,24 @@ def test_q_labels_are_checked(tmp_path):
 
     with pytest.raises(ValueError, match="reward_scale"):
         QLabeller(_cql_export(tmp_path / "zero", reward_scale=0.0))
+
+
+def test_act_tokens_are_the_critics_advantage_of_the_logged_page(tmp_path):
+    """act_critic: token = (Q(s_t, a_t) − mean_a Q(s_t, a)) / reward_scale / rtg_scale; with
+    Q = relu(obs[0]) + 10·a the advantage is 10·(a − 1), ×2 (reward_scale 0.5), /10 (rtg_scale)."""
+    from glan_ray.rllib.dt.q_labels import QLabeller
+
+    path = _cql_export(tmp_path)
+    obs = np.zeros((1, 3, OBS_DIM), np.float32)
+    obs[0, :, 0] = [3.0, -7.0, 50.0]
+    np.testing.assert_allclose(QLabeller(path).advantage(obs, np.array([[0, 1, 2]])),
+                               [[-20.0, 0.0, 20.0]])  # fmt: skip
+    w = _windows(_pre(act_critic=path), DAYS)
+    # day 0: pages 0, 1 | 2, (pad); day 2: pages 0, 1
+    np.testing.assert_allclose(w["rtg"], [[-2.0, 0.0], [2.0, 0.0], [-2.0, 0.0]], rtol=1e-6)
+    with pytest.raises(ValueError, match="alternatives"):
+        _pre(act_critic=path, q_labels=path).config.validate()
+    with pytest.raises(ValueError, match=r"act_expectile must be in \(0, 1\)"):
+        _pre(act_critic=path, act_expectile=1.0).config.validate()
+    with pytest.raises(ValueError, match=r"act_critic: .* records no positive reward_scale"):
+        QLabeller(_cql_export(tmp_path / "zero", reward_scale=0.0), option="act_critic")

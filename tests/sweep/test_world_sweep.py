@@ -46,6 +46,14 @@ def test_pipeline_only_runs_a_closed_subset():
         PipelineConfig(run="/tmp/r", preset="tiny", only=("simulate", "train_dt"))
     with pytest.raises(ValueError, match=r"unknown stage\(s\) \['nope'\]"):
         PipelineConfig(run="/tmp/r", preset="tiny", only=("nope",))
+    # a variant stage (ACT's DT) exists only where named, after the stages it reads
+    assert "train_dt_act" not in PipelineConfig(run="/tmp/r", preset="tiny").stages
+    act = PipelineConfig(run="/tmp/r", preset="tiny",
+                         only=("train_dt_act", "simulate", "train_hrm", "label_hrm", "train_cql"))
+    assert act.stages == ("simulate", "train_hrm", "label_hrm", "train_cql", "train_dt_act")
+    with pytest.raises(ValueError, match=r"read \['train_cql'\]; add them"):
+        PipelineConfig(run="/tmp/r", preset="tiny",
+                       only=("simulate", "train_hrm", "label_hrm", "train_dt_act"))
 
 
 def test_premise_measures_from_a_diagnosis():
@@ -85,10 +93,10 @@ class _FakeAB:
         return {a: self.usage[a] / 10 for a in CELL_ARMS}
 
 
-def _cell(s, z, gap_usage, premise):
+def _cell(s, z, gap_usage, premise, act=0.0):
     usage = dict.fromkeys(CELL_ARMS, 0.0)
     usage.update({"klan": 5.0, "klan_iit": 6.0, "glan": 5.0 + gap_usage - 1,
-                  "glan_cg": 5.0 + gap_usage})  # fmt: skip
+                  "glan_cg": 5.0 + gap_usage, "glan_act": act})  # fmt: skip
     return summarize_cell(s, z, f"premise:strength={s:g},stochasticity={z:g}", premise, 1.0,
                           False, _FakeAB(usage), 12.3)  # fmt: skip
 
@@ -103,6 +111,8 @@ def test_summarize_cell_picks_the_best_glan_and_the_winner():
     assert c.vs_klan["klan_iit"]["usage"] == pytest.approx(1.0)
     assert c.vs_logging["glan_cg"]["pers_uplift"] == pytest.approx(0.7)
     assert _cell(0.0, 1.0, -3.0, c.premise).winner == "klan_iit"
+    act = _cell(1.0, 1.0, 2.0, c.premise, act=9.0)  # ACT's 9% beats glan_cg's 7%
+    assert act.best_glan == act.winner == "glan_act" and act.gap == pytest.approx(4.0)
     assert CellResult.from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
 
@@ -111,6 +121,11 @@ def test_map_correlations_report_and_png(tmp_path):
     cells = [_cell(s, 1.0, gap, {"history_gain": h, "gap_closed": h, "delayed_share": 1 - h,
                                  "return_consistency": 0.0})
              for s, gap, h in ((0.0, -3.0, 0.01), (0.5, -1.0, 0.05), (1.0, 2.0, 0.1))]  # fmt: skip
+    # the first cell was swept before ACT joined: no glan_act figures
+    old = cells[0].to_dict()
+    for part in ("vs_logging", "vs_klan"):
+        del old[part]["glan_act"]
+    cells[0] = CellResult.from_dict(old)
     wmap = WorldMap.build(cfg, cells, {"s2_z1": "RuntimeError: boom"})
     assert wmap.rank_correlation["history_gain"] == pytest.approx(1.0)
     assert wmap.rank_correlation["delayed_share"] == pytest.approx(-1.0)
@@ -121,6 +136,8 @@ def test_map_correlations_report_and_png(tmp_path):
     write_map(wmap, str(tmp_path))
     md = (tmp_path / "world_map.md").read_text()
     assert "| 1 | 1 | +2.00% [+1.00, +3.00] | +1.00% [+0.00, +2.00] | glan_cg | glan_cg | 1 |" in md
+    assert "| +7.00% | -10.0% | +0.00% | 0.1 |" in md  # s = 1: glan_cg, its PDR, glan_act
+    assert "| +2.00% | -10.0% | — | 0.01 |" in md  # s = 0: no glan_act
     assert "| return_consistency | undefined | undefined |" in md
     assert "`s2_z1`: RuntimeError: boom" in md
     assert json.loads((tmp_path / "world_map.json").read_text())["predictive"] == [

@@ -75,7 +75,7 @@ class DTConfig(OfflineAlgorithmConfig):
         than on the page; relative tokens make them comparable across users."""
         self.rtg_baseline: list[float] | None = None
         """The baseline's coefficients (OBS_DIM weights, then the intercept; seconds); None:
-        fitted on the input when ``advantage_tokens`` (``measure_baseline``)."""
+        fitted on the input when ``advantage_tokens`` (``measure_tokens``)."""
         self.q_labels: str | None = None
         """Our option (issue 18), off in GLAN as published: the directory of an exported CQL
         model (e.g. the run's ``models/cql``). The return token of session t is relabelled with
@@ -83,19 +83,41 @@ class DTConfig(OfflineAlgorithmConfig):
         state and the page, ``reward_scale`` undone) instead of the observed remaining return
         R̂_t: a label that averages out the luck of the rest of the day. Inference is unchanged
         (the GLAN loop's R̂_t, so the export needs nothing new)."""
+        self.act_critic: str | None = None
+        """Our option (issue 29; ACT, Gao et al. 2024), off in GLAN as published: the directory
+        of an exported CQL model over obs (e.g. the run's ``models/cql``). The return token of
+        session t becomes the critic's advantage of the logged page, Q(s_t, a_t) − V(s_t) in
+        seconds (V: the mean of Q(s_t, ·) over the pages; ``QLabeller.advantage``), and a linear
+        command head ĉ(s), the ``act_expectile``-expectile of that advantage given the state,
+        is fitted before training (``rllib.dt.act``) and stored in the export
+        (``DTRecord.command``): at inference every token is ĉ(s_t), the GLAN loop's R̂ (L-RTG,
+        HRM) is not read, and no critic is needed."""
+        self.act_expectile: float = 0.9
+        """τ of ACT's command head: 0.5 asks for the average logged advantage in this state, →1
+        for the best one seen (ACT's default 0.9)."""
+        self.act_command: list[float] | None = None
+        """ACT's command head (OBS_DIM weights, then the intercept; seconds); None: fitted on
+        the input when ``act_critic`` is set (``measure_tokens``)."""
         self.bucket_by_length: bool = True
         """Batch windows of similar length together (batches in random order), so the learner's
         trimming of shared padding skips most of the K-session window; False gives i.i.d.
         batches at the cost of computing every batch at its longest day's length."""
 
-    def measure_baseline(self) -> DTConfig:
-        """With ``advantage_tokens`` and no ``rtg_baseline``, fit it on ``input_`` (once, on
-        the driver, before the algorithm is built); returns self."""
+    def measure_tokens(self) -> DTConfig:
+        """Fit what the token variant needs on ``input_`` (once, on the driver, before the
+        algorithm is built): with ``advantage_tokens`` and no ``rtg_baseline``, the baseline;
+        with ``act_critic`` and no ``act_command``, ACT's command head. Returns self."""
         if self.advantage_tokens and self.rtg_baseline is None:
             from glan_ray.rllib.dt.baseline import measure_baseline
 
             self.rtg_baseline = measure_baseline(
                 self.input_, self.reward_column, self.skip_deterministic_days
+            )
+        if self.act_critic and self.act_command is None:
+            from glan_ray.rllib.dt.act import measure_command
+
+            self.act_command = measure_command(
+                self.input_, self.act_critic, self.act_expectile, self.skip_deterministic_days
             )
         return self
 
@@ -123,6 +145,16 @@ class DTConfig(OfflineAlgorithmConfig):
             self._value_error(f"rtg_scale must be > 0; got {self.rtg_scale}")
         if self.q_labels is not None and self.advantage_tokens:
             self._value_error("q_labels and advantage_tokens are alternatives; set one")
+        if self.act_critic and (self.q_labels or self.advantage_tokens):
+            self._value_error("act_critic, q_labels and advantage_tokens are alternatives; "
+                              "set one")  # fmt: skip
+        if not 0.0 < self.act_expectile < 1.0:
+            self._value_error(f"act_expectile must be in (0, 1); got {self.act_expectile}")
+        if self.act_command is not None:
+            try:
+                DTRecord(command=tuple(self.act_command))
+            except (TypeError, ValueError) as e:
+                self._value_error(str(e))
         if self.rtg_baseline is not None:
             try:
                 DTRecord(rtg_baseline=tuple(self.rtg_baseline))
@@ -157,6 +189,7 @@ class DT(OfflineAlgorithm):
                 rtg_baseline=tuple(self.config.rtg_baseline or ())
                 if self.config.advantage_tokens
                 else (),
+                command=tuple(self.config.act_command or ()) if self.config.act_critic else (),
             ),
         )
         return path

@@ -62,6 +62,11 @@ class TrajectoriesPreLearner(ArrowPreLearner):
                 self._q = QLabeller(self.config.q_labels)
             q_s = self._q(w["obs"], w["actions"])  # (W, K) seconds
             w["rtg"] = (w["mask"] * q_s / self.config.rtg_scale).astype(np.float32)
+        if self.config.act_critic:  # ACT: R̂_t := A(s_t, a_t) = Q(s_t, a_t) − V(s_t)
+            if self._q is None:
+                self._q = QLabeller(self.config.act_critic, option="act_critic")
+            a_s = self._q.advantage(w["obs"], w["actions"])  # (W, K) seconds
+            w["rtg"] = (w["mask"] * a_s / self.config.rtg_scale).astype(np.float32)
         if self.config.bucket_by_length:
             w = bucket_by_length(w, self.config.train_batch_size_per_learner, self._rng)
         return w
