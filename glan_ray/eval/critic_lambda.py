@@ -90,7 +90,7 @@ def _play(arm: str, lam: float | None, play: LambdaPlay, sim: dict[str, Any]) ->
     return out
 
 
-def _versus(u: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+def versus(u: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     """Usage and DAU of units ``u`` vs ``base`` (paired: the same users and random numbers)."""
     usage = compare(u["usage"], base["usage"], u["days"], base["days"], paired=True)
     dau = compare(u["active_days"], base["active_days"], u["days"], base["days"], paired=True)
@@ -113,16 +113,16 @@ def tune_critic_lambda(play: LambdaPlay, lambdas: Sequence[float] = LAMBDAS) -> 
     critic_ref = task.remote("klan_iit", None, play, sim)
     base = ray.get(base_ref)["units"]
     got = {lam: ray.get(ref) for lam, ref in refs.items()}
-    rows = [{"critic_lambda": lam, **_versus(r["units"], base), "agreement": r["agreement"]}
+    rows = [{"critic_lambda": lam, **versus(r["units"], base), "agreement": r["agreement"]}
             for lam, r in got.items()]  # fmt: skip
     best = max(rows, key=lambda r: (r["usage_time"]["rel_pct"], r["critic_lambda"]))
     lam = best["critic_lambda"]
-    vs_top = _versus(got[lam]["units"], got[lams[-1]]["units"])["usage_time"]
-    vs_zero = _versus(got[lam]["units"], got[lams[0]]["units"])["usage_time"]
+    vs_top = versus(got[lam]["units"], got[lams[-1]]["units"])["usage_time"]
+    vs_zero = versus(got[lam]["units"], got[lams[0]]["units"])["usage_time"]
     return LambdaTuning(
         play=play,
         rows=rows,
-        critic_alone=_versus(ray.get(critic_ref)["units"], base),
+        critic_alone=versus(ray.get(critic_ref)["units"], base),
         best_critic_lambda=lam,
         best_vs_largest=vs_top,
         best_vs_smallest=vs_zero,

@@ -24,6 +24,7 @@ Wang et al. 2024; QT, Hu et al. 2024) and π is the softmax of those scores, so 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -109,6 +110,7 @@ class GlanPolicy(ExploringPolicy):
         explore: str | Exploration | None = None,
         critic: str | None = None,
         critic_lambda: float | None = None,
+        command: Sequence[float] | None = None,
     ) -> None:
         self.name = name
         self.critic = ModelRunner(critic, "cql") if critic else None
@@ -129,6 +131,11 @@ class GlanPolicy(ExploringPolicy):
         self.rtg_scale = self.dt.record.rtg_scale
         self.baseline = self.dt.record.rtg_baseline  # () unless advantage tokens
         self.command = self.dt.record.command  # () unless ACT's command head
+        if command is not None:  # another head for the same ACT DT (τ tuned on validation)
+            if not self.command:
+                raise ValueError(f"{name}: command: the DT at {dt} was not trained with "
+                                 "act_critic (its tokens are returns, not advantages)")  # fmt: skip
+            self.command = replace(self.dt.record, command=tuple(command)).command
         self.target_gain = glan_step.target_gain(self.dt.record, target_gain)
         self.lrtg = ModelRunner(lrtg, "lrtg") if lrtg else None
         self.hrm = ModelRunner(hrm, "hrm") if hrm else None

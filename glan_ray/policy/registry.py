@@ -40,6 +40,7 @@ def _glan(
         target_gain: float | None = None,
         explore: str | None = None,
         critic_lambda: float | None = None,
+        command: list[float] | None = None,
     ) -> Policy:
         from glan_ray.policy.glan import GlanPolicy
 
@@ -52,6 +53,7 @@ def _glan(
             explore=explore,
             critic=_path(m, critic) if critic else None,
             critic_lambda=critic_lambda,
+            command=command,
         )
 
     return build
@@ -144,10 +146,13 @@ ARM_OPTIONS: dict[str, tuple[str, ...]] = {
     **{a: ("explore",) for a in LEARNED_ARMS},
     **{a: ("target_gain", "explore") for a in GLAN_ARMS},
     **{a: ("target_gain", "critic_lambda", "explore") for a in CRITIC_GUIDED_ARMS},
+    **{a: ("command", "explore") for a in ACT_ARMS},
 }
 """Options an arm's builder takes: every learned arm its ``explore`` (``Exploration.parse``:
 greedy, epsilon=E, softmax[=T]; greedy when absent); GLAN arms also the DT's ``target_gain``;
-critic-guided arms also ``critic_lambda`` (λ ≥ 0; default ``glan_step.CRITIC_LAMBDA``)."""
+critic-guided arms also ``critic_lambda`` (λ ≥ 0; default ``glan_step.CRITIC_LAMBDA``); ACT
+arms also ``command`` (OBS_DIM + 1 coefficients of another command head for the same DT, e.g. one
+of another expectile: ``eval.act_expectile``)."""
 CONSTANT_ARMS = tuple(f"always_{p}" for p in PAGES)
 """The constant-page arms (``always_featured``, ``always_explore``, ``always_following``): the
 candidates for the A/B's best constant page."""

@@ -127,3 +127,18 @@ def test_act_tokens_are_the_command_head_in_the_cache_and_the_full_window(random
     act = ARMS["glan_act"](random_models, None)
     assert act.command[0] == pytest.approx(0.1) and act.command[-1] == pytest.approx(-300.0)
     assert act.lrtg is None and act.hrm is None and act.name == "glan_act"
+
+
+def test_act_command_option_overrides_the_head_of_an_act_dt_only(random_models):
+    from glan_ray.policy.registry import ARMS, make_arm
+    from glan_ray.schema import OBS_DIM
+
+    head = [1.0] * (OBS_DIM + 1)
+    act = ARMS["glan_act"](random_models, None, command=head)
+    assert act.command == tuple(head)
+    with pytest.raises(ValueError, match=f"command must be empty or {OBS_DIM + 1} finite"):
+        ARMS["glan_act"](random_models, None, command=[1.0, 2.0])
+    with pytest.raises(ValueError, match="was not trained with act_critic"):
+        GlanPolicy(f"{random_models}/dt", command=head)
+    with pytest.raises(ValueError, match=r"arm 'glan': unknown option\(s\) command"):
+        make_arm("glan", random_models, None, {"command": head})
