@@ -59,15 +59,17 @@ generation 0's models, serves the training users for the days after theirs with 
 KLAN-ISP's uplift model is generation 0's, copied: it learns from the RCT, not from the
 incumbent's traffic); ``evaluate_gen1`` runs the A/B with the greedy incumbent as control
 (``gen1/report.md``)."""
-VARIANT_STAGES = ("train_dt_act",)
+VARIANT_STAGES = ("train_dt_act", "train_dt_target")
 """Stages of issue 29's DT variants, run only where ``only`` names them (the world sweep's
-cells, ``bench/retrain_noise.py``): ``train_dt_act`` trains ``dt_act``, the DT with ACT's
-advantage-conditioned tokens from the run's ``cql`` critic (the ``glan_act`` arm)."""
+cells): ``train_dt_act`` trains ``dt_act``, the DT with ACT's advantage-conditioned tokens from
+the run's ``cql`` critic (the ``glan_act`` arm), ``train_dt_target`` ``dt_target``, the DT
+asked for a per-state target (``glan_target``)."""
 ALL_STAGES = STAGES + GEN1_STAGES + VARIANT_STAGES
 STAGE_COST.update({
     "simulate_gen1": 15.1, "gen1_train_lrtg": 86.2, "gen1_train_hrm": 45.2, "gen1_copy_isp": 0.1,
     "gen1_train_am": 50.5, "gen1_label_hrm": 5.9, "gen1_train_cql": 30.4, "gen1_train_dt": 46.1,
     "gen1_train_dt_naive": 34.9, "evaluate_gen1": 103.9, "train_dt_act": 30.0,
+    "train_dt_target": 30.0,
 })  # fmt: skip
 """Relative cost of each stage: its wall seconds in a demo run with one stage at a time
 (generation 0's: 2026-12-07, 2 cores, idle, the working tree after issue 28's budgets by
@@ -92,6 +94,7 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "gen1_train_dt_naive": ("gen1_label_hrm",),
     "evaluate_gen1": (*(s for s in GEN1_STAGES[:-1]), "train_dt"),  # + generation 0's GLAN
     "train_dt_act": ("label_hrm", "train_cql"),  # its critic; label_hrm rewrites its input
+    "train_dt_target": ("label_hrm",),
 }
 """The stages whose outputs each stage reads: it starts once they are done."""
 
@@ -396,11 +399,11 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
     def evaluate() -> dict[str, Any]:
         from glan_ray.eval.ab import ABConfig, run_ab
         from glan_ray.eval.publish import publish_evaluation
-        from glan_ray.policy.registry import ACT_ARMS, ALIASES, ARMS, CRITIC_GUIDED_ARMS
+        from glan_ray.policy.registry import ALIASES, ARMS, COMMAND_ARMS, CRITIC_GUIDED_ARMS
 
         # the critic-guided arms join once their λ is tuned on validation users (issue 29);
-        # ACT's DT is trained only where ``only`` names its stage
-        skip = {*ALIASES, *CRITIC_GUIDED_ARMS, *ACT_ARMS}
+        # the command heads' DTs are trained only where ``only`` names their stages
+        skip = {*ALIASES, *CRITIC_GUIDED_ARMS, *COMMAND_ARMS}
         ab = ABConfig(arms=tuple(a for a in ARMS if a not in skip), users=s.ab_users,
                       ab_days=s.ab_days, aa_days=s.ab_aa_days, burn_in_days=s.ab_burn_in_days,
                       seeds=s.ab_seeds, models=models, world=cfg.world)  # fmt: skip
@@ -480,6 +483,7 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
         "train_dt_act": rl(
             "dt", "dt_act", s.dt_iterations, u, act_critic=storage.join(models, "cql")
         ),
+        "train_dt_target": rl("dt", "dt_target", s.dt_iterations, u, state_target=True),
         "evaluate": evaluate,
     }
     if not cfg.incumbent:

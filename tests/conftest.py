@@ -109,6 +109,7 @@ def random_models(tmp_path_factory) -> str:
     # glan_act's DT: the same architecture with an ACT command head ĉ(s) = 0.1·s₀ − 300 s
     command = [0.0] * (OBS_DIM + 1)
     command[0], command[-1] = 0.1, -300.0
-    save_checkpoint(os.path.join(out, "dt_act"), "dt", dt, meta, {}, None,
-                    {"rtg_scale": 3600.0, "command": command})  # fmt: skip
+    for name in ("dt_act", "dt_target"):  # glan_target's: a per-state target head
+        save_checkpoint(os.path.join(out, name), "dt", dt, meta, {}, None,
+                        {"rtg_scale": 3600.0, "command": command})  # fmt: skip
     return out

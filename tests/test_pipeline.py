@@ -22,7 +22,7 @@ from glan_ray.pipeline import (
     serve_models,
     stage_marker,
 )
-from glan_ray.policy.registry import ACT_ARMS, ALIASES, ARMS, CRITIC_GUIDED_ARMS
+from glan_ray.policy.registry import ALIASES, ARMS, COMMAND_ARMS, CRITIC_GUIDED_ARMS
 from glan_ray.schema import PAGES, SEQ_LEN
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def test_tiny_pipeline_runs_resumes_and_reports_every_arm(tiny_run, caplog):
         report = f.read()
     arms = set(ARMS) - set(ALIASES)  # an alias (cql = klan_iit) is not run twice
     arms -= set(CRITIC_GUIDED_ARMS)  # they join the demo's A/B once their λ is tuned
-    arms -= set(ACT_ARMS)  # their DT trains only where ``only`` names train_dt_act
+    arms -= set(COMMAND_ARMS)  # their DTs train only where ``only`` names their stages
     for arm in arms:
         assert f"| {arm} |" in report
     assert not any(f"| {arm} |" in report for arm in CRITIC_GUIDED_ARMS)

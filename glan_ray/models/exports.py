@@ -57,10 +57,11 @@ class DTRecord(ExportRecord):
     the intercept; seconds) of the linear baseline b(s) of the remaining return the DT's tokens
     are relative to, (R̂_t − b(s_t)) / rtg_scale; empty: GLAN's tokens R̂_t / rtg_scale."""
     command: tuple[float, ...] = ()
-    """Advantage-conditioned tokens (ACT, ``DTConfig.act_critic``): the coefficients (OBS_DIM
-    weights, then the intercept; seconds) of the linear command head ĉ(s), the τ-expectile of
-    the critic's advantage Q(s, a) − V(s) given the state; every token is ĉ(s_t) / rtg_scale
-    and the GLAN loop's R̂ is not read. Empty: return tokens."""
+    """A command head (``DTConfig.act_critic``: ACT; ``DTConfig.state_target``: the per-state
+    target): the coefficients (OBS_DIM weights, then the intercept; seconds) of the linear
+    ĉ(s), the τ-expectile given the state of the training tokens (the critic's advantage
+    Q(s, a) − V(s), or the remaining return); every token is ĉ(s_t) / rtg_scale and the GLAN
+    loop's R̂ is not read. Empty: the GLAN loop's return tokens."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -11,9 +11,10 @@ window is cached (``DTRowCache``): an entry feeds only its new tokens [a_{t−1}
 which gives the logits of the full forward over the window (``window_logits``, what Serve runs
 per request) at a fraction of the cost.
 
-Advantage-conditioned tokens (ACT; a DT trained with ``act_critic``, the ``glan_act`` arm): every
-token is the export's command head ĉ(s_t) (``models.dt.return_tokens_s``); R̂₁ and r̂ are then
-not read, so the arm runs without L-RTG and HRM.
+A command head (a DT trained with ``act_critic``: ACT, the ``glan_act`` arm; or with
+``state_target``: the per-state target, ``glan_target``): every token is the export's ĉ(s_t)
+(``models.dt.return_tokens_s``); R̂₁ and r̂ are then not read, so the arm runs without L-RTG
+and HRM.
 
 Critic-guided selection (``critic``: a CQL export; the ``glan_cg`` arms): the page is
 argmax_a [log π_DT(a | h) + λ·Â(s, a)/T] (``glan_step.critic_guided_scores``; Critic-Guided DT,
@@ -131,10 +132,10 @@ class GlanPolicy(ExploringPolicy):
         self.rtg_scale = self.dt.record.rtg_scale
         self.baseline = self.dt.record.rtg_baseline  # () unless advantage tokens
         self.command = self.dt.record.command  # () unless ACT's command head
-        if command is not None:  # another head for the same ACT DT (τ tuned on validation)
+        if command is not None:  # another head for the same DT (τ tuned on validation)
             if not self.command:
-                raise ValueError(f"{name}: command: the DT at {dt} was not trained with "
-                                 "act_critic (its tokens are returns, not advantages)")  # fmt: skip
+                raise ValueError(f"{name}: command: the DT at {dt} has no command head (trained "
+                                 "without act_critic or state_target)")  # fmt: skip
             self.command = replace(self.dt.record, command=tuple(command)).command
         self.target_gain = glan_step.target_gain(self.dt.record, target_gain)
         self.lrtg = ModelRunner(lrtg, "lrtg") if lrtg else None

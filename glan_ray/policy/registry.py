@@ -6,7 +6,9 @@
 ``dt`` (trained on HRM rewards) and ``dt_naive`` (the same DT trained on the naive session
 duration: ``--set reward_column=reward --out`` to ``dt_naive``). The critic-guided GLAN arms
 (``glan_cg`` and its ablations) read ``cql`` beside their DT as the critic; ``glan_act`` reads
-``dt_act`` (the same DT with advantage-conditioned tokens: ``--set act_critic=MODELS/cql``).
+``dt_act`` (the same DT with advantage-conditioned tokens: ``--set act_critic=MODELS/cql``) and
+``glan_target`` ``dt_target`` (the same DT asked for a per-state target: ``--set
+state_target=true``).
 """
 
 from __future__ import annotations
@@ -118,8 +120,9 @@ ARMS: dict[str, Callable[..., Policy]] = {
     "glan_cg": _glan("dt", lrtg=True, hrm=True, name="glan_cg", critic="cql"),
     "glan_cg_no_lrtg": _glan("dt", lrtg=False, hrm=True, name="glan_cg_no_lrtg", critic="cql"),
     "glan_cg_no_hrm": _glan("dt_naive", lrtg=True, hrm=False, name="glan_cg_no_hrm", critic="cql"),
-    # ACT's tokens are its command head's ĉ(s): R̂₁ and r̂ are not read, L-RTG and HRM not loaded
+    # their tokens are the command head's ĉ(s): R̂₁ and r̂ are not read, L-RTG and HRM not loaded
     "glan_act": _glan("dt_act", lrtg=False, hrm=False, name="glan_act"),
+    "glan_target": _glan("dt_target", lrtg=False, hrm=False, name="glan_target"),
     "oracle": lambda m, cfg: OraclePolicy(cfg),
 }
 """Arm name -> builder(models_dir, sim_config, **options). ``klan_isp`` and ``klan_iit`` are
@@ -129,30 +132,32 @@ is IIT over obs ⊕ the history features (``schema.HIST_FEATURES``), the control
 "GLAN models sequences" from "GLAN sees more of the day than obs". ``glan_cg`` is GLAN as
 published choosing argmax_a [log π_DT(a | h) + λ·Â(s, a)/T] with the ``cql`` export as the
 critic (``policy.glan``); ``glan_cg_no_lrtg`` / ``glan_cg_no_hrm`` are its ablations.
-``glan_act`` is the DT with advantage-conditioned tokens (ACT, ``DTConfig.act_critic``)."""
+``glan_act`` is the DT with advantage-conditioned tokens (ACT, ``DTConfig.act_critic``),
+``glan_target`` the DT asked for a per-state target (Reinformer, ``DTConfig.state_target``)."""
 ALIASES = {"cql": "klan_iit"}
 """Arm -> the arm it is another name of (both run when both are asked for)."""
 GLAN_ARMS = ("glan", "glan_no_lrtg", "glan_no_hrm", "dt")
 """GLAN as published and its ablations."""
 CRITIC_GUIDED_ARMS = ("glan_cg", "glan_cg_no_lrtg", "glan_cg_no_hrm")
 """GLAN with critic-guided selection and its ablations."""
-ACT_ARMS = ("glan_act",)
-"""The DT with advantage-conditioned tokens (ACT). It has no L-RTG or HRM to ablate: its command
-head replaces R̂₁, its critic's advantage the HRM-decremented return."""
+COMMAND_ARMS = ("glan_act", "glan_target")
+"""The DTs asked for a command head's ĉ(s) (``DTRecord.command``): ACT and the per-state
+target. They have no L-RTG to ablate (the head replaces R̂₁ and its decrements); ACT reads no
+HRM either, the per-state target's DT trains on HRM's rewards."""
 LEARNED_ARMS = ("klan", "klan_isp", "klan_iit", "cql", "cql_static", "klan_iit_hist", *GLAN_ARMS,
-                *CRITIC_GUIDED_ARMS, *ACT_ARMS)  # fmt: skip
+                *CRITIC_GUIDED_ARMS, *COMMAND_ARMS)  # fmt: skip
 """The arms with a learned distribution π, which can explore (``policy.explore``)."""
 ARM_OPTIONS: dict[str, tuple[str, ...]] = {
     **{a: ("explore",) for a in LEARNED_ARMS},
     **{a: ("target_gain", "explore") for a in GLAN_ARMS},
     **{a: ("target_gain", "critic_lambda", "explore") for a in CRITIC_GUIDED_ARMS},
-    **{a: ("command", "explore") for a in ACT_ARMS},
+    **{a: ("command", "explore") for a in COMMAND_ARMS},
 }
 """Options an arm's builder takes: every learned arm its ``explore`` (``Exploration.parse``:
 greedy, epsilon=E, softmax[=T]; greedy when absent); GLAN arms also the DT's ``target_gain``;
-critic-guided arms also ``critic_lambda`` (λ ≥ 0; default ``glan_step.CRITIC_LAMBDA``); ACT
-arms also ``command`` (OBS_DIM + 1 coefficients of another command head for the same DT, e.g. one
-of another expectile: ``eval.act_expectile``)."""
+critic-guided arms also ``critic_lambda`` (λ ≥ 0; default ``glan_step.CRITIC_LAMBDA``);
+command arms also ``command`` (OBS_DIM + 1 coefficients of another command head for the same
+DT, e.g. one of another expectile: ``eval.command_expectile``)."""
 CONSTANT_ARMS = tuple(f"always_{p}" for p in PAGES)
 """The constant-page arms (``always_featured``, ``always_explore``, ``always_following``): the
 candidates for the A/B's best constant page."""

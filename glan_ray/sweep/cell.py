@@ -6,7 +6,7 @@ multiplier of the page durations' log-normal noise: the user's luck in a day's r
 cell is one Tune trial that, in its own directory ``<out>/cells/<cell>``:
 1. runs the pipeline's stages up to the trained policies at the preset's budget
    (``CELL_STAGES``: simulate, the premise diagnostics, L-RTG, HRM, ISP, AM, HRM labels, CQL, the
-   DT and ACT's DT);
+   DT, ACT's DT and the per-state target's);
 2. chooses critic-guided GLAN's λ on validation users of the same world
    (``eval.critic_lambda``: users and a seed none of the A/B's);
 3. plays the A/B of ``CELL_ARMS`` at the preset's size (the same users in every arm);
@@ -36,13 +36,13 @@ logger = logging.getLogger(__name__)
 
 CELL_STAGES = (
     "simulate", "diagnose", "train_lrtg", "train_hrm", "train_isp", "train_am", "label_hrm",
-    "train_cql", "train_dt", "train_dt_act",
+    "train_cql", "train_dt", "train_dt_act", "train_dt_target",
 )  # fmt: skip
 """The pipeline stages a cell runs (``pipeline.STAGES`` without the ablations' trainings, and
-ACT's DT)."""
-GLAN_VARIANTS = ("glan", "glan_cg", "glan_act")
-"""The DT-family arms of a cell: GLAN as published, critic-guided (λ tuned in the cell) and
-advantage-conditioned (ACT, with the cell's CQL as its critic)."""
+the command heads' DTs)."""
+GLAN_VARIANTS = ("glan", "glan_cg", "glan_act", "glan_target")
+"""The DT-family arms of a cell: GLAN as published, critic-guided (λ tuned in the cell),
+advantage-conditioned (ACT, with the cell's CQL as its critic) and the per-state target."""
 KLAN_FAMILY = ("klan", "klan_iit")
 """KLAN as published and its IIT CQL alone."""
 CELL_ARMS = (

@@ -409,17 +409,18 @@ def _random_critic(models) -> str:
     return cql
 
 
-def test_act_command_head_is_the_expectile_of_the_critics_logged_advantages(data_dir, tmp_path):
+def test_command_heads_are_expectiles_of_the_advantages_and_of_the_returns(data_dir, tmp_path):
     """ACT's command head, fitted with Ray Data over the trajectories (deterministic days left
     out): the τ-expectile of the critic's advantages of the logged pages given the state."""
     from glan_ray.data.windows import deterministic_days
     from glan_ray.models.dt import rtg_baseline_s
-    from glan_ray.rllib.dt.act import logged_advantages, measure_command
+    from glan_ray.rllib.dt.baseline import remaining_returns
+    from glan_ray.rllib.dt.command import logged_advantages, measure_command
     from glan_ray.rllib.dt.q_labels import QLabeller
 
     cql = _random_critic(tmp_path)
     traj = os.path.join(data_dir, "trajectories")
-    command = measure_command(traj, cql, 0.8, True)
+    command = measure_command(traj, 0.8, True, cql)
     assert len(command) == OBS_DIM + 1
     table = pa.concat_tables(pq.read_table(f) for f in
                              sorted(glob.glob(f"{traj}/*/*.parquet")))  # fmt: skip
@@ -432,7 +433,14 @@ def test_act_command_head_is_the_expectile_of_the_critics_logged_advantages(data
     assert abs((w * resid).sum()) < 1e-6 * (w * np.abs(resid)).sum()
     assert rtg_baseline_s(obs, command).mean() > adv.mean()
     with pytest.raises(ValueError, match=r"act_critic: .* holds a 'dt' model; expected cql"):
-        measure_command(traj, _dt_export(tmp_path), 0.8, True)
+        measure_command(traj, 0.8, True, _dt_export(tmp_path))
+    # the per-state target: the same expectile of the remaining return (no critic)
+    target = measure_command(traj, 0.8, True, reward_column="reward")
+    _, rtg = remaining_returns(table, "reward")
+    resid = rtg - rtg_baseline_s(obs, target)
+    w = np.where(resid > 0, 0.8, 0.2)
+    assert abs((w * resid).sum()) < 1e-6 * (w * np.abs(resid)).sum()
+    assert rtg_baseline_s(obs, target).mean() > rtg.mean() > 0
 
 
 def _dt_export(tmp_path) -> str:
@@ -449,17 +457,17 @@ def test_act_dt_trains_on_the_critics_advantages_and_exports_its_command_head(da
     """act_critic: the command head is fitted once before the build and stored in the export,
     and the exported DT plays as ``glan_act`` from it alone."""
     from glan_ray.policy.registry import ARMS
-    from glan_ray.rllib.dt.act import measure_command
+    from glan_ray.rllib.dt.command import measure_command
     from glan_ray.rllib.launch import fit_rl
 
     models = tmp_path / "models"
     cql = _random_critic(models)
     res = fit_rl(_cfg("dt", data_dir, str(models), name="dt_act", embed_dim=16, n_layers=1,
-                      act_critic=cql, act_expectile=0.8, reward_column="reward"))  # fmt: skip
+                      act_critic=cql, command_expectile=0.8, reward_column="reward"))  # fmt: skip
     _, _, meta = load_checkpoint(res.export)
     command = meta["extra"]["command"]
     assert meta["train_config"]["act_critic"] == cql and len(command) == OBS_DIM + 1
     traj = os.path.join(data_dir, "trajectories")
-    np.testing.assert_allclose(command, measure_command(traj, cql, 0.8, True))
+    np.testing.assert_allclose(command, measure_command(traj, 0.8, True, cql))
     act = ARMS["glan_act"](str(models), None)
     assert act.command == tuple(command)

@@ -200,7 +200,12 @@ def test_act_tokens_are_the_critics_advantage_of_the_logged_page(tmp_path):
     np.testing.assert_allclose(w["rtg"], [[-2.0, 0.0], [2.0, 0.0], [-2.0, 0.0]], rtol=1e-6)
     with pytest.raises(ValueError, match="alternatives"):
         _pre(act_critic=path, q_labels=path).config.validate()
-    with pytest.raises(ValueError, match=r"act_expectile must be in \(0, 1\)"):
-        _pre(act_critic=path, act_expectile=1.0).config.validate()
+    with pytest.raises(ValueError, match=r"command_expectile must be in \(0, 1\)"):
+        _pre(act_critic=path, command_expectile=1.0).config.validate()
+    with pytest.raises(ValueError, match="alternatives"):
+        _pre(act_critic=path, state_target=True).config.validate()
+    # the per-state target trains on GLAN's return tokens (only its inference differs)
+    np.testing.assert_array_equal(_windows(_pre(state_target=True), DAYS)["rtg"],
+                                  _windows(_pre(), DAYS)["rtg"])  # fmt: skip
     with pytest.raises(ValueError, match=r"act_critic: .* records no positive reward_scale"):
         QLabeller(_cql_export(tmp_path / "zero", reward_scale=0.0), option="act_critic")

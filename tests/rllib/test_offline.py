@@ -73,7 +73,7 @@ def test_own_training_keys_are_the_subclass_fields_in_declaration_order():
     assert DTConfig.own_training_keys() == (
         "reward_column", "rtg_scale", "skip_deterministic_days", "propensity_weighting",
         "max_weight", "target_gain", "advantage_tokens", "rtg_baseline", "q_labels",
-        "act_critic", "act_expectile", "act_command", "bucket_by_length",
+        "act_critic", "state_target", "command_expectile", "command_head", "bucket_by_length",
     )  # fmt: skip
     # AlgorithmConfig's own fields (set again in the subclasses' __init__) are not ours
     assert not {"lr", "gamma", "grad_clip", "prelearner_class"} & set(

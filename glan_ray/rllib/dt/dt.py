@@ -87,17 +87,23 @@ class DTConfig(OfflineAlgorithmConfig):
         """Our option (issue 29; ACT, Gao et al. 2024), off in GLAN as published: the directory
         of an exported CQL model over obs (e.g. the run's ``models/cql``). The return token of
         session t becomes the critic's advantage of the logged page, Q(s_t, a_t) − V(s_t) in
-        seconds (V: the mean of Q(s_t, ·) over the pages; ``QLabeller.advantage``), and a linear
-        command head ĉ(s), the ``act_expectile``-expectile of that advantage given the state,
-        is fitted before training (``rllib.dt.act``) and stored in the export
-        (``DTRecord.command``): at inference every token is ĉ(s_t), the GLAN loop's R̂ (L-RTG,
-        HRM) is not read, and no critic is needed."""
-        self.act_expectile: float = 0.9
-        """τ of ACT's command head: 0.5 asks for the average logged advantage in this state, →1
-        for the best one seen (ACT's default 0.9)."""
-        self.act_command: list[float] | None = None
-        """ACT's command head (OBS_DIM weights, then the intercept; seconds); None: fitted on
-        the input when ``act_critic`` is set (``measure_tokens``)."""
+        seconds (V: the mean of Q(s_t, ·) over the pages; ``QLabeller.advantage``), and a
+        command head (``command_expectile``) of that advantage is fitted before training: at
+        inference every token is ĉ(s_t), the GLAN loop's R̂ (L-RTG, HRM) is not read, and no
+        critic is needed."""
+        self.state_target: bool = False
+        """Our option (issue 29; Reinformer's per-state target, Zhuang et al. 2024), off in
+        GLAN as published: the tokens stay the observed remaining return R̂_t, and a command
+        head (``command_expectile``) of that return is fitted before training: at inference
+        every token is ĉ(s_t), a high return attainable from this state, instead of GLAN's
+        R̂₁ = gain × forecast decremented by HRM (L-RTG and HRM are not read)."""
+        self.command_expectile: float = 0.9
+        """τ of the command head ĉ(s), the τ-expectile given the state of the training tokens
+        (``rllib.dt.command``; ``act_critic`` or ``state_target``): 0.5 asks for their average
+        in this state, → 1 for the best seen (ACT's and Reinformer's 0.9)."""
+        self.command_head: list[float] | None = None
+        """The command head (OBS_DIM weights, then the intercept; seconds), stored in the
+        export (``DTRecord.command``); None: fitted on the input (``measure_tokens``)."""
         self.bucket_by_length: bool = True
         """Batch windows of similar length together (batches in random order), so the learner's
         trimming of shared padding skips most of the K-session window; False gives i.i.d.
@@ -106,20 +112,28 @@ class DTConfig(OfflineAlgorithmConfig):
     def measure_tokens(self) -> DTConfig:
         """Fit what the token variant needs on ``input_`` (once, on the driver, before the
         algorithm is built): with ``advantage_tokens`` and no ``rtg_baseline``, the baseline;
-        with ``act_critic`` and no ``act_command``, ACT's command head. Returns self."""
+        with ``act_critic`` or ``state_target`` and no ``command_head``, the command head.
+        Returns self."""
         if self.advantage_tokens and self.rtg_baseline is None:
             from glan_ray.rllib.dt.baseline import measure_baseline
 
             self.rtg_baseline = measure_baseline(
                 self.input_, self.reward_column, self.skip_deterministic_days
             )
-        if self.act_critic and self.act_command is None:
-            from glan_ray.rllib.dt.act import measure_command
+        if self.commanded and self.command_head is None:
+            from glan_ray.rllib.dt.command import measure_command
 
-            self.act_command = measure_command(
-                self.input_, self.act_critic, self.act_expectile, self.skip_deterministic_days
-            )
+            self.command_head = measure_command(
+                self.input_, self.command_expectile, self.skip_deterministic_days,
+                self.act_critic, self.reward_column,
+            )  # fmt: skip
         return self
+
+    @property
+    def commanded(self) -> bool:
+        """The DT is asked for a command head's ĉ(s) at inference (ACT or the per-state
+        target)."""
+        return bool(self.act_critic) or self.state_target
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
         from glan_ray.rllib.dt.torch.dt_torch_rl_module import DTTorchRLModule
@@ -145,14 +159,17 @@ class DTConfig(OfflineAlgorithmConfig):
             self._value_error(f"rtg_scale must be > 0; got {self.rtg_scale}")
         if self.q_labels is not None and self.advantage_tokens:
             self._value_error("q_labels and advantage_tokens are alternatives; set one")
-        if self.act_critic and (self.q_labels or self.advantage_tokens):
-            self._value_error("act_critic, q_labels and advantage_tokens are alternatives; "
-                              "set one")  # fmt: skip
-        if not 0.0 < self.act_expectile < 1.0:
-            self._value_error(f"act_expectile must be in (0, 1); got {self.act_expectile}")
-        if self.act_command is not None:
+        token_options = [bool(self.q_labels), self.advantage_tokens, bool(self.act_critic),
+                         self.state_target]  # fmt: skip
+        if sum(token_options) > 1:
+            self._value_error("q_labels, advantage_tokens, act_critic and state_target are "
+                              "alternatives; set one")  # fmt: skip
+        if not 0.0 < self.command_expectile < 1.0:
+            self._value_error(f"command_expectile must be in (0, 1); got "
+                              f"{self.command_expectile}")  # fmt: skip
+        if self.command_head is not None:
             try:
-                DTRecord(command=tuple(self.act_command))
+                DTRecord(command=tuple(self.command_head))
             except (TypeError, ValueError) as e:
                 self._value_error(str(e))
         if self.rtg_baseline is not None:
@@ -189,7 +206,7 @@ class DT(OfflineAlgorithm):
                 rtg_baseline=tuple(self.config.rtg_baseline or ())
                 if self.config.advantage_tokens
                 else (),
-                command=tuple(self.config.act_command or ()) if self.config.act_critic else (),
+                command=tuple(self.config.command_head or ()) if self.config.commanded else (),
             ),
         )
         return path

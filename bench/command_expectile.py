@@ -1,12 +1,13 @@
-"""ACT's command-head expectile τ swept on held-out validation users (never the A/B's).
+"""A command head's expectile τ swept on held-out validation users (never the A/B's).
 
-A command line over ``glan_ray.eval.act_expectile.tune_act_expectile`` (its docstring has the
-protocol): one trained ACT DT (``<models>/dt_act``) played with the command head of each τ,
-fitted on ``--data``'s trajectories with the DT's own critic; users from id 70,000,000 with
+A command line over ``glan_ray.eval.command_expectile.tune_command_expectile`` (its docstring
+has the protocol): one trained DT (``<models>/dt_act`` for ``glan_act``, ``dt_target`` for
+``glan_target``) played with the command head of each τ, fitted on ``--data``'s trajectories as
+its own was; users from id 70,000,000 with
 simulator seed 9, each τ against logging with common random numbers, the critic alone
 (``klan_iit`` on ``<models>/cql``) beside.
 
-    python bench/act_expectile.py --models runs/act/cg_0 --data runs/demo/data
+    python bench/command_expectile.py --models runs/act/tune_0 --data runs/demo/data
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import os
 
 from glan_ray import storage
-from glan_ray.eval.act_expectile import TAUS, tune_act_expectile
+from glan_ray.eval.command_expectile import DT_OF_ARM, TAUS, tune_command_expectile
 from glan_ray.eval.critic_lambda import LambdaPlay
 from glan_ray.runtime import init_ray
 from glan_ray.sim.worlds import parse_world
@@ -28,6 +29,7 @@ def main() -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=fmt)
     ap.add_argument("--models", default=d.models, help="exported models (dt_act, cql, ...)")
+    ap.add_argument("--arm", default=d.arm, choices=list(DT_OF_ARM), help="command arm")
     ap.add_argument("--data", required=True, help="run directory whose trajectories the DT "
                     "trained on (the command heads are fitted there)")  # fmt: skip
     ap.add_argument("--expectiles", default=",".join(f"{x:g}" for x in TAUS),
@@ -38,14 +40,14 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=d.days, help="days simulated")
     ap.add_argument("--seed", type=int, default=d.seed, help="simulator seed (the A/B uses 0, 1)")
     ap.add_argument("--first-user", type=int, default=d.first_user, help="first validation user")
-    ap.add_argument("--results", default=os.path.join(HERE, "results", "act_expectile.json"),
+    ap.add_argument("--results", default=os.path.join(HERE, "results", "command_expectile.json"),
                     help="where the JSON goes")  # fmt: skip
     args = ap.parse_args()
     taus = [float(x) for x in args.expectiles.split(",")]
-    play = LambdaPlay(models=args.models, arm="glan_act", world=args.world, users=args.users,
+    play = LambdaPlay(models=args.models, arm=args.arm, world=args.world, users=args.users,
                       days=args.days, seed=args.seed, first_user=args.first_user)  # fmt: skip
     init_ray()
-    t = tune_act_expectile(play, args.data, taus)
+    t = tune_command_expectile(play, args.data, taus)
     for row in t.rows:
         usage = row["usage_time"]
         print(f"τ={row['expectile']:<5g} usage {usage['rel_pct']:+6.2f}% (p={usage['p_value']:.3g})"
