@@ -724,6 +724,27 @@ def _run_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_app_spec(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "app-spec",
+        help="check an app specification (app.yaml) and summarise it",
+        description="Read an app specification (docs/apps.md: the pages, the profile, "
+        "statistics and context features, the session gap, the drop-off threshold, the "
+        "reward), check it and print its pages, its features per group, the observation's "
+        "size and the spec's fingerprint. An invalid file exits with status 2 and an error "
+        "naming the field. glan_ray/apps/plpm.yaml is the simulator's own app.",
+    )
+    p.add_argument("file", metavar="FILE", help="the app specification (YAML)")
+    p.set_defaults(func=_run_app_spec)
+
+
+def _run_app_spec(args: argparse.Namespace) -> int:
+    from glan_ray.apps import load_spec
+
+    print(load_spec(args.file).summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glan-ray",
@@ -738,6 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_diagnose(sub)
     _add_pipeline(sub)
+    _add_app_spec(sub)
     cli_logs.add_traffic(sub)
     cli_logs.add_logs_to_datasets(sub)
     cli_sweep.add_sweep_worlds(sub)
