@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from glan_ray.data.windows import cut_windows
-from glan_ray.rllib.dt.q_labels import QLabeller
+from glan_ray.models.critic_labels import QLabeller
 
 
 def main() -> None:

@@ -121,3 +121,19 @@ def cut_windows(
             raise DatasetValidationError("column 'propensity': values outside (0, 1]")
         out["propensity"][w, p] = mu
     return out
+
+
+def remaining_returns(table: pa.Table, reward_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(obs (S, D), R̂ (S,) seconds) of every session of the user-days of ``table``."""
+    lengths = np.asarray([len(r) for r in table.column(reward_column).to_pylist()], np.int64)
+    r = np.concatenate([np.asarray(x, np.float64) for x in
+                        table.column(reward_column).to_pylist()] or [np.zeros(0)])  # fmt: skip
+    obs = np.asarray(
+        table.column("obs").combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False),
+        np.float64,
+    ).reshape(-1, OBS_DIM)
+    day = np.repeat(np.arange(len(lengths)), lengths)  # (S,)
+    csum = np.concatenate([[0.0], np.cumsum(r)])
+    ends = np.cumsum(lengths)
+    rtg = csum[ends][day] - csum[:-1]  # Σ of the day's rewards from this session on
+    return obs, rtg

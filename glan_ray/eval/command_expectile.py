@@ -4,8 +4,8 @@ A DT with a command head (``DTConfig.act_critic``: ACT, trained on the critic's 
 logged pages; ``DTConfig.state_target``: on the observed returns) trains the same whatever τ is: τ
 only sets ĉ(s), the τ-expectile of its tokens given the state, which the DT is asked to reach at
 inference. So one trained DT is played with one head per τ of the grid
-(``rllib.dt.command.measure_command`` on the DT's own training data, and critic for ACT, passed as
-the arm's ``command`` option: ``glan_act`` or ``glan_target``), on the validation users of
+(``models.command_head.measure_command`` on the DT's own training data, and critic for ACT,
+passed as the arm's ``command`` option: ``glan_act`` or ``glan_target``), on the validation users of
 ``eval.critic_lambda`` (ids from 70,000,000, simulator seed 9; the A/B's start at 50,000,000 with
 seeds 0, 1), each against logging with common random numbers, with the critic alone (``klan_iit``)
 beside. The best τ is the one of highest usage; unless it beats the critic alone at p < 0.05,
@@ -76,7 +76,7 @@ def tune_command_expectile(
     import ray
 
     from glan_ray.models.checkpoint import load_checkpoint
-    from glan_ray.rllib.dt.command import measure_command
+    from glan_ray.models.command_head import measure_command
 
     grid = sorted({float(t) for t in taus})
     if len(grid) < 2 or not all(0.0 < t < 1.0 for t in grid):

@@ -267,9 +267,9 @@ def test_rtg_baseline_recovers_a_linear_return_and_the_record_checks_it():
     """The advantage tokens' baseline: remaining returns per session, least squares by sums."""
     import pyarrow as pa
 
+    from glan_ray.data.windows import remaining_returns
     from glan_ray.models.dt import fit_rtg_baseline, rtg_baseline_s
     from glan_ray.models.exports import DTRecord
-    from glan_ray.rllib.dt.baseline import remaining_returns
     from glan_ray.schema import OBS_DIM
 
     # two days: rewards (10, 20, 30) and (5,): remaining returns 60, 50, 30 and 5

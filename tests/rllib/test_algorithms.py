@@ -412,11 +412,10 @@ def _random_critic(models) -> str:
 def test_command_heads_are_expectiles_of_the_advantages_and_of_the_returns(data_dir, tmp_path):
     """ACT's command head, fitted with Ray Data over the trajectories (deterministic days left
     out): the τ-expectile of the critic's advantages of the logged pages given the state."""
-    from glan_ray.data.windows import deterministic_days
+    from glan_ray.data.windows import deterministic_days, remaining_returns
+    from glan_ray.models.command_head import logged_advantages, measure_command
+    from glan_ray.models.critic_labels import QLabeller
     from glan_ray.models.dt import rtg_baseline_s
-    from glan_ray.rllib.dt.baseline import remaining_returns
-    from glan_ray.rllib.dt.command import logged_advantages, measure_command
-    from glan_ray.rllib.dt.q_labels import QLabeller
 
     cql = _random_critic(tmp_path)
     traj = os.path.join(data_dir, "trajectories")
@@ -456,8 +455,8 @@ def _dt_export(tmp_path) -> str:
 def test_act_dt_trains_on_the_critics_advantages_and_exports_its_command_head(data_dir, tmp_path):
     """act_critic: the command head is fitted once before the build and stored in the export,
     and the exported DT plays as ``glan_act`` from it alone."""
+    from glan_ray.models.command_head import measure_command
     from glan_ray.policy.registry import ARMS
-    from glan_ray.rllib.dt.command import measure_command
     from glan_ray.rllib.launch import fit_rl
 
     models = tmp_path / "models"

@@ -164,7 +164,7 @@ def _cql_export(tmp_path, reward_scale: float = 0.5) -> str:
 
 def test_q_labels_replace_the_return_tokens_by_q_of_the_logged_page(tmp_path):
     """q_labels: token = Q(s_t, a_t) / reward_scale / rtg_scale on real steps, 0 on padding."""
-    from glan_ray.rllib.dt.q_labels import QLabeller
+    from glan_ray.models.critic_labels import QLabeller
 
     path = _cql_export(tmp_path)
     labels = QLabeller(path)
@@ -179,7 +179,7 @@ def test_q_labels_replace_the_return_tokens_by_q_of_the_logged_page(tmp_path):
 def test_q_labels_are_checked(tmp_path):
     with pytest.raises(ValueError, match="alternatives"):
         _pre(q_labels=_cql_export(tmp_path), advantage_tokens=True).config.validate()
-    from glan_ray.rllib.dt.q_labels import QLabeller
+    from glan_ray.models.critic_labels import QLabeller
 
     with pytest.raises(ValueError, match="reward_scale"):
         QLabeller(_cql_export(tmp_path / "zero", reward_scale=0.0))
@@ -188,7 +188,7 @@ def test_q_labels_are_checked(tmp_path):
 def test_act_tokens_are_the_critics_advantage_of_the_logged_page(tmp_path):
     """act_critic: token = (Q(s_t, a_t) − mean_a Q(s_t, a)) / reward_scale / rtg_scale; with
     Q = relu(obs[0]) + 10·a the advantage is 10·(a − 1), ×2 (reward_scale 0.5), /10 (rtg_scale)."""
-    from glan_ray.rllib.dt.q_labels import QLabeller
+    from glan_ray.models.critic_labels import QLabeller
 
     path = _cql_export(tmp_path)
     obs = np.zeros((1, 3, OBS_DIM), np.float32)

@@ -17,27 +17,11 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from glan_ray.data.windows import deterministic_days
-from glan_ray.models.dt import fit_rtg_baseline, rtg_baseline_s
+from glan_ray.data.windows import deterministic_days, remaining_returns
+from glan_ray.models.dt import fit_rtg_baseline
 from glan_ray.schema import OBS_DIM
 
 logger = logging.getLogger(__name__)
-
-
-def remaining_returns(table: pa.Table, reward_column: str) -> tuple[np.ndarray, np.ndarray]:
-    """(obs (S, D), R̂ (S,) seconds) of every session of the user-days of ``table``."""
-    lengths = np.asarray([len(r) for r in table.column(reward_column).to_pylist()], np.int64)
-    r = np.concatenate([np.asarray(x, np.float64) for x in
-                        table.column(reward_column).to_pylist()] or [np.zeros(0)])  # fmt: skip
-    obs = np.asarray(
-        table.column("obs").combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False),
-        np.float64,
-    ).reshape(-1, OBS_DIM)
-    day = np.repeat(np.arange(len(lengths)), lengths)  # (S,)
-    csum = np.concatenate([[0.0], np.cumsum(r)])
-    ends = np.cumsum(lengths)
-    rtg = csum[ends][day] - csum[:-1]  # Σ of the day's rewards from this session on
-    return obs, rtg
 
 
 def measure_baseline(input_: Any, reward_column: str, skip_deterministic: bool) -> list[float]:
@@ -67,4 +51,4 @@ def measure_baseline(input_: Any, reward_column: str, skip_deterministic: bool) 
     return coef
 
 
-__all__ = ["measure_baseline", "remaining_returns", "rtg_baseline_s"]
+__all__ = ["measure_baseline"]

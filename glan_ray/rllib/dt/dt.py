@@ -99,7 +99,7 @@ class DTConfig(OfflineAlgorithmConfig):
         R̂₁ = gain × forecast decremented by HRM (L-RTG and HRM are not read)."""
         self.command_expectile: float = 0.9
         """τ of the command head ĉ(s), the τ-expectile given the state of the training tokens
-        (``rllib.dt.command``; ``act_critic`` or ``state_target``): 0.5 asks for their average
+        (``models.command_head``; ``act_critic`` or ``state_target``): 0.5 asks for their average
         in this state, → 1 for the best seen (ACT's and Reinformer's 0.9)."""
         self.command_head: list[float] | None = None
         """The command head (OBS_DIM weights, then the intercept; seconds), stored in the
@@ -121,7 +121,7 @@ class DTConfig(OfflineAlgorithmConfig):
                 self.input_, self.reward_column, self.skip_deterministic_days
             )
         if self.commanded and self.command_head is None:
-            from glan_ray.rllib.dt.command import measure_command
+            from glan_ray.models.command_head import measure_command
 
             self.command_head = measure_command(
                 self.input_, self.command_expectile, self.skip_deterministic_days,

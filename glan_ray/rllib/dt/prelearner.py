@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 
 from glan_ray.data.windows import cut_windows, deterministic_days
+from glan_ray.models.critic_labels import QLabeller
 from glan_ray.models.dt import rtg_baseline_s
-from glan_ray.rllib.dt.q_labels import QLabeller
 from glan_ray.rllib.dt.torch.dt_torch_rl_module import dt_config
 from glan_ray.rllib.offline import ArrowPreLearner
 

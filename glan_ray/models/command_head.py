@@ -24,10 +24,9 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from glan_ray.data.windows import deterministic_days
+from glan_ray.data.windows import deterministic_days, remaining_returns
+from glan_ray.models.critic_labels import QLabeller
 from glan_ray.models.dt import fit_expectile, rtg_baseline_s
-from glan_ray.rllib.dt.baseline import remaining_returns
-from glan_ray.rllib.dt.q_labels import QLabeller
 from glan_ray.schema import OBS_DIM
 
 logger = logging.getLogger(__name__)
