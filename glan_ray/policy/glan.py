@@ -61,7 +61,7 @@ def window_logits(
     obs_now (B, D). The window is the sessions since the last multiple of K up to the current
     one, exactly as the training windows are cut; R̂ at session j is r1 − Σ_{j' < j} r_j'.
     ``baseline`` (``DTRecord.rtg_baseline``): tokens are R̂_j − b(s_j) (advantage tokens);
-    ``command`` (``DTRecord.command``): tokens are ĉ(s_j) (ACT; ``models.dt.return_tokens_s``).
+    ``command`` (``DTRecord.command``): tokens are ĉ(s_j) (``models.dt.return_tokens_s``).
     """
     k = net.cfg.context_len
     t = np.asarray(t, dtype=np.int64)
@@ -131,7 +131,7 @@ class GlanPolicy(ExploringPolicy):
         self.k = self.net.cfg.context_len
         self.rtg_scale = self.dt.record.rtg_scale
         self.baseline = self.dt.record.rtg_baseline  # () unless advantage tokens
-        self.command = self.dt.record.command  # () unless ACT's command head
+        self.command = self.dt.record.command  # () unless a command head (ACT, per-state target)
         if command is not None:  # another head for the same DT (τ tuned on validation)
             if not self.command:
                 raise ValueError(f"{name}: command: the DT at {dt} has no command head (trained "
