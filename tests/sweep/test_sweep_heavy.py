@@ -36,3 +36,14 @@ def test_two_tiny_cells_end_to_end(ray_session, tmp_path):
     t0 = time.perf_counter()
     again = sweep_worlds(cfg)
     assert again.cells == wmap.cells and time.perf_counter() - t0 < 60
+    # a cell swept before a variant joined (its cell.json lacks glan_target): the rerun trains
+    # nothing it has (its stages are done) and plays the A/B again, with the variant
+    path = tmp_path / "cells" / "s0_z1" / "cell.json"
+    old = json.loads(path.read_text())
+    for part in ("vs_logging", "vs_klan"):
+        del old[part]["glan_target"]
+    path.write_text(json.dumps(old))
+    stages = {p.name: p.stat().st_mtime for p in (path.parent / "stages").glob("*.json")}
+    redone = {c.strength: c for c in sweep_worlds(cfg).cells}
+    assert "glan_target" in redone[0.0].vs_klan and redone[1.0] == by[1.0]
+    assert {p.name: p.stat().st_mtime for p in (path.parent / "stages").glob("*.json")} == stages
