@@ -113,7 +113,8 @@ def _link_cg_draw(args: argparse.Namespace, d: int, dt_draw: str, naive_draw: st
     links["cql"] = os.path.join(args.run, klan_draw, "cql")
     for name, src in links.items():
         dst = os.path.join(out, name)
-        if not os.path.exists(dst):
+        # a base run without dt_naive links none; lexists: a rerun finds its own links
+        if os.path.exists(src) and not os.path.lexists(dst):
             os.symlink(os.path.abspath(src), dst)
     return out
 
