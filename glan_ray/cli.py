@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from glan_ray import cli_logs, cli_sweep
+from glan_ray import cli_events, cli_logs, cli_sweep
 
 logger = logging.getLogger("glan_ray")
 
@@ -763,6 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_logs.add_traffic(sub)
     cli_logs.add_logs_to_datasets(sub)
     cli_sweep.add_sweep_worlds(sub)
+    cli_events.add_sim_events(sub)
+    cli_events.add_gen_events(sub)
     return parser
 
 
