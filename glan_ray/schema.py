@@ -24,10 +24,14 @@ rows are affected; it never drops rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:  # glan_ray.apps does not import this module; the spec is only a type here
+    from glan_ray.apps import AppSpec
 
 PAGES: tuple[str, ...] = ("featured", "explore", "following")
 """Landing pages; an action ``a`` is an index into this tuple."""
@@ -245,6 +249,121 @@ RANGES: dict[str, dict[str, tuple[int, int]]] = {
 """Inclusive value ranges of the categorical columns (actions, treatments, binary labels)."""
 
 
+# ---- schemas sized by an app specification (glan_ray.apps, docs/apps.md) ----
+
+_SPEC_SCHEMAS: dict[str, dict[str, pa.Schema]] = {}
+"""``_spec_schemas``' cache, by spec fingerprint."""
+
+
+def _ordered(fields: list[pa.Field], base: list[pa.Field]) -> list[pa.Field]:
+    """``fields`` with the names the simulator's schema has first, in its order, then the rest
+    in their own order: the plpm spec gives exactly the simulator's columns."""
+    order = {f.name: i for i, f in enumerate(base)}
+    known = sorted((f for f in fields if f.name in order), key=lambda f: order[f.name])
+    return known + [f for f in fields if f.name not in order]
+
+
+def profile_fields(spec: AppSpec) -> list[pa.Field]:
+    """The user columns of ``spec``: each profile feature's source field, int8 (int16 above 127
+    categories) for a categorical, float32 for a numeric."""
+    out = []
+    for p in spec.features.profile:
+        if p.kind == "categorical":
+            t = pa.int16() if (p.cardinality or 0) > 127 else pa.int8()
+        else:
+            t = pa.float32()
+        out.append(pa.field(p.source or p.name, t, False))
+    return _ordered(out, USER_FIELDS)
+
+
+def stat_windows(spec: AppSpec) -> dict[str, tuple[int, ...]]:
+    """Day windows of each statistics column quantity: the simulator's (7/30-day usage and
+    sessions, 7/14-day page consumption and landings) and any more the spec's features ask."""
+    out: dict[str, list[int]] = {"usage": [7, 30], "sessions": [7, 30], "page_dur": [7, 14],
+                                 "page_entries": [7, 14]}  # fmt: skip
+    for st in spec.features.statistics:
+        q = "page_entries" if st.quantity == "page_share" else st.quantity
+        for w in st.windows:
+            if q in out and w not in out[q]:
+                out[q].append(w)
+    return {q: tuple(ws) for q, ws in out.items()}
+
+
+def stat_fields(spec: AppSpec) -> list[pa.Field]:
+    """The statistics t columns of ``spec``: ``{quantity}_{w}d``, per page a fixed-size list."""
+    n = spec.n_pages
+    out = []
+    for q, windows in stat_windows(spec).items():
+        t = _f32_list(n) if q.startswith("page_") else pa.float32()
+        out += [pa.field(f"{q}_{w}d", t, False) for w in windows]
+    return _ordered(out, STAT_FIELDS)
+
+
+def input_fields(spec: AppSpec) -> list[pa.Field]:
+    """The context values the client sends (``input`` entries): int16 for a count, else
+    float32."""
+    return [pa.field(str(c.name), pa.int16() if c.unit == "count" else pa.float32(), False)
+            for c in spec.features.context if c.quantity == "input"]  # fmt: skip
+
+
+def _spec_schemas(spec: AppSpec) -> dict[str, pa.Schema]:
+    key = spec.fingerprint()
+    if key not in _SPEC_SCHEMAS:
+        _SPEC_SCHEMAS[key] = _build_schemas(spec)
+    return _SPEC_SCHEMAS[key]
+
+
+def schemas_for(spec: AppSpec) -> dict[str, pa.Schema]:
+    """Every dataset's schema (``SCHEMAS`` then ``DERIVED``) sized for ``spec``: its pages
+    (lists of ``n_pages``, ``n_pages + 1`` treatments), its ``obs_dim``, its profile columns,
+    statistics windows and context inputs. ``plpm_spec()`` gives exactly ``SCHEMAS`` and
+    ``DERIVED``."""
+    return dict(_spec_schemas(spec))
+
+
+def _build_schemas(spec: AppSpec) -> dict[str, pa.Schema]:
+    n, obs = spec.n_pages, _f32_list(spec.obs_dim)
+    user, stats = profile_fields(spec), stat_fields(spec)
+    labels = [DAILY.field(k) for k in ("seq_sessions", "seq_usage", "seq_dt", "is_active",
+                                       "y_wt", "y_se")]  # fmt: skip
+    daily = pa.schema([*KEYS, *user, *stats, *labels])
+    sessions = pa.schema([
+        *KEYS, SESSIONS.field("session_idx"), *user, *stats,
+        SESSIONS.field("hour"), SESSIONS.field("entries_today"), *input_fields(spec),
+        pa.field("today_dur", _f32_list(n), False),
+        pa.field("video_views", pa.list_(pa.int16(), n), False),
+        *(SESSIONS.field(k) for k in ("page_seq", "n_switches", "action", "propensity")),
+        pa.field("dur", _f32_list(n), False),
+        *(SESSIONS.field(k) for k in ("y_sw", "usage_time", "watch_time", "value_true")),
+        pa.field("obs", obs, False),
+    ])  # fmt: skip
+    traj = [f for f in TRAJECTORIES if f.name not in {u.name for u in USER_FIELDS}]
+    trajectories = pa.schema([*traj[: len(KEYS)], *user, *(
+        pa.field("obs", pa.list_(obs), False) if f.name == "obs" else f
+        for f in traj[len(KEYS):])])  # fmt: skip
+    transitions = pa.schema([pa.field(f.name, obs, False) if f.name in ("obs", "next_obs") else f
+                             for f in TRANSITIONS])  # fmt: skip
+    rct = pa.schema([*KEYS, *user, *stats, RCT.field("treatment"), RCT.field("response"),
+                     RCT.field("sessions"),
+                     pa.field("response_cf", _f32_list(n + 1), False)])  # fmt: skip
+    hist = [TRANSITIONS_HIST.field("hist"), TRANSITIONS_HIST.field("next_hist")]
+    return {"daily": daily, "sessions": sessions, "trajectories": trajectories,
+            "transitions": transitions, "rct": rct,
+            "transitions_hist": pa.schema([*transitions, *hist])}  # fmt: skip
+
+
+def ranges_for(spec: AppSpec) -> dict[str, dict[str, tuple[int, int]]]:
+    """``RANGES`` for ``spec``'s pages and treatments (``plpm_spec()`` gives ``RANGES``)."""
+    a = (0, spec.n_pages - 1)
+    return {
+        "sessions": {"action": a, "y_sw": (0, 1), "page_seq": a},
+        "trajectories": {"actions": a, "dropoff": (0, 1)},
+        "transitions": {"action": a},
+        "transitions_hist": {"action": a},
+        "rct": {"treatment": (0, spec.n_pages)},
+    }
+
+
 class DatasetValidationError(ValueError):
     """Raised when input does not match a dataset's schema; names every offending column."""
 
@@ -262,9 +381,10 @@ class Problem:
         return f"column '{self.column}': {self.issue}{rows}"
 
 
-def schema_for(name: str) -> pa.Schema:
-    """The Arrow schema of dataset ``name``; a clear error for an unknown name."""
-    known = {**SCHEMAS, **DERIVED}
+def schema_for(name: str, spec: AppSpec | None = None) -> pa.Schema:
+    """The Arrow schema of dataset ``name`` (sized for ``spec``; None: the simulator's app); a
+    clear error for an unknown name."""
+    known = {**SCHEMAS, **DERIVED} if spec is None else _spec_schemas(spec)
     if name not in known:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(known)}")
     return known[name]
@@ -283,13 +403,13 @@ def _kind(t: pa.DataType) -> str:
     return str(t)
 
 
-def schema_problems(schema: pa.Schema, name: str) -> list[Problem]:
+def schema_problems(schema: pa.Schema, name: str, spec: AppSpec | None = None) -> list[Problem]:
     """Missing columns and incompatible types of ``schema`` against dataset ``name``.
 
     Types are compatible when they have the same kind (int, float, bool, list of the same size
     and kind): such input is cast to the canonical type on read. Extra columns are allowed.
     """
-    expected = schema_for(name)
+    expected = schema_for(name, spec)
     problems = []
     for field in expected:
         idx = schema.get_field_index(field.name)
@@ -324,10 +444,12 @@ def _rows_where(col: pa.ChunkedArray, flat_mask_fn) -> int:
     return int(np.unique(row_of[mask]).size)
 
 
-def value_problems(table: pa.Table, name: str) -> list[Problem]:
-    """Nulls in non-nullable columns, NaN/inf in float columns, categorical values out of range."""
+def value_problems(table: pa.Table, name: str, spec: AppSpec | None = None) -> list[Problem]:
+    """Nulls in non-nullable columns, NaN/inf in float columns, categorical values out of range
+    (``spec``: the app the dataset is sized for; None: the simulator's)."""
     problems = []
-    for field in schema_for(name):
+    ranges = RANGES if spec is None else ranges_for(spec)
+    for field in schema_for(name, spec):
         if field.name not in table.column_names:
             continue
         col = table.column(field.name)
@@ -343,7 +465,7 @@ def value_problems(table: pa.Table, name: str) -> list[Problem]:
             )
             if bad:
                 problems.append(Problem(field.name, "has NaN or infinite values", bad))
-        lo_hi = RANGES.get(name, {}).get(field.name)
+        lo_hi = ranges.get(name, {}).get(field.name)
         if lo_hi is not None:
             lo, hi = lo_hi
 
@@ -365,17 +487,17 @@ def raise_if(problems: list[Problem], name: str, where: str = "") -> None:
         raise DatasetValidationError(f"dataset '{name}'{src} is invalid:\n  {lines}")
 
 
-def conform(table: pa.Table, name: str, where: str = "") -> pa.Table:
+def conform(table: pa.Table, name: str, where: str = "", spec: AppSpec | None = None) -> pa.Table:
     """Validate ``table`` against dataset ``name`` and return it in the canonical schema.
 
     Raises ``DatasetValidationError`` naming every bad column and its row count; no row is
     dropped, and columns beyond the schema are kept after the canonical ones. Compatible types
     (e.g. int64 for an int8 column) are cast safely, which fails loudly on overflow rather than
-    wrapping.
+    wrapping. ``spec``: the app the dataset is sized for (None: the simulator's).
     """
-    expected = schema_for(name)
-    raise_if(schema_problems(table.schema, name), name, where)
-    raise_if(value_problems(table, name), name, where)
+    expected = schema_for(name, spec)
+    raise_if(schema_problems(table.schema, name, spec), name, where)
+    raise_if(value_problems(table, name, spec), name, where)
     columns = []
     for field in expected:
         col = table.column(field.name)

@@ -119,3 +119,35 @@ def test_obs_features_match_obs_width(tables):
     obs = np.stack(tables["sessions"].column("obs").to_pylist())
     assert obs.shape[1] == schema.OBS_DIM == len(schema.OBS_FEATURES)
     assert np.isfinite(obs).all()
+
+
+def test_the_plpm_spec_sizes_exactly_the_simulators_schemas():
+    from glan_ray.apps import plpm_spec
+
+    got = schema.schemas_for(plpm_spec())
+    assert list(got) == [*schema.SCHEMAS, *schema.DERIVED]
+    for name, expected in {**schema.SCHEMAS, **schema.DERIVED}.items():
+        assert got[name].equals(expected, check_metadata=True), name
+    assert schema.ranges_for(plpm_spec()) == schema.RANGES
+
+
+def test_a_four_page_spec_sizes_lists_treatments_obs_and_its_own_columns(tables):
+    from glan_ray.apps import AppSpec, plpm_spec
+
+    d = plpm_spec().to_dict()
+    profile = [*d["features"]["profile"], {"name": "city", "kind": "categorical",
+                                           "cardinality": 300}]  # fmt: skip
+    stats = [*d["features"]["statistics"], {"quantity": "usage", "windows": [3]}]
+    spec = AppSpec.from_dict({**d, "pages": [*d["pages"], "mall"],
+                              "features": {**d["features"], "profile": profile,
+                                           "statistics": stats}})  # fmt: skip
+    s = schema.schemas_for(spec)
+    assert s["sessions"].field("dur").type == pa.list_(pa.float32(), 4)
+    assert s["sessions"].field("obs").type == pa.list_(pa.float32(), spec.obs_dim)
+    assert s["rct"].field("response_cf").type == pa.list_(pa.float32(), 5)
+    assert s["daily"].field("city").type == pa.int16()  # more than 127 categories
+    assert s["daily"].field("usage_3d").type == pa.float32()
+    assert schema.ranges_for(spec)["rct"]["treatment"] == (0, 4)
+    # a 3-page table is not the 4-page app's: the error names the column
+    with pytest.raises(DatasetValidationError, match=r"column 'dur': has type"):
+        schema.conform(tables["sessions"], "sessions", spec=spec)
