@@ -44,8 +44,11 @@ class Plateau:
         """Record one check; True when it is the best so far (its weights are the ones to keep).
         A missing or non-finite value never improves (it counts towards patience)."""
         self.checks += 1
-        finite = value is not None and math.isfinite(value)
-        if finite and (self.best is None or self._better(float(value), self.best)):
+        if (
+            value is not None
+            and math.isfinite(value)
+            and (self.best is None or self._better(float(value), self.best))
+        ):
             self.best, self.best_check, self.since_best = float(value), self.checks, 0
             return True
         self.since_best += 1

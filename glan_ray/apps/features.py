@@ -199,10 +199,16 @@ class FeaturesSpec:
 
     def __post_init__(self) -> None:
         w = type(self).__name__
-        kinds = {"profile": ProfileSpec, "statistics": StatisticSpec, "context": ContextSpec}
+        kinds: dict[str, type[Entry]] = {
+            "profile": ProfileSpec,
+            "statistics": StatisticSpec,
+            "context": ContextSpec,
+        }
         for group, cls in kinds.items():
             items = check.sequence(getattr(self, group), f"{w}.{group}")
-            built = tuple(check.build(cls, x, f"{w}.{group}[{i}]") for i, x in enumerate(items))
+            built: tuple[Entry, ...] = tuple(
+                check.build(cls, x, f"{w}.{group}[{i}]") for i, x in enumerate(items)
+            )
             object.__setattr__(self, group, built)
 
     def entries(self) -> list[tuple[str, int, Entry]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Collection, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from glan_ray.checks import check_fields
 
@@ -102,7 +102,10 @@ def names(v: object, where: str, noun: str) -> tuple[str, ...]:
     return out
 
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance  # typeshed's protocol of a dataclass; no runtime name
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def build(cls: type[T], data: object, where: str) -> T:
@@ -113,7 +116,7 @@ def build(cls: type[T], data: object, where: str) -> T:
         return data
     if not isinstance(data, Mapping):
         raise SpecError(where, f"must be a mapping; got {type(data).__name__}")
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)
     valid = [f.name for f in fields]
     unknown = sorted(str(k) for k in data if k not in valid)
     if unknown:

@@ -84,6 +84,7 @@ def crn_profile(
     burn = list(simulate(cfg, 0, users, burn_in, LoggingPolicy(cfg)))
     users_ = make_users(cfg, 0, users)
     state = burn[-1].next_state
+    assert state is not None, "simulate sets every DayLog's next_state"
     for day in range(burn_in, burn_in + days):
         plan = make_plan(cfg, users_, 0, day)
         none = np.full(users, -1)

@@ -98,9 +98,9 @@ def _renumber(f: SessionFrame, keep: np.ndarray) -> SessionFrame:
     )
 
 
-def _sorted(cols: dict[str, np.ndarray]) -> SessionFrame:
+def _sorted(cols: dict[str, np.ndarray], latent: np.ndarray | None = None) -> SessionFrame:
     order = np.lexsort((cols["session_idx"], cols["day"], cols["user_id"]))
-    c = {k: (None if v is None else v[order]) for k, v in cols.items()}
+    c = {k: v[order] for k, v in cols.items()}
     key = c["user_id"] * 100_000 + c["day"]
     _, group = np.unique(key, return_inverse=True)
     idx = c["session_idx"]
@@ -114,7 +114,8 @@ def _sorted(cols: dict[str, np.ndarray]) -> SessionFrame:
             f"sessions: column 'session_idx' must number each user-day's sessions 0, 1, 2, ... "
             f"without gaps or repeats; {bad} rows do not"
         )
-    return SessionFrame(group=group.astype(np.int64), **c)
+    latent = None if latent is None else latent[order]
+    return SessionFrame(group=group.astype(np.int64), latent=latent, **c)
 
 
 def from_day_logs(logs: list, users_offset: int = 0) -> SessionFrame:
@@ -148,8 +149,8 @@ def from_day_logs(logs: list, users_offset: int = 0) -> SessionFrame:
         else:
             has_latent = False
     cols = {k: np.concatenate(v) for k, v in parts.items() if k != "latent"}
-    cols["latent"] = np.concatenate(parts["latent"]) if has_latent and parts["latent"] else None
-    return _sorted(cols)
+    latent = np.concatenate(parts["latent"]) if has_latent and parts["latent"] else None
+    return _sorted(cols, latent)
 
 
 _FIELDS = (
@@ -217,7 +218,6 @@ def from_dataset(path: str, max_user_days: int | None = None, seed: int = 0) -> 
             "y_sw": t["y_sw"].to_numpy().astype(np.float64),
             "usage": t["usage_time"].to_numpy().astype(np.float64),
             "exit_page": exit_,
-            "latent": None,
         }
     )
 

@@ -354,7 +354,7 @@ def plot(d: Diagnosis, out: str) -> list[str]:
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     dl = d.delay
-    y = dl.get("effect_s", dl.get("r2_gain"))
+    y = dl["effect_s"] if "effect_s" in dl else dl["r2_gain"]  # the CRN profile, or the logs'
     ax.bar(dl["lags"], y, color="#4477aa")
     ax.set_xlabel("lag (sessions after the page)")
     ax.set_ylabel("mean |usage change| (s)" if "effect_s" in dl else "IPW R² gain")

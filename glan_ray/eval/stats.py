@@ -84,7 +84,7 @@ def compare(
             raise ValueError(f"paired comparison needs equal units; got {len(l_a)}, {len(l_c)}")
         n = len(l_a)
         se = float(np.std(l_a - l_c, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-        df = n - 1
+        df: float = n - 1
     else:
         n = len(l_a) + len(l_c)
         va, vc = np.var(l_a, ddof=1) / len(l_a), np.var(l_c, ddof=1) / len(l_c)

@@ -64,6 +64,7 @@ class HRM(nn.Module):
     def init_output_bias(self, dur_means: Sequence[float], sw_rate: float) -> None:
         """Start T̂^j at the training mean duration of page j and ŷ_sw at the drop-off rate."""
         for tower, mean in zip(self.dur_towers, dur_means, strict=True):
+            assert isinstance(tower, Tower)  # a ModuleList's items are typed Module
             tower.set_output_bias(inverse_softplus(max(mean, 1e-3)))
         self.sw_tower.set_output_bias(logit(min(max(sw_rate, 1e-3), 1 - 1e-3)))
 

@@ -75,6 +75,7 @@ class KlanISP(nn.Module):
         """Start every ŷ¹_k and ŷ⁰_k near the training mean response."""
         bias = inverse_softplus(max(response_mean, 1e-3))
         for branch in self.branches:
+            assert isinstance(branch, ISPBranch)  # a ModuleList's items are typed Module
             branch.tower1.set_output_bias(bias)
             branch.tower0.set_output_bias(bias)
 

@@ -30,10 +30,11 @@ class FieldEmbedding(nn.Module):
         self.n_cat = len(cat_cardinalities)
         self.n_num = n_num
         self.d = d
-        self.cat = nn.ModuleList(nn.Embedding(c, d) for c in cat_cardinalities)
+        embeddings = [nn.Embedding(c, d) for c in cat_cardinalities]
+        self.cat = nn.ModuleList(embeddings)
         self.num_weight = nn.Parameter(torch.randn(n_num, d) / d**0.5)  # (n_num, d)
         self.num_bias = nn.Parameter(torch.zeros(n_num, d))  # (n_num, d)
-        for emb in self.cat:
+        for emb in embeddings:  # after num_weight's draw, as before: the same seeded weights
             nn.init.normal_(emb.weight, std=d**-0.5)
 
     @property

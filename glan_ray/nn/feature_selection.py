@@ -17,6 +17,9 @@ from torch import Tensor, nn
 class PageFeatureSelection(nn.Module):
     """Soft selection of F field embeddings guided by the page (or treatment) embedding."""
 
+    page_to_group: Tensor
+    """(P,) long: each page's group id (a non-persistent buffer)."""
+
     def __init__(self, n_fields: int, d: int, page_groups: Sequence[int]) -> None:
         super().__init__()
         groups = tuple(int(g) for g in page_groups)

@@ -44,6 +44,7 @@ class FusedFiniteCheck:
                 k: None if g is None else torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
                 for k, g in gradients_dict.items()
             }
+        # a mixin: the TorchLearner after it in the MRO has apply_gradients, object does not
         super().apply_gradients(gradients_dict)  # type: ignore[misc]
 
 
@@ -51,17 +52,21 @@ class MeanPerTrain:
     """Mixin for a learner: ``log_mean(module_id, values)`` on every update; the means over each
     ``train()`` call's updates reach ``self.metrics`` at its last update."""
 
+    # the Learner's, that this mixes into (annotations only: no class attribute shadows them)
+    config: Any
+    """The Learner's AlgorithmConfig."""
+    metrics: Any
+    """The Learner's MetricsLogger."""
+
     def log_mean(self, module_id: str, values: dict[str, torch.Tensor]) -> None:
         sums: dict[str, torch.Tensor] = self.__dict__.setdefault("_mean_sums", {})
         for k, v in values.items():
             v = v.detach()
             sums[k] = sums[k] + v if k in sums else v.clone()
         n = self.__dict__.get("_mean_n", 0) + 1
-        per_train = int(self.config.dataset_num_iters_per_learner or 1)  # type: ignore[attr-defined]
+        per_train = int(self.config.dataset_num_iters_per_learner or 1)
         if n >= per_train:
-            self.metrics.log_dict(  # type: ignore[attr-defined]
-                {k: v / n for k, v in sums.items()}, key=module_id, window=1
-            )
+            self.metrics.log_dict({k: v / n for k, v in sums.items()}, key=module_id, window=1)
             sums.clear()
             n = 0
         self._mean_n = n
@@ -110,18 +115,27 @@ def _multi_agent(flat: dict[str, Any]) -> Any:
 class ReplayBatches:
     """Mixin for a ``Learner``: replay the first pass's minibatches (module docstring)."""
 
+    # the Learner's, that this mixes into (annotations only: no class attribute shadows them)
+    config: Any
+    """The Learner's AlgorithmConfig."""
+    device: Any
+    """The Learner's torch device."""
+    iterator: Any
+    """The Learner's minibatch iterator (None until the first update), here a ``_Replay``."""
+
     def _create_iterator_if_necessary(self, *, training_data: Any, **kwargs: Any) -> Any:
         if not (training_data.data_iterators and getattr(self.config, "replay_batches", False)):
+            # a mixin: the Learner after it in the MRO has the method, object does not
             return super()._create_iterator_if_necessary(  # type: ignore[misc]
                 training_data=training_data, **kwargs
             )
         num_iters = kwargs.pop("num_iters", None)
         if num_iters is None:
             raise ValueError("Learner.update(data_iterators=..) requires `num_iters` kwarg!")
-        if self.iterator is None:  # type: ignore[has-type]
+        if self.iterator is None:
             stream = training_data.data_iterators[0].iter_torch_batches(
                 batch_size=kwargs["minibatch_size"],
-                device=self.device,  # type: ignore[attr-defined]
+                device=self.device,
                 **{k: v for k, v in kwargs.items() if k in ("prefetch_batches",
                                                            "local_shuffle_buffer_size")},
             )  # fmt: skip

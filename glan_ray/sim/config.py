@@ -258,5 +258,5 @@ class SimConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown SimConfig key(s): {', '.join(unknown)}")
-        conv = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        conv: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**conv)

@@ -40,7 +40,9 @@ class PrimalDual:
 
     def penalty(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Σ_k λ_k (L_k − ε_k): the constraint part of the Lagrangian for the θ step."""
-        return sum(self.lambdas[k] * (losses[k] - self.eps[k]) for k in self.eps)
+        # a 0-d zero start: a tensor (that broadcasts to any device) even when eps is empty
+        terms = (self.lambdas[k] * (losses[k] - self.eps[k]) for k in self.eps)
+        return sum(terms, torch.zeros(()))
 
     def update(self, losses: dict[str, float]) -> None:
         """One dual step from this batch's constraint losses (plain floats, no gradient)."""

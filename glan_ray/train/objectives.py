@@ -27,6 +27,13 @@ from glan_ray.train.config import (
 from glan_ray.train.lagrangian import PrimalDual
 
 Batch = dict[str, torch.Tensor]
+Losses = tuple[torch.Tensor, dict[str, float]]
+"""A batch's loss and its logged parts."""
+
+
+def _cat(parts: list[torch.Tensor]) -> np.ndarray:
+    """Per-batch tensors as one array on the host: (B_1 + B_2 + ..., ...)."""
+    return torch.cat(parts).cpu().numpy()
 
 
 class Task:
@@ -66,7 +73,7 @@ class LRTGTask(Task):
         losses = lrtg_losses(out, b["y_wt"], b["y_se"], self.a, self.b, self.cfg.huber_delta)
         return {**losses, "pred_wt": out["wt"], "pred_se": out["se"]}
 
-    def loss(self, model, b):
+    def loss(self, model: nn.Module, b: Batch) -> Losses:
         p = self.parts(model, b)
         total = p["wt"] + self.dual.penalty({"se": p["se"], "rel": p["rel"]})
         logs = {
@@ -76,7 +83,7 @@ class LRTGTask(Task):
         }
         return total, logs
 
-    def after_step(self, logs):
+    def after_step(self, logs: dict[str, float]) -> dict[str, float]:
         self.dual.update({"se": logs["losses/se"], "rel": logs["losses/rel"]})
         return {
             "lambda/se": self.dual.lambdas["se"],
@@ -86,14 +93,16 @@ class LRTGTask(Task):
         }
 
     @torch.no_grad()
-    def metrics(self, model, batches):
-        pw, yw, ps, ys, rel = [], [], [], [], []
+    def metrics(self, model: nn.Module, batches: list[Batch]) -> dict[str, float]:
+        pw_, yw_, ps_, ys_, rel_ = [], [], [], [], []
         for b in batches:
             p = self.parts(model, b)
-            pw.append(p["pred_wt"]), yw.append(b["y_wt"])
-            ps.append(p["pred_se"]), ys.append(b["y_se"])
-            rel.append(p["pred_wt"] - self.a * torch.log1p(p["pred_se"]) - self.b)
-        pw, yw, ps, ys, rel = (torch.cat(x).cpu().numpy() for x in (pw, yw, ps, ys, rel))
+            pw_.append(p["pred_wt"])
+            yw_.append(b["y_wt"])
+            ps_.append(p["pred_se"])
+            ys_.append(b["y_se"])
+            rel_.append(p["pred_wt"] - self.a * torch.log1p(p["pred_se"]) - self.b)
+        pw, yw, ps, ys, rel = (_cat(x) for x in (pw_, yw_, ps_, ys_, rel_))
         se_mse, rel_mse = float(np.mean((ps - ys) ** 2)), float(np.mean(rel**2))
         return {
             "val/mae_wt_s": float(np.mean(np.abs(pw - yw))) * 3600,
@@ -108,7 +117,7 @@ class LRTGTask(Task):
 class HRMTask(Task):
     cfg: HRMTrainConfig
 
-    def loss(self, model, b):
+    def loss(self, model: nn.Module, b: Batch) -> Losses:
         out = model(b["x_cat"], b["x_num"], b["page"])
         total, parts = hrm_loss(
             out,
@@ -121,14 +130,16 @@ class HRMTask(Task):
         return total, {f"losses/{k}": float(v) for k, v in parts.items()}
 
     @torch.no_grad()
-    def metrics(self, model, batches):
-        p_sw, y_sw, tot, tot_hat, rew = [], [], [], [], []
+    def metrics(self, model: nn.Module, batches: list[Batch]) -> dict[str, float]:
+        p_sw_, y_sw_, tot_, tot_hat_, rew = [], [], [], [], []
         for b in batches:
             out = model(b["x_cat"], b["x_num"], b["page"])
-            p_sw.append(out["p_sw"]), y_sw.append(b["y_sw"])
-            tot.append(b["dur"].sum(-1)), tot_hat.append(out["dur"].sum(-1))
+            p_sw_.append(out["p_sw"])
+            y_sw_.append(b["y_sw"])
+            tot_.append(b["dur"].sum(-1))
+            tot_hat_.append(out["dur"].sum(-1))
             rew.append(hrm_reward(out["dur"], out["p_sw"]))
-        p_sw, y_sw, tot, tot_hat = (torch.cat(x).cpu().numpy() for x in (p_sw, y_sw, tot, tot_hat))
+        p_sw, y_sw, tot, tot_hat = (_cat(x) for x in (p_sw_, y_sw_, tot_, tot_hat_))
         return {
             "val/auc_sw": auc(y_sw, p_sw),
             "val/mae_dur_min": float(np.mean(np.abs(tot_hat - tot))),
@@ -139,13 +150,13 @@ class HRMTask(Task):
 class ISPTask(Task):
     cfg: ISPTrainConfig
 
-    def loss(self, model, b):
+    def loss(self, model: nn.Module, b: Batch) -> Losses:
         out = model(b["x_cat"], b["x_num"])
         total, parts = isp_loss(out, b["treatment"], b["response"], beta=self.cfg.kl_beta)
         return total, {f"losses/{k}": float(v) for k, v in parts.items()}
 
     @torch.no_grad()
-    def metrics(self, model, batches):
+    def metrics(self, model: nn.Module, batches: list[Batch]) -> dict[str, float]:
         err, n = 0.0, 0
         for b in batches:
             out = model(b["x_cat"], b["x_num"])
@@ -162,18 +173,19 @@ class ISPTask(Task):
 class AMTask(Task):
     cfg: AMTrainConfig
 
-    def loss(self, model, b):
+    def loss(self, model: nn.Module, b: Batch) -> Losses:
         out = model(b["x_cat"], b["x_num"])
         loss = am_loss(out, b["page"], b["static"])
         return loss, {"losses/bce": loss.item()}
 
     @torch.no_grad()
-    def metrics(self, model, batches):
-        w, y = [], []
+    def metrics(self, model: nn.Module, batches: list[Batch]) -> dict[str, float]:
+        w_, y_ = [], []
         for b in batches:
             out = model(b["x_cat"], b["x_num"])
-            w.append(out["w"].gather(1, b["page"][:, None])[:, 0]), y.append(b["static"])
-        w, y = torch.cat(w).cpu().numpy(), torch.cat(y).cpu().numpy()
+            w_.append(out["w"].gather(1, b["page"][:, None])[:, 0])
+            y_.append(b["static"])
+        w, y = _cat(w_), _cat(y_)
         bce = -np.mean(y * np.log(np.clip(w, 1e-7, 1)) + (1 - y) * np.log(np.clip(1 - w, 1e-7, 1)))
         return {"val/bce": float(bce), "val/auc_static": auc(y, w)}
 

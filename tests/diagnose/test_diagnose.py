@@ -26,7 +26,7 @@ def _frame(user, day, idx, usage, action=None, rng=None) -> SessionFrame:
         "obs": rng.normal(size=(m, OBS_DIM)).astype(np.float32),
         "action": np.zeros(m, np.int64) if action is None else np.asarray(action),
         "propensity": np.full(m, 0.5), "dur": np.ones((m, 3)) * 100.0, "y_sw": np.zeros(m),
-        "usage": np.asarray(usage, float), "exit_page": np.zeros(m, np.int64), "latent": None,
+        "usage": np.asarray(usage, float), "exit_page": np.zeros(m, np.int64),
     })  # fmt: skip
 
 
@@ -65,8 +65,7 @@ def _synthetic(n_days: int, hidden_in_history: bool, seed: int = 0) -> SessionFr
         "obs": obs, "action": np.zeros(len(idx), np.int64),
         "propensity": np.ones(len(idx)), "dur": dur, "y_sw": np.zeros(len(idx)),
         "usage": dur[:, 0], "exit_page": np.zeros(len(idx), np.int64),
-        "latent": sign[:, None].astype(np.float32),
-    })  # fmt: skip
+    }, latent=sign[:, None].astype(np.float32))  # fmt: skip
 
 
 @pytest.mark.parametrize("in_history", [True, False])
