@@ -86,7 +86,8 @@ def run_traffic(args: argparse.Namespace) -> int:
                                            max_seconds=args.max_seconds,
                                            concurrency=args.concurrency))  # fmt: skip
         policy = ServePolicy(client)
-    records, sessions = [], 0
+    records: list[dlog.Record] = []
+    sessions = 0
     try:
         for log in play(cfg, policy, args.first_user, args.users, args.days,
                         burn_in_days=args.burn_in_days):  # fmt: skip

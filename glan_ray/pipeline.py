@@ -255,7 +255,7 @@ class PipelineConfig:
     def _all_stages(self) -> tuple[str, ...]:
         """``STAGES``, ``GEN1_STAGES`` with an incumbent, and ``VARIANT_STAGES`` where
         ``only`` names one."""
-        gen = STAGES + GEN1_STAGES if self.incumbent else STAGES
+        gen: tuple[str, ...] = STAGES + GEN1_STAGES if self.incumbent else STAGES
         if self.only is not None and set(self.only) & set(VARIANT_STAGES):
             gen += VARIANT_STAGES
         return gen
@@ -419,6 +419,7 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
         from glan_ray.sim.worlds import world_config
 
         sim = world_config(cfg.world, seed=cfg.seed)
+        assert cfg.incumbent is not None, "GEN1_STAGES run only with an incumbent"
         factory, name = incumbent_factory(cfg.incumbent, models, sim, cfg.incumbent_explore)
         opts = GenerateOptions(users=s.users, days=s.gen1_days or s.days, policy=name,
                                burn_in_days=s.days, burn_in_rct=True, overwrite=True)  # fmt: skip
@@ -581,7 +582,9 @@ def run_pipeline(
         if on_stage:
             on_stage(rec["stage"], "done", rec)
 
-    if cfg.parallel == 1:
+    parallel = cfg.parallel
+    assert parallel is not None, "PipelineConfig.__post_init__ sets the preset's"
+    if parallel == 1:
         for stage in todo:
             if on_stage:
                 on_stage(stage, "start", {})
@@ -592,11 +595,11 @@ def run_pipeline(
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
     task = ray.remote(num_cpus=0)(_stage_task)  # its trainers and learners reserve the CPUs
-    args = (os.getcwd(), max(1, cpus // cfg.parallel), logging.getLogger().getEffectiveLevel())
+    args = (os.getcwd(), max(1, cpus // parallel), logging.getLogger().getEffectiveLevel())
     running: dict[Any, str] = {}
     while todo or running:
         for stage in critical_first([s for s in todo if all(d in records for d in DEPENDS[s])]):
-            if len(running) >= cfg.parallel:
+            if len(running) >= parallel:
                 break
             todo.remove(stage)
             if on_stage:

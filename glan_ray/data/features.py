@@ -29,7 +29,7 @@ HOUR, MINUTE, PAGE_UNIT = 3600.0, 60.0, 600.0
 def as_columns(batch: pa.Table | Columns) -> dict[str, np.ndarray]:
     """Numpy columns from an Arrow batch: fixed-size lists become 2-D arrays (B, n)."""
     if not isinstance(batch, pa.Table):
-        return {k: np.stack(v) if v.dtype == object else v for k, v in batch.items()}
+        return {k: np.stack(list(v)) if v.dtype == object else v for k, v in batch.items()}
     out = {}
     for name, col in zip(batch.column_names, batch.columns, strict=True):
         arr = col.combine_chunks()

@@ -398,7 +398,8 @@ class ABResult:
 
     def value(self, arm: str, metric: str) -> float:
         y, x = METRICS[metric]
-        return ratio(self.units[arm][y], self.units[arm][x])
+        u = self.units[arm]
+        return ratio(u[y], u[x] if x else None)
 
     @property
     def adjusted(self) -> bool:
@@ -446,8 +447,8 @@ class ABResult:
         ctl = (self.aa_units or self.units)[self.config.control]
         half = np.arange(len(ctl["days"])) % 2 == 0
         return {
-            m: compare(ctl[y][half], ctl[y][~half], ctl[x][half], ctl[x][~half], paired=False)
-            .to_dict()
+            m: compare(ctl[y][half], ctl[y][~half], ctl[x][half] if x else None,
+                       ctl[x][~half] if x else None, paired=False).to_dict()
             for m, (y, x) in METRICS.items()
         }  # fmt: skip
 
@@ -574,11 +575,12 @@ class ABResult:
         path = os.path.join(out, "ab.json")
         with open(path, "w") as f:
             json.dump(self.summary(), f, indent=1, default=float)
-        np.savez_compressed(
-            os.path.join(out, "ab_units.npz"),
+        # Any: numpy's stub types savez's **kwds apart from its allow_pickle: bool keyword
+        arrays: dict[str, Any] = {
             **{f"{a}/{k}": v for a, d in self.units.items() for k, v in d.items()},
             **{f"aa/{a}/{k}": v for a, d in self.aa_units.items() for k, v in d.items()},
-        )
+        }
+        np.savez_compressed(os.path.join(out, "ab_units.npz"), **arrays)
         return path
 
 
@@ -656,6 +658,7 @@ def run_ab(
         if progress:
             progress(done_n, total)
     for arm, arm_shards in refreshed.items():
+        assert refresh is not None and refresh_dir is not None  # refresh_arms checked them above
         results += run_refreshed(cfg, arm, arm_shards, task, refresh, refresh_dir)
     order = {(seed, off): i for i, (seed, (off, _)) in enumerate(
         (s, sh) for s in cfg.seeds for sh in shards)}  # fmt: skip
@@ -670,6 +673,8 @@ def run_ab(
             key=lambda r: order[(r["seed"], r["first"] - cfg.first_user - b * stride)],
         )
         prior = [aa.get((b, r["seed"], r["first"] - cfg.first_user - b * stride)) for r in mine]
+        aa_prior = [p for p in prior if p]  # the A/A results of these shards: all or none
+        assert len(aa_prior) in (0, len(prior)), "an A/A phase for every shard or for none"
         units[arm] = {k: np.concatenate([r["units"][k] for r in mine]) for k in mine[0]["units"]}
         # LT's T0 is the first A/A day: recompute its sums over A/A + A/B activity
         active = np.concatenate(
@@ -678,14 +683,14 @@ def run_ab(
         )  # fmt: skip
         units[arm]["lt_active"], units[arm]["ever_active"] = lt_units(active, cfg.window)
         daily[arm] = {
-            k: np.concatenate([(sum(p["daily"][k] for p in prior) if prior[0] else
+            k: np.concatenate([(sum(p["daily"][k] for p in aa_prior) if aa_prior else
                                 np.zeros(0)), sum(r["daily"][k] for r in mine)])
             for k in DAILY
         }  # fmt: skip
         daily[arm]["lt"] = lt_daily(active)
-        if prior[0]:
-            aa_units[arm] = {k: np.concatenate([p["units"][k] for p in prior])
-                             for k in prior[0]["units"]}  # fmt: skip
+        if aa_prior:
+            aa_units[arm] = {k: np.concatenate([p["units"][k] for p in aa_prior])
+                             for k in aa_prior[0]["units"]}  # fmt: skip
         decisions = sum(r["decisions"] for r in mine)
         latency[arm] = 1e3 * sum(r["latency_s"] for r in mine) / max(decisions, 1)
     return ABResult(cfg, units, daily, latency, aa_units)

@@ -118,14 +118,15 @@ def collect_decisions(
 
     cfg = SimConfig.from_dict({**sim, "seed": seed})
     policy = make_arm(arm, models, cfg, options)
-    if getattr(policy, "critic", None) is None:
+    critic = getattr(policy, "critic", None)  # a ModelRunner of the glan_cg arms
+    if critic is None:
         raise ValueError(f"arm {arm!r} has no critic; expected a critic-guided arm (glan_cg...)")
     rec = _Recorder(policy)
     for _ in simulate(cfg, first, n, days, rec):
         pass
     if not rec.logits:
         raise ValueError(f"arm {arm!r} made no decision on users [{first}, {first + n})")
-    return Decisions(torch.cat(rec.logits), torch.cat(rec.q), policy.critic.record.temperature)
+    return Decisions(torch.cat(rec.logits), torch.cat(rec.q), critic.record.temperature)
 
 
 __all__ = ["CriticAgreement", "Decisions", "collect_decisions", "critic_agreement"]

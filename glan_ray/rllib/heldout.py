@@ -137,8 +137,9 @@ class CQLHeldOut(HeldOut):
                 prev = self._greedy[i * CHUNK : i * CHUNK + len(now)].to(dev)
                 loss += float((best - q.gather(1, prev.unsqueeze(1)).squeeze(1)).sum())
         now = torch.cat(greedy)  # (N,)
-        first = self._greedy is None
-        churn = float("nan") if first else float((now != self._greedy).float().mean())
+        before = self._greedy  # yesterday's greedy pages (None on the first check)
+        first = before is None
+        churn = float("nan") if before is None else float((now != before).float().mean())
         self._greedy = now
         pi = F.one_hot(now, q.size(-1)).numpy().astype(np.float64)[self._stochastic]  # (n, A)
         value = snips(self.batch[Columns.REWARDS].numpy()[self._stochastic],

@@ -10,10 +10,11 @@ silently ignored field).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from glan_ray.data.features import CAT_CARDINALITIES
 from glan_ray.schema import N_PAGES, PAGES, SEQ_LEN
@@ -61,11 +62,11 @@ Seconds = Annotated[float, Field(ge=0, le=DAY_S)]
 Count = Annotated[float, Field(ge=0, le=MAX_SESSIONS_PER_DAY)]
 PageEntries = Annotated[float, Field(ge=0, le=MAX_ENTRIES_PER_PAGE)]
 Page = Literal["featured", "explore", "following"]
-assert Page.__args__ == PAGES, "schema.PAGES is the one list of pages"
+assert get_args(Page) == PAGES, "schema.PAGES is the one list of pages"
 Views = Annotated[int, Field(ge=0, le=MAX_VIEWS), BeforeValidator(_integral)]
 
 
-def _per_page(what: str) -> object:
+def _per_page(what: str) -> Any:  # Any, as pydantic's Field is typed: a field's default
     return Field(
         min_length=N_PAGES,
         max_length=N_PAGES,
@@ -122,7 +123,7 @@ class DayFeatures(Body):
     )
 
 
-EXAMPLE_FEATURES = {
+EXAMPLE_FEATURES: JsonDict = {
     "age": 2, "region": 5, "activity": 1, "social_degree": 12.0, "weekday": 2,
     "usage_7d": 1500.0, "usage_30d": 1400.0, "sessions_7d": 4.0, "sessions_30d": 3.5,
     "page_dur_7d": [900.0, 300.0, 200.0], "page_dur_14d": [850.0, 320.0, 180.0],

@@ -100,7 +100,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     stopper = Plateau(metric, mode, cfg.patience, cfg.min_delta) if cfg.patience else None
     for epoch in range(cfg.epochs):
         model.train()
-        t0, rows, sums = time.perf_counter(), 0, {}
+        t0, rows = time.perf_counter(), 0
+        sums: dict[str, float] = {}  # the epoch's summed per-step logs
         if cached is not None:
             batches: Any = iter(cached)
         else:
@@ -142,7 +143,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             ]
         metrics = task.metrics(model, val) if val else {}
         n_steps = max(sum(1 for h in history if h["epoch"] == epoch), 1)
-        report = {
+        report: dict[str, Any] = {
             "epoch": epoch,
             "step": step,
             "rows_per_s": rows / max(elapsed, 1e-9),
@@ -150,11 +151,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             **metrics,
         }
         value = metrics.get(metric)
-        finite = value is not None and bool(np.isfinite(value))
-        # no finite metric to compare: checkpoint anyway
-        improved = not finite or best is None or (value < best if mode == "min" else value > best)
-        if finite and improved:
-            best = value
+        if value is None or not np.isfinite(value):
+            improved = True  # no finite metric to compare: checkpoint anyway
+        else:
+            improved = best is None or (value < best if mode == "min" else value > best)
+            if improved:
+                best = value
         stop = False
         if stopper is not None:
             stopper.update(value)
@@ -163,7 +165,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if last:  # where the run stopped and why (TrainResult.stop reads it)
             report["stopped_early"] = float(stop)
             report["stop_reason"] = (
-                stopper.reason("epoch") if stop else f"budget: {cfg.epochs} epoch(s)"
+                stopper.reason("epoch") if stop and stopper else f"budget: {cfg.epochs} epoch(s)"
             )
         if rank == 0 and (improved or last):
             with tempfile.TemporaryDirectory() as tmp:
