@@ -30,7 +30,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from glan_ray.models.dt import DTRowCache, return_tokens_s
+from glan_ray.models.dt import DecisionTransformer, DTRowCache, return_tokens_s
+from glan_ray.models.exports import DTRecord
 from glan_ray.policy import glan_step
 from glan_ray.policy.context import completed_session_columns, daily_columns
 from glan_ray.policy.explore import Exploration, ExploringPolicy
@@ -43,7 +44,7 @@ HOUR = glan_step.HOUR
 
 @torch.no_grad()
 def window_logits(
-    net: torch.nn.Module,
+    net: DecisionTransformer,
     r1: np.ndarray,
     rewards: np.ndarray,
     past_obs: np.ndarray,
@@ -116,8 +117,11 @@ class GlanPolicy(ExploringPolicy):
         self.name = name
         self.critic = ModelRunner(critic, "cql") if critic else None
         """The critic Q(s, ·) of critic-guided selection (a CQL export over obs alone)."""
+        self.critic_temperature = 1.0
+        """T of the critic's Â(s, a)/T (its export's; unused without a critic)."""
         if self.critic is not None:
-            check_cql_inputs(self.critic, history=False, arm=name)
+            record = check_cql_inputs(self.critic, history=False, arm=name)
+            self.critic_temperature = record.temperature
         self.critic_lambda = glan_step.critic_lambda(critic_lambda)
         """λ of ``glan_step.critic_guided_scores`` (None: its ``CRITIC_LAMBDA``; unused without
         a critic)."""
@@ -127,17 +131,20 @@ class GlanPolicy(ExploringPolicy):
         self.last_q: torch.Tensor | None = None
         """The critic's Q (B, A) of the last batch of decisions (None without a critic)."""
         self.dt = ModelRunner(dt, "dt")
-        self.net = self.dt.model
-        self.k = self.net.cfg.context_len
-        self.rtg_scale = self.dt.record.rtg_scale
-        self.baseline = self.dt.record.rtg_baseline  # () unless advantage tokens
-        self.command = self.dt.record.command  # () unless a command head (ACT, per-state target)
+        net, dt_record = self.dt.model, self.dt.record
+        assert isinstance(net, DecisionTransformer), type(net)  # a "dt" export's (models.registry)
+        assert isinstance(dt_record, DTRecord), type(dt_record)  # and its record (models.exports)
+        self.net = net
+        self.k = net.cfg.context_len
+        self.rtg_scale = dt_record.rtg_scale
+        self.baseline = dt_record.rtg_baseline  # () unless advantage tokens
+        self.command = dt_record.command  # () unless a command head (ACT, per-state target)
         if command is not None:  # another head for the same DT (τ tuned on validation)
             if not self.command:
                 raise ValueError(f"{name}: command: the DT at {dt} has no command head (trained "
                                  "without act_critic or state_target)")  # fmt: skip
-            self.command = replace(self.dt.record, command=tuple(command)).command
-        self.target_gain = glan_step.target_gain(self.dt.record, target_gain)
+            self.command = replace(dt_record, command=tuple(command)).command
+        self.target_gain = glan_step.target_gain(dt_record, target_gain)
         self.lrtg = ModelRunner(lrtg, "lrtg") if lrtg else None
         self.hrm = ModelRunner(hrm, "hrm") if hrm else None
         self.explore(explore)
@@ -160,47 +167,53 @@ class GlanPolicy(ExploringPolicy):
         self._reward = np.full(history.usage.shape, np.nan)
         self._cache = self.net.new_row_cache(history.usage.shape[0])
 
-    def _score_sessions(self, rows: np.ndarray, history: IntraDayHistory) -> None:
-        """Fill r̂ of the finished sessions of ``rows`` that are not scored yet."""
+    def _score_sessions(self, rows: np.ndarray, history: IntraDayHistory) -> np.ndarray:
+        """Fill r̂ of the finished sessions of ``rows`` that are not scored yet; returns r̂ of
+        every user (N, S) (seconds, NaN until scored)."""
+        reward = self._reward
+        assert reward is not None, "_start_day sets it"
         length = history.length[rows]
-        slots = np.arange(self._reward.shape[1])
-        todo = (slots[None, :] < length[:, None]) & np.isnan(self._reward[rows])  # (B, S)
+        slots = np.arange(reward.shape[1])
+        todo = (slots[None, :] < length[:, None]) & np.isnan(reward[rows])  # (B, S)
         r_idx, t_idx = np.nonzero(todo)
         if r_idx.size == 0:
-            return
+            return reward
         users = rows[r_idx]
         if self.hrm is None:
-            self._reward[users, t_idx] = history.usage[users, t_idx]
-            return
+            reward[users, t_idx] = history.usage[users, t_idx]
+            return reward
         cols = completed_session_columns(self._day, history, users, t_idx)
-        self._reward[users, t_idx] = glan_step.session_reward_s(self.hrm(cols))
+        reward[users, t_idx] = glan_step.session_reward_s(self.hrm(cols))
+        return reward
 
     def pi(self, obs: Observation, history: IntraDayHistory) -> np.ndarray:
         if self._r1 is None:
             self._start_day(obs.weekday, history)
         rows = obs.rows
-        self._score_sessions(rows, history)
-        r = np.where(np.isnan(self._reward[rows]), 0.0, self._reward[rows])  # (B, S)
+        reward = self._score_sessions(rows, history)
+        r1, cache = self._r1, self._cache
+        assert r1 is not None and cache is not None, "_start_day sets them"
+        r = np.where(np.isnan(reward[rows]), 0.0, reward[rows])  # (B, S)
         t = history.length[rows]
-        cached = self._cache.fed[rows] == t  # (B,) every earlier session of the day was fed
+        cached = cache.fed[rows] == t  # (B,) every earlier session of the day was fed
         last = torch.empty(len(rows), self.net.cfg.n_actions)  # (B, A)
         if cached.any():
             c = np.flatnonzero(cached)
             # eq. 30 session by session: R̂_t = R̂₁ − Σ_{j < t} r̂_j (r is 0 beyond t)
-            rtg = glan_step.next_rtg(self._r1[rows[c]], r[c].sum(1))
+            rtg = glan_step.next_rtg(r1[rows[c]], r[c].sum(1))
             rtg = return_tokens_s(rtg, obs.obs[c], self.baseline, self.command) / self.rtg_scale
             prev = np.where(t[c] > 0, history.action[rows[c], np.maximum(t[c] - 1, 0)], 0)
             last[c] = self.net.step_rows(
-                self._cache, rows[c], torch.from_numpy(np.asarray(rtg, dtype=np.float32)),
+                cache, rows[c], torch.from_numpy(np.asarray(rtg, dtype=np.float32)),
                 torch.from_numpy(np.asarray(obs.obs[c], dtype=np.float32)),
                 torch.from_numpy(np.asarray(prev, dtype=np.int64)),
             )  # fmt: skip
         if not cached.all():  # a session this policy did not decide: recompute the window
             u = np.flatnonzero(~cached)
-            self._cache.fed[rows[u]] = -1  # these rows stay on the full forward today
+            cache.fed[rows[u]] = -1  # these rows stay on the full forward today
             last[u] = window_logits(
                 self.net,
-                self._r1[rows[u]],
+                r1[rows[u]],
                 r[u],
                 history.obs[rows[u]],
                 history.action[rows[u]],
@@ -215,6 +228,6 @@ class GlanPolicy(ExploringPolicy):
             return torch.softmax(last, -1).numpy()
         self.last_q = q_values(self.critic, obs.obs)  # (B, A)
         scores = glan_step.critic_guided_scores(
-            last, self.last_q, self.critic_lambda, self.critic.record.temperature
+            last, self.last_q, self.critic_lambda, self.critic_temperature
         )  # (B, A)
         return torch.softmax(scores, -1).numpy()

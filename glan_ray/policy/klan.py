@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from glan_ray.data.history import history_features
-from glan_ray.models.cql import interest_scores
+from glan_ray.models.cql import QNetwork, interest_scores
 from glan_ray.models.exports import CQLRecord
 from glan_ray.models.klan_am import fuse
 from glan_ray.models.klan_isp import static_scores
@@ -19,11 +19,13 @@ from glan_ray.schema import HIST_FEATURES, OBS_DIM
 from glan_ray.sim.interface import IntraDayHistory, Observation
 
 
-def check_cql_inputs(runner: ModelRunner, history: bool, arm: str) -> None:
+def check_cql_inputs(runner: ModelRunner, history: bool, arm: str) -> CQLRecord:
     """Refuse a CQL export whose inputs are not what arm ``arm`` feeds it: obs alone
-    (``history=False``) or obs ⊕ ``schema.HIST_FEATURES``, saying which arm and export fit."""
-    record = runner.record
-    assert isinstance(record, CQLRecord), type(record)
+    (``history=False``) or obs ⊕ ``schema.HIST_FEATURES``, saying which arm and export fit;
+    returns its record."""
+    record, model = runner.record, runner.model
+    assert isinstance(record, CQLRecord), type(record)  # a "cql" export's (models.exports)
+    assert isinstance(model, QNetwork), type(model)
     names, where = record.history_features, runner.path
     if history and not names:
         msg = (f"this CQL export reads obs alone (trained without history); arm {arm!r} needs "
@@ -35,12 +37,12 @@ def check_cql_inputs(runner: ModelRunner, history: bool, arm: str) -> None:
     elif names and names != HIST_FEATURES:
         msg = (f"trained on the history features {list(names)}, but schema.HIST_FEATURES is "
                f"now {list(HIST_FEATURES)}; retrain it")  # fmt: skip
-    elif runner.model.cfg.obs_dim != OBS_DIM + len(names):
-        msg = (f"its Q-network reads {runner.model.cfg.obs_dim} inputs, but obs ({OBS_DIM}) + "
+    elif model.cfg.obs_dim != OBS_DIM + len(names):
+        msg = (f"its Q-network reads {model.cfg.obs_dim} inputs, but obs ({OBS_DIM}) + "
                f"its history features ({len(names)}) make {OBS_DIM + len(names)}; the export "
                "is inconsistent, retrain it")  # fmt: skip
     else:
-        return
+        return record
     raise ValueError(f"{where}: {msg}")
 
 
@@ -60,8 +62,7 @@ class CQLPolicy(ExploringPolicy):
 
     def __init__(self, cql: str) -> None:
         self.cql = ModelRunner(cql, "cql")
-        self.temperature = self.cql.record.temperature
-        check_cql_inputs(self.cql, self.history, self.name)
+        self.temperature = check_cql_inputs(self.cql, self.history, self.name).temperature
 
     def q(self, obs: np.ndarray) -> torch.Tensor:
         return q_values(self.cql, obs)  # (B, A)
