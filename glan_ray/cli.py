@@ -591,7 +591,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         elif status == "done":
             ran[stage] = rec["wall_s"]
             rest = [s for s in stages if s not in ran and s not in skipped]
-            left = eta_s(ran, rest, cfg.parallel)
+            left = eta_s(ran, rest, cfg.parallel or 1)  # PipelineConfig sets the preset's
             eta = f"; about {left / 60:.0f} min left" if left is not None and rest else ""
             print(f"[{i}/{len(stages)}] {stage} done in {rec['wall_s']:.0f}s{eta}", flush=True)
         else:

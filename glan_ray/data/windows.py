@@ -25,8 +25,8 @@ WINDOW_KEYS = ("obs", "actions", "rtg", "timesteps", "mask", "propensity")
 """What ``cut_windows`` returns."""
 
 
-def _flat(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(values, offsets) of a list column; values flattened one level."""
+def _flat(table: pa.Table, name: str) -> tuple[pa.Array, np.ndarray]:
+    """(values, offsets) of a list column; values (an Arrow array) flattened one level."""
     col = table.column(name).combine_chunks()
     if col.null_count:
         raise DatasetValidationError(
