@@ -163,7 +163,7 @@ def from_dict(d: dict[str, Any]) -> Record:
     """The typed record of a decoded JSON object; unknown or missing fields name themselves."""
     d = dict(d)
     endpoint = d.pop("endpoint", None)
-    cls = KINDS.get(endpoint)  # type: ignore[arg-type]
+    cls = KINDS.get(endpoint)
     if cls is None:
         raise DecisionLogError(f"record: unknown endpoint {endpoint!r}; expected {sorted(KINDS)}")
     names = {f.name for f in dataclasses.fields(cls)}
@@ -398,7 +398,10 @@ def _group(records: Iterable[Record]) -> dict[tuple[int, int], _UserDay]:
                 f"{_where(rec)}: session_idx {rec.session_idx} is already taken by event "
                 f"{slot[rec.session_idx].event_id!r}"
             )
-        slot[rec.session_idx] = rec  # type: ignore[index]
+        if isinstance(rec, EntryRecord):
+            ud.entries[rec.session_idx] = rec
+        else:
+            ud.ends[rec.session_idx] = rec
     return days
 
 

@@ -184,9 +184,10 @@ def generate(
     for g in range(0, len(shards), cpus):
         group = shards[g : g + cpus]
         actors = [
-            ShardSimulator.options(num_cpus=actor_cpus(cpus, len(group))).remote(
-                cfg.to_dict(), f, n, opts, policy_factory
-            )
+            # @ray.remote made it an actor class; mypy types a decorated class as the class
+            ShardSimulator.options(  # type: ignore[attr-defined]
+                num_cpus=actor_cpus(cpus, len(group))
+            ).remote(cfg.to_dict(), f, n, opts, policy_factory)
             for f, n in group
         ]
         chunks = [min(days_per_wave, opts.days - d) for d in range(0, opts.days, days_per_wave)]
