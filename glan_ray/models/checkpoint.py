@@ -39,7 +39,7 @@ def save_checkpoint(
         return
     record = make_record(name, extra)
     os.makedirs(path, exist_ok=True)
-    module = model.module if hasattr(model, "module") else model  # unwrap DDP
+    module: nn.Module = getattr(model, "module", model)  # unwrap DDP
     meta = {
         "model": name,
         "model_config": model_cfg,
