@@ -19,11 +19,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glan_ray.early_stop import Plateau
 from glan_ray.models.cql import QNetConfig
 from glan_ray.models.dt import DTConfig as DTNetConfig
+
+if TYPE_CHECKING:  # it imports RLlib, which config_class imports only when called
+    from glan_ray.rllib.offline import OfflineAlgorithmConfig
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ EXTRA_TRAINING_KEYS = {"cql": ("gamma", "grad_clip"), "dt": ("grad_clip",)}
 """RLlib's own ``AlgorithmConfig.training()`` fields each algorithm accepts from flat keys."""
 
 
-def config_class(algo: str) -> type:
+def config_class(algo: str) -> type[OfflineAlgorithmConfig]:
     """The RLlib ``AlgorithmConfig`` class of ``algo`` (imports RLlib)."""
     if algo == "cql":
         from glan_ray.rllib.cql.cql import DiscreteCQLConfig
@@ -313,7 +316,7 @@ def fit_rl(
                 dt = time.perf_counter() - t0
                 if i > 1:
                     timed, spent = timed + cfg.updates_per_iteration, spent + dt
-                if scorer is not None:
+                if scorer is not None and stopper is not None:  # set together (_early_stop)
                     metrics.update(scorer.measure(algo.get_module()))
                     if stopper.update(metrics[scorer.metric]) and scorer.keep_best:
                         best = (i, copy.deepcopy(algo.learner_group.get_weights()))

@@ -96,11 +96,15 @@ class ArrowPreLearner(OfflinePreLearner):
 
     dataset: str = ""
 
-    def __init__(self, *, config: AlgorithmConfig, spaces: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, config: AlgorithmConfig, spaces: tuple[Any, Any] | None = None, **kwargs: Any
+    ) -> None:
         # Deliberately not calling super().__init__: it builds an RLModule and a learner
         # connector pipeline per actor that this pre-learner never uses.
         self.config = config
-        self.observation_space, self.action_space = spaces or (None, None)
+        obs_space_, action_space = spaces or (None, None)
+        self.observation_space: gym.Space | None = obs_space_
+        self.action_space: gym.Space | None = action_space
 
     def __call__(self, batch: pa.Table | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(batch, pa.Table):
@@ -130,8 +134,8 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class)
         self._is_online = False
-        self.observation_space = obs_space()
-        self.action_space = gym.spaces.Discrete(N_PAGES)
+        self.observation_space: gym.spaces.Box = obs_space()
+        self.action_space: gym.spaces.Discrete = gym.spaces.Discrete(N_PAGES)
         self.min_sample_timesteps_per_iteration = 0
         self.min_time_s_per_iteration = 0
         self.input_read_method = "read_parquet"
