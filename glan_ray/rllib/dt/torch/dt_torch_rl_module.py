@@ -28,6 +28,7 @@ def dt_config(model_config: dict[str, Any] | None, obs_space: gym.Space | None) 
     # RLlib adds its own auto-included keys to every model_config; keep only ours.
     ours = {k: v for k, v in mc.items() if k in fields}
     if obs_space is not None:
+        assert obs_space.shape is not None, "the observation space is a flat Box"
         ours.setdefault("obs_dim", int(obs_space.shape[0]))
     return DTConfig(**ours)
 
