@@ -143,14 +143,15 @@ def _problem(description: str) -> dict[str, Any]:
     return {"description": description, "model": Problem}
 
 
-ERRORS = {
+# keyed int | str, as FastAPI's `responses` parameter is typed (a dict's key type is invariant)
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: _problem("the body is not parseable (e.g. a number literal of thousands of digits)"),
     401: _problem("an API key is configured and the request lacks it"),
     413: _problem(f"the body is over {http.MAX_BODY_BYTES} bytes"),
     422: _problem("invalid body or path: each invalid field, its location and why"),
     503: _problem("the state store or a model is unavailable; retry after Retry-After seconds"),
 }
-USER_ERRORS = {
+USER_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     404: _problem("unknown user: start the day first"),
     409: _problem("the event does not fit the user's day (see the detail)"),
@@ -166,8 +167,9 @@ api = FastAPI(
 )
 api.add_middleware(http.ApiKey)
 api.add_middleware(http.BodyLimit)  # outermost: nothing reads a body over the limit
-api.add_exception_handler(RequestValidationError, http.validation_problem)
-api.add_exception_handler(http.Unavailable, http.unavailable)
+# the decorator form: add_exception_handler's type wants handlers of any Exception
+api.exception_handler(RequestValidationError)(http.validation_problem)
+api.exception_handler(http.Unavailable)(http.unavailable)
 docs.install(api)
 
 
@@ -291,9 +293,12 @@ class Ingress:
                 "critic_lambda": glan_step.critic_lambda(user_config.get("critic_lambda")),
             }
             if self.local_dt is None or self.local_dt.config() != dt:
-                self.local_dt = DTModel.func_or_class(dt)
+                # @serve.deployment made it a Deployment; mypy types a decorated class as the class
+                self.local_dt = DTModel.func_or_class(dt)  # type: ignore[attr-defined]
             if self.local_hrm is None or self.local_hrm.loaded() != user_config.get("hrm"):
-                self.local_hrm = HRMModel.func_or_class({"path": user_config.get("hrm")})
+                self.local_hrm = HRMModel.func_or_class(  # type: ignore[attr-defined]
+                    {"path": user_config.get("hrm")}
+                )
         self.policy = policy
         self.exploration, self.seed, self.log_on = exploration, seed, log_on
         self.versions = (-1e9, {})  # ask the replicas again
