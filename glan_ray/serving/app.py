@@ -133,18 +133,20 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     require_gpus("app arg num_gpus", gpus * max(replicas, 1), per)
     log = {"enable_access_log": bool(args.get("access_log", False))}
     hrm_path = path("hrm") if args.get("use_hrm", True) else None
-    lrtg = LRTGModel.options(
+    # @serve.deployment made these Deployments; mypy types a decorated class as the class, hence
+    # each .options call's attr-defined suppression
+    lrtg = LRTGModel.options(  # type: ignore[attr-defined]
         user_config={"path": path("lrtg") if args.get("use_lrtg", True) else None},
         ray_actor_options={"num_cpus": cpus / 2},
         logging_config=log,
     ).bind()
-    hrm = HRMModel.options(
+    hrm = HRMModel.options(  # type: ignore[attr-defined]
         user_config={"path": hrm_path},
         ray_actor_options={"num_cpus": cpus / 2},
         logging_config=log,
     )
     dt_config = {"path": path("dt"), **_critic(args, path("cql"), models)}
-    dt = DTModel.options(
+    dt = DTModel.options(  # type: ignore[attr-defined]
         logging_config=log,
         user_config=dt_config,
         ray_actor_options={"num_cpus": cpus, "num_gpus": gpus},
@@ -158,7 +160,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     )
     klan_paths = {k: path(k) for k in ("isp", "cql", "am")}
     klan = (
-        KlanModel.options(
+        KlanModel.options(  # type: ignore[attr-defined]
             user_config=klan_paths, ray_actor_options={"num_cpus": cpus / 2}, logging_config=log
         ).bind()
         if all(klan_paths.values())
@@ -183,7 +185,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
             "num_cpus": cpus * 1.5,
             "num_gpus": gpus,
         }
-    ingress = Ingress.options(
+    ingress = Ingress.options(  # type: ignore[attr-defined]
         user_config=user_config,
         num_replicas=int(args.get("ingress_replicas", 1)),
         logging_config=log,
