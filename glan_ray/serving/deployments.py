@@ -19,11 +19,12 @@ import torch
 from ray import serve
 
 from glan_ray import storage
+from glan_ray.models.dt import DecisionTransformer
 from glan_ray.models.exports import DTRecord
 from glan_ray.policy import glan_step
 from glan_ray.policy.context import daily_columns, session_columns
 from glan_ray.policy.glan import window_logits
-from glan_ray.policy.klan import check_cql_inputs, q_values
+from glan_ray.policy.klan import KlanPolicy, check_cql_inputs, q_values
 from glan_ray.policy.runner import ModelRunner
 from glan_ray.schema import OBS_DIM
 from glan_ray.serving.batching import n_users, per_item, split
@@ -130,6 +131,8 @@ class DTModel(_Loaded):
     CONFIG = ("path", "critic", "critic_lambda")
     critic: ModelRunner | None = None
     critic_lambda: float = glan_step.CRITIC_LAMBDA
+    critic_temperature: float = 1.0
+    """T of the critic's Â(s, a)/T (its export's)."""
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Load the checkpoints; on a replica given a GPU (``num_gpus``), move the DT there."""
@@ -141,7 +144,8 @@ class DTModel(_Loaded):
         self.critic = ModelRunner(critic, "cql") if critic else None
         self.critic_lambda = lam
         if self.critic is not None:
-            check_cql_inputs(self.critic, history=False, arm="glan_cg (Serve's critic)")
+            arm = "glan_cg (Serve's critic)"
+            self.critic_temperature = check_cql_inputs(self.critic, False, arm).temperature
         super().reconfigure(user_config)
         if self.critic is not None:  # the decision log names the critic and λ with the DT
             self.version_ = f"{self.version_}+critic={checkpoint_version(critic)}@lambda={lam:g}"
@@ -157,7 +161,15 @@ class DTModel(_Loaded):
 
     async def target_gain(self) -> float:
         """g of R̂₁ = g · ŷ_wt, from the DT's export (``glan_step.target_gain``)."""
-        return glan_step.target_gain(self.runner.record if self.runner else DTRecord())
+        return glan_step.target_gain(self._export()[1] if self.runner else DTRecord())
+
+    def _export(self) -> tuple[DecisionTransformer, DTRecord]:
+        """The loaded DT and its record (``ModelRunner`` types them as any export's)."""
+        if self.runner is None:
+            raise RuntimeError("DT deployment has no checkpoint (user_config.path)")
+        net, record = self.runner.model, self.runner.record
+        assert isinstance(net, DecisionTransformer) and isinstance(record, DTRecord)
+        return net, record
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=n_users)
     async def decide(self, calls: list[list[dict[str, Any]]]) -> list[list[list[float]]]:
@@ -168,8 +180,7 @@ class DTModel(_Loaded):
     def probs(self, reqs: list[dict[str, Any]]) -> list[list[float]]:
         """Page probabilities of each entry, in-process (the batched handle call and a colocated
         ingress)."""
-        if self.runner is None:
-            raise RuntimeError("DT deployment has no checkpoint (user_config.path)")
+        net, record = self._export()
         b, s = len(reqs), max(len(r["actions"]) for r in reqs)
         rewards = np.zeros((b, s))
         past_obs = np.zeros((b, s, OBS_DIM), dtype=np.float32)
@@ -181,22 +192,22 @@ class DTModel(_Loaded):
                 past_obs[i, :n] = r["obs"]
                 past_act[i, :n] = r["actions"]
         logits = window_logits(
-            self.runner.model,
+            net,
             np.asarray([r["r1"] for r in reqs]),
             rewards,
             past_obs,
             past_act,
             np.asarray([len(r["actions"]) for r in reqs]),
             np.asarray([r["obs_now"] for r in reqs], dtype=np.float32),
-            self.runner.record.rtg_scale,
-            self.runner.record.rtg_baseline,
-            self.runner.record.command,
+            record.rtg_scale,
+            record.rtg_baseline,
+            record.command,
         )  # (B, A)
         if self.critic is not None:
             obs_now = np.asarray([r["obs_now"] for r in reqs], dtype=np.float32)
             logits = glan_step.critic_guided_scores(
                 logits, q_values(self.critic, obs_now), self.critic_lambda,
-                self.critic.record.temperature,
+                self.critic_temperature,
             )  # fmt: skip  # (B, A)
         return torch.softmax(logits, -1).tolist()
 
@@ -207,16 +218,15 @@ class KlanModel:
 
     def __init__(self, user_config: dict[str, Any] | None = None) -> None:
         torch.set_num_threads(1)
-        self.policy = None
+        self.policy: KlanPolicy | None = None
         self.version_: str | None = None
         if user_config:
             self.reconfigure(user_config)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        from glan_ray.policy.klan import KlanPolicy
-
         paths = [user_config.get(k) for k in ("isp", "cql", "am")]
-        self.policy = KlanPolicy(*paths) if all(paths) else None
+        isp, cql, am = paths
+        self.policy = KlanPolicy(isp, cql, am) if isp and cql and am else None
         self.version_ = (
             ",".join(f"{k}={checkpoint_version(p)}" for k, p in zip(("isp", "cql", "am"), paths,
                                                                      strict=True))
