@@ -22,7 +22,8 @@ _CAT_FIELDS = {
     "isp": ("age", "region", "activity", "weekday"),
     "am": ("age", "region", "activity"),
 }
-_MODELS: dict[str, tuple[type, type]] = {
+# (config dataclass, model class): the configs share no base, hence type[Any]
+_MODELS: dict[str, tuple[type[Any], type]] = {
     "lrtg": (LRTGConfig, LRTG),
     "hrm": (HRMConfig, HRM),
     "isp": (ISPConfig, KlanISP),
