@@ -106,4 +106,6 @@ def install(api: FastAPI) -> None:
             api.openapi_schema = doc
         return api.openapi_schema
 
+    # FastAPI's documented way to extend the schema replaces the app's openapi method, an
+    # assignment mypy refuses on a method
     api.openapi = openapi  # type: ignore[method-assign]
