@@ -106,6 +106,7 @@ def test_same_seed_gives_identical_parquet_and_layout_does_not_matter(ray_sessio
     assert keys  # sorted by the same keys above
 
 
+@pytest.mark.heavy  # ~27 s; the same-seed determinism test stays in CI
 def test_different_seed_gives_different_data(ray_session, tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     generate(SimConfig(seed=1, block_size=100), GenerateOptions(users=200, days=1), a)
@@ -191,6 +192,7 @@ def test_simulator_actors_leave_one_whole_cpu_for_ray_data_tasks():
             assert cpus - n * actor_cpus(cpus, n) >= 1.0 - 1e-9
 
 
+@pytest.mark.heavy  # ~70 s; the A/B's burn-in runs in CI in the tiny pipeline (burn_in_days=2)
 def test_burn_in_continues_the_same_users_and_a_factory_logs_the_data(ray_session, tmp_path):
     """Days 2-3 after a 2-day burn-in are days 2-3 of a 4-day run, row for row; a policy
     factory (here an exploring constant page) logs its pages with their probabilities."""

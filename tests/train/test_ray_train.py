@@ -81,6 +81,7 @@ def test_model_trains_and_checkpoint_round_trips(model, fitted):
         assert all(0 <= v <= cfg.lambda_max for v in lam)
 
 
+@pytest.mark.heavy  # ~40 s (two HRM fits); cached batches run in every supervised fit in CI, the best-epoch export in test_patience_stops_before_the_budget_and_says_why
 def test_cached_batches_replay_the_streamed_epoch_and_the_best_epoch_is_exported(fitted):
     """The cache replays the first epoch's batches in order (the same weights as streaming every
     epoch), and the exported checkpoint is the epoch with the best validation metric."""
@@ -136,7 +137,7 @@ def test_shipped_sweeps_load():
         assert sweep.param_space
 
 
-@pytest.mark.heavy  # ~55 s; run_sweep's Tune path also runs in the CQL alpha sweep test
+# run_sweep's Tune path in CI (~55 s); the RLlib trials under Tune: the heavy CQL alpha sweep
 def test_small_sweep_runs_two_trials(data_dir, tmp_path):
     cfg = tmp_path / "sweep.yaml"
     cfg.write_text(
