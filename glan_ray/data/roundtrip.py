@@ -15,8 +15,9 @@ feature, list columns per element where both rows have the same length), twice:
   with a synthetic 30-day history that no event records.
 
 A column is equal when every clean element is within ``atol + rtol·|simulated|`` (float32 sums
-taken in another order). Columns only one side has, and columns null on one side (``value_true``,
-``watch_time``: unknown to raw events), are listed, not compared.
+taken in another order). Columns only one side has, columns null on one side and the columns raw
+events cannot give (``UNKNOWN``: ``value_true``, ``watch_time``, ``response_cf``) are listed, not
+compared.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ HISTORY = frozenset({"usage_7d", "usage_30d", "sessions_7d", "sessions_30d", "pa
                      "page_dur_14d", "page_entries_7d", "page_entries_14d", "seq_sessions",
                      "seq_usage"})  # fmt: skip
 """Columns that are the user's history before the day (compared from ``warmup_days`` on)."""
+UNKNOWN: dict[str, str] = {
+    "value_true": "the oracle's value: only the simulator knows it",
+    "watch_time": "raw events carry dwell, not watch time",
+    "response_cf": "counterfactual responses: only the simulator has them",
+}
+"""Columns raw events cannot give, with why: listed, not compared."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,8 @@ def _compare_column(
 ) -> list[ColumnDiff]:  # fmt: skip
     """One column of the matched rows (R,), per component."""
     n = len(ca)
+    if col in UNKNOWN:
+        return [ColumnDiff(col, note=f"not compared: {UNKNOWN[col]}")]
     if ca.null_count == n or cb.null_count == n:
         side = ("both" if ca.null_count == cb.null_count == n
                 else "ingested" if cb.null_count == n else "simulated")  # fmt: skip
@@ -315,5 +324,6 @@ def format_report(r: RoundTripReport) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["HISTORY", "KEYS", "ColumnDiff", "DatasetDiff", "RoundTripReport", "Tolerance",
-           "compare_runs", "compare_table", "format_report", "read_table", "row_keys"]  # fmt: skip
+__all__ = ["HISTORY", "KEYS", "UNKNOWN", "ColumnDiff", "DatasetDiff", "RoundTripReport",
+           "Tolerance", "compare_runs", "compare_table", "format_report", "read_table",
+           "row_keys"]  # fmt: skip

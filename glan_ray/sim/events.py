@@ -190,6 +190,13 @@ def session_events(
     key = np.lexsort((idx, day, user_id))
     if m and not np.array_equal(key, np.arange(m)):
         raise ValueError("session_events: sessions must be sorted by user_id, day, session_idx")
+    new_day = np.ones(m, dtype=bool)
+    new_day[1:] = (user_id[1:] != user_id[:-1]) | (day[1:] != day[:-1])
+    starts = np.flatnonzero(new_day)
+    gaps = idx != np.arange(m) - np.repeat(starts, np.diff(np.append(starts, m)))
+    if gaps.any():
+        raise ValueError(f"session_idx: {int(gaps.sum())} session(s) whose index is not their "
+                         "rank in the user-day (expected 0, 1, ... per user-day)")  # fmt: skip
     page_seq = np.asarray(cols["page_seq"], dtype=np.int64)  # (M, P)
     dur = np.asarray(cols["dur"], dtype=np.float64)  # (M, P)
     visited = page_seq >= 0  # (M, P): visit j of the session exists

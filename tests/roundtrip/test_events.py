@@ -97,6 +97,8 @@ def test_unsorted_sessions_are_refused_and_the_epoch_day_has_the_start_weekday()
     cols = _cols(user_id=np.array([9, 7, 7]))
     with pytest.raises(ValueError, match="sorted by user_id, day, session_idx"):
         session_events(cols, EventExport())
+    with pytest.raises(ValueError, match="session_idx: 1 session"):
+        session_events(_cols(session_idx=np.array([0, 2, 0])), EventExport())
     assert datetime.date(1970, 1, 1) + datetime.timedelta(days=epoch_day(0)) == datetime.date(
         2026, 1, 5)  # fmt: skip
     assert (datetime.date(1970, 1, 1) + datetime.timedelta(days=epoch_day(5))).weekday() == 5
