@@ -189,7 +189,9 @@ def _random_hrm(data_dir: str, path: str) -> str:
     return path
 
 
-@pytest.mark.heavy  # ~50 s; label_hrm then the DT on its rewards run in CI in the tiny pipeline (tests/test_pipeline.py)
+# heavy: ~50 s; label_hrm then the DT on its rewards run in CI in the tiny pipeline
+# (tests/test_pipeline.py)
+@pytest.mark.heavy
 def test_label_hrm_fills_rewards_in_seconds_then_dt_trains_on_them(data_dir, tmp_path):
     from glan_ray.rllib.dt.dt import DT
     from glan_ray.rllib.launch import algorithm_config, fit_rl, learner_metrics
@@ -287,7 +289,9 @@ def test_dt_refuses_data_whose_every_day_is_deterministic(data_dir, tmp_path):
     algorithm_config(_cfg("dt", det, str(tmp_path), skip_deterministic_days=False))
 
 
-@pytest.mark.heavy  # ~50 s (two CQL builds); replay_batches itself runs in every CQL test and the tiny pipeline
+# heavy: ~50 s (two CQL builds); replay_batches itself runs in every CQL test and the tiny
+# pipeline
+@pytest.mark.heavy
 def test_replayed_batches_train_the_same_weights_as_streaming_every_pass(data_dir, tmp_path):
     """replay_batches keeps the first pass's minibatches and replays them in the same order:
     past one pass over the data (40 updates of 128 rows, ~3,000 transitions) the weights are
@@ -374,7 +378,9 @@ def test_label_refuses_misaligned_parts(data_dir, tmp_path):
         label_hrm(str(copy), _random_hrm(data_dir, str(tmp_path / "hrm")))
 
 
-@pytest.mark.heavy  # ~100 s in CI (two RLlib trials under Tune); run_sweep's Tune path runs in CI in tests/train/test_ray_train.py::test_small_sweep_runs_two_trials
+# heavy: ~100 s in CI (two RLlib trials under Tune); run_sweep's Tune path runs in CI in
+# tests/train/test_ray_train.py::test_small_sweep_runs_two_trials
+@pytest.mark.heavy
 def test_cql_alpha_sweep_runs_two_trials(data_dir, tmp_path):
     from glan_ray.train.tune import SweepConfig, run_sweep
 

@@ -76,7 +76,9 @@ def test_a_user_day_over_http_matches_the_offline_glan_policy(server, random_mod
     _user_days_match_the_offline_policy(server, random_models, uid0=1000)
 
 
-@pytest.mark.heavy  # ~36 s (a second Serve app); the composed app's answers are in CI (test_a_user_day_over_http_matches_the_offline_glan_policy)
+# heavy: ~36 s (a second Serve app); the composed app's answers are in CI
+# (test_a_user_day_over_http_matches_the_offline_glan_policy)
+@pytest.mark.heavy
 def test_colocated_models_serve_the_same_user_days(server, random_models, tmp_path):
     """``colocate_models``: DT and HRM run inside the ingress replica (no deployments of their
     own) and the loop still gives the offline GLAN policy's pages and rewards."""

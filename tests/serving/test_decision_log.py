@@ -117,7 +117,8 @@ def _user_day(base: str, uid: int, n: int, day: int = 3) -> list[dict]:
     return out
 
 
-@pytest.mark.heavy  # ~40 s; the entry uniform and the exploration configs are unit-tested in CI in this file
+# heavy: ~40 s; the entry uniform and the exploration configs are unit-tested in CI in this file
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_exploration_over_http_draws_from_the_serving_distribution(serve_http, random_models,
                                                                    tmp_path):  # fmt: skip

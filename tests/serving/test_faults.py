@@ -101,7 +101,9 @@ def _kill_ingress(app: str) -> None:
             ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
 
 
-@pytest.mark.heavy  # ~55 s of kills under load; the store's compare-and-set and event-id replay are in CI (test_app.py, test_http.py)
+# heavy: ~55 s of kills under load; the store's compare-and-set and event-id replay are in CI
+# (test_app.py, test_http.py)
+@pytest.mark.heavy
 def test_store_and_ingress_killed_mid_load_lose_and_duplicate_nothing(
     serve_http, random_models, tmp_path, redis_url
 ):

@@ -163,7 +163,9 @@ def test_a_locked_store_is_503_with_retry_after_and_recovers(server, state_db):
     assert r.status_code == 200 and r.json()["session_idx"] == 0
 
 
-@pytest.mark.heavy  # ~55 s (a second Serve deploy); the SQLite store's round trip is in CI (test_app.py::test_state_store_writes_are_compare_and_set)
+# heavy: ~55 s (a second Serve deploy); the SQLite store's round trip is in CI
+# (test_app.py::test_state_store_writes_are_compare_and_set)
+@pytest.mark.heavy
 def test_state_survives_a_redeploy_on_the_sqlite_file(serve_http, random_models, tmp_path):
     from ray import serve
 

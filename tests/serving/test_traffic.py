@@ -87,7 +87,9 @@ def _tables(records) -> dict[str, pa.Table]:
     return dlog.to_datasets(records).tables
 
 
-@pytest.mark.heavy  # ~40 s; HTTP == offline policy is in CI (test_app.py::test_a_user_day_over_http_matches_the_offline_glan_policy)
+# heavy: ~40 s; HTTP == offline policy is in CI
+# (test_app.py::test_a_user_day_over_http_matches_the_offline_glan_policy)
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_days_over_http_match_the_same_days_in_process(serve_http, random_models, tmp_path):
     from ray import serve

@@ -81,7 +81,9 @@ def test_model_trains_and_checkpoint_round_trips(model, fitted):
         assert all(0 <= v <= cfg.lambda_max for v in lam)
 
 
-@pytest.mark.heavy  # ~40 s (two HRM fits); cached batches run in every supervised fit in CI, the best-epoch export in test_patience_stops_before_the_budget_and_says_why
+# heavy: ~40 s (two HRM fits); cached batches run in every supervised fit in CI, the best-epoch
+# export in test_patience_stops_before_the_budget_and_says_why
+@pytest.mark.heavy
 def test_cached_batches_replay_the_streamed_epoch_and_the_best_epoch_is_exported(fitted):
     """The cache replays the first epoch's batches in order (the same weights as streaming every
     epoch), and the exported checkpoint is the epoch with the best validation metric."""
