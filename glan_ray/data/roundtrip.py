@@ -144,9 +144,9 @@ def _values(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _list_values(
     a: pa.ChunkedArray, b: pa.ChunkedArray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Element values (E, W) of two list columns over the rows where both have the same length,
-    each element's row (E,), and the number of rows whose lengths differ."""
+    each element's row (E,), and (R,) whether each row's lengths differ."""
     a, b = a.combine_chunks(), b.combine_chunks()
     la = np.asarray(pc.fill_null(pc.list_value_length(a), -1).to_numpy(zero_copy_only=False))
     lb = np.asarray(pc.fill_null(pc.list_value_length(b), -1).to_numpy(zero_copy_only=False))
@@ -159,7 +159,7 @@ def _list_values(
     xa = np.asarray(pc.cast(fa, pa.float64()).to_numpy(zero_copy_only=False)).reshape(-1, width)
     xb = np.asarray(pc.cast(fb, pa.float64()).to_numpy(zero_copy_only=False)).reshape(-1, width)
     elem_row = np.repeat(same, la[same])
-    return xa, xb, elem_row, int((la != lb).sum())
+    return xa, xb, elem_row, la != lb
 
 
 def _diff(name: str, a: np.ndarray, b: np.ndarray, clean: np.ndarray, tol: Tolerance,
@@ -194,8 +194,11 @@ def _compare_column(
         xa, xb, elem_row = va[0], vb[0], np.arange(n)
     else:
         xa, xb, elem_row, differ = _list_values(ca, cb)
-        if differ:
-            out.append(ColumnDiff(col, mismatched=differ, note=f"{differ} row(s) differ in length"))
+        if differ.any():
+            bad = int((differ & clean_rows).sum())
+            out.append(ColumnDiff(col, compared=int(clean_rows.sum()), mismatched=bad,
+                                  note=f"{int(differ.sum())} row(s) differ in length, {bad} of "
+                                  "them clean"))  # fmt: skip
     width = xa.shape[1]
     if col in ("obs", "next_obs") and width == len(obs_features):
         labels = [f"{col}[{f}]" for f in obs_features]

@@ -89,5 +89,5 @@ def test_list_columns_compare_per_element_and_count_rows_of_another_length():
     d = _compare("trajectories", traj([[1, 2], [3], [4, 5]]), traj([[1, 2.25], [3, 0], [4, 5]]))
     cols = [c for c in d.columns if c.column == "reward"]
     length, values = cols
-    assert length.mismatched == 1 and "1 row(s) differ in length" in length.note
+    assert length.mismatched == 1 and "1 row(s) differ in length, 1 of them clean" in length.note
     assert values.compared == 4 and values.max_abs == 0.25 and values.mismatched == 1
