@@ -26,6 +26,8 @@ from glan_ray import storage
 from glan_ray.data.features import SPECS, as_columns
 from glan_ray.data.parts import matching_parts
 from glan_ray.data.parts import read_part as _read
+from glan_ray.data.read import dataset_spec
+from glan_ray.models.app_check import check_export
 from glan_ray.models.checkpoint import load_checkpoint
 from glan_ray.models.hrm import hrm_reward
 from glan_ray.schema import DatasetValidationError, conform
@@ -81,7 +83,9 @@ def label_part(sessions_file: str, trajectories_file: str, hrm_path: str) -> int
 
 
 def label_hrm(data: str, hrm_path: str, progress: Callable[[int, int], None] | None = None) -> int:
-    """Label every trajectories part under ``data`` with HRM rewards; returns sessions labelled."""
+    """Label every trajectories part under ``data`` with HRM rewards; returns sessions labelled.
+    An HRM trained on another app spec than the data's is refused (``models.app_check``)."""
+    check_export(hrm_path, dataset_spec(data), f"the dataset {data}")
     parts = matching_parts(data, "sessions", "trajectories")
     task = ray.remote(num_cpus=0.5)(label_part)
     pending = [task.remote(sess, traj, hrm_path) for _, sess, traj in parts]

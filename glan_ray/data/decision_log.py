@@ -6,7 +6,8 @@ the user's state, so a record exists iff its state change was applied and a repl
 writes nothing new); the simulator's days become the same records with ``from_day_log``:
 
 - ``DayStart`` (endpoint ``day``): the day's features (the ``daily`` dataset's x, t and 30-day
-  sequences, with the weekday), R̂₁, the policy and model versions;
+  sequences, with the weekday), R̂₁, the policy and model versions, the fingerprint of the Serve
+  app's spec;
 - ``EntryRecord`` (``entry``): the observation the server built, hour, live count, today's
   consumption so far, π (the policy's distribution), the serving probabilities, the page, its
   propensity, the uniform it was drawn with, the exploration;
@@ -19,7 +20,8 @@ directory; a flush may write a record twice (it is deleted from the store only a
 is durable), so ``read_log`` keeps the first record of each event key (user, endpoint, day,
 event id). ``to_datasets`` builds ``daily``, ``sessions``, ``transitions`` and ``trajectories``
 and validates them with ``glan_ray.schema``; a column a deployment cannot know (``value_true``)
-is null, never invented.
+is null, never invented. The datasets' manifest records the app spec of the Serve app that logged
+them (``data.read.dataset_spec`` reads it back); a day start of another app is refused.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from glan_ray import schema, storage
+from glan_ray.apps import AppSpec, plpm_spec
+from glan_ray.data.read import MANIFEST, spec_manifest
 from glan_ray.schema import N_PAGES, OBS_DIM, SEQ_LEN
 from glan_ray.sim.config import SimConfig
 
@@ -73,6 +77,9 @@ class DayStart:
     """Model name -> ``path#content-hash`` of the checkpoint that served."""
     ts: float | None = None
     """Wall-clock time it was applied (Unix s); None for a simulated log."""
+    app: str | None = None
+    """``AppSpec.fingerprint()`` of the Serve app that applied it (None: a simulated log, or
+    one written before specs were recorded: the PLPM app)."""
 
 
 @dataclass(frozen=True)
@@ -358,6 +365,8 @@ class Conversion:
 
     tables: dict[str, pa.Table]
     summary: dict[str, int]
+    spec: AppSpec = field(default_factory=plpm_spec)
+    """The app spec of the Serve app that logged the records (the datasets' manifest)."""
 
 
 @dataclass
@@ -408,6 +417,24 @@ def _group(records: Iterable[Record]) -> dict[tuple[int, int], _UserDay]:
 def _check_vector(rec: Record, name: str, value: Any, n: int) -> None:
     if value is None or len(value) != n:
         raise DecisionLogError(f"{_where(rec)}: field {name!r} must have {n} values")
+
+
+def _check_app(days: dict[tuple[int, int], _UserDay], spec: AppSpec) -> None:
+    """Every day start was applied by a Serve app of ``spec`` (or records none: PLPM)."""
+    fp = spec.fingerprint()
+    plpm = plpm_spec().fingerprint()
+    bad = [ud.start for ud in days.values() if (ud.start.app or plpm) != fp]
+    if bad:
+        raise DecisionLogError(
+            f"{_where(bad[0])}: field 'app': logged by a Serve app of spec fingerprint "
+            f"{bad[0].app or plpm} ({len(bad)} day start(s) of {len(days)}), but the conversion "
+            f"is for app {spec.name!r} (fingerprint {fp})"
+        )
+    if spec.n_pages != N_PAGES or spec.obs_dim != OBS_DIM:
+        raise DecisionLogError(
+            f"the decision log conversion writes the datasets of schema.py ({N_PAGES} pages, "
+            f"{OBS_DIM} obs features); app {spec.name!r} has {spec.n_pages} and {spec.obs_dim}"
+        )
 
 
 def _sessions_of(ud: _UserDay) -> tuple[list[tuple[EntryRecord, SessionEndRecord]], int]:
@@ -476,8 +503,10 @@ def _stat_cols(starts: list[DayStart]) -> dict[str, Any]:
     return out
 
 
-def to_datasets(records: Iterable[Record]) -> Conversion:
-    """``daily``, ``sessions``, ``transitions``, ``trajectories`` of a decision log.
+def to_datasets(records: Iterable[Record], spec: AppSpec | None = None) -> Conversion:
+    """``daily``, ``sessions``, ``transitions``, ``trajectories`` of a decision log, logged by a
+    Serve app of ``spec`` (None: the PLPM app, Serve's today); a day start that records another
+    app's fingerprint raises ``DecisionLogError``.
 
     A session is an entry and its session end. An entry without one (a session in progress when
     the log was taken; only a user-day's last entry can be one) is no session: it is left out of
@@ -488,7 +517,9 @@ def to_datasets(records: Iterable[Record]) -> Conversion:
     entry without its day start, a session end without its entry, a page that differs) raise
     ``DecisionLogError`` naming the event and field. Rows are ordered by (day, user, session).
     """
+    spec = spec or plpm_spec()
     days = _group(records)
+    _check_app(days, spec)
     order = sorted(days, key=lambda k: (k[1], k[0]))
     sess: list[tuple[DayStart, EntryRecord, SessionEndRecord]] = []
     trans_next: list[tuple[list[float], bool]] = []
@@ -616,12 +647,13 @@ def to_datasets(records: Iterable[Record]) -> Conversion:
     }
     tables = {"daily": daily, "sessions": sessions, "trajectories": trajectories,
               "transitions": transitions}  # fmt: skip
-    return Conversion(tables, summary)
+    return Conversion(tables, summary, spec)
 
 
 def write_datasets(conv: Conversion, out: str, overwrite: bool = False, **manifest: Any) -> None:
     """Each table as ``out/<name>/part-00000/<name>-0000.parquet`` (the simulator's layout, which
-    ``data.read.read_dataset`` reads) and ``out/manifest.json`` with the summary."""
+    ``data.read.read_dataset`` reads) and ``out/manifest.json`` with the summary and the app spec
+    (``data.read.dataset_spec``)."""
     for name in conv.tables:
         d = storage.join(out, name)
         if storage.isdir(d) and storage.listdir(d):
@@ -634,8 +666,8 @@ def write_datasets(conv: Conversion, out: str, overwrite: bool = False, **manife
         storage.write_bytes(storage.join(out, name, "part-00000", f"{name}-0000.parquet"),
                             buf.getvalue())  # fmt: skip
     storage.write_json(
-        storage.join(out, "manifest.json"),
-        {"source": "decision_log", "summary": conv.summary, **manifest},
+        storage.join(out, MANIFEST),
+        {"source": "decision_log", "summary": conv.summary, **manifest, **spec_manifest(conv.spec)},
         indent=2,
     )
 

@@ -22,7 +22,9 @@ import pyarrow as pa
 import ray
 
 from glan_ray import schema, storage
+from glan_ray.apps import plpm_spec
 from glan_ray.data.parts import write_part
+from glan_ray.data.read import spec_manifest
 from glan_ray.data.summary import SimSummary
 from glan_ray.data.tables import day_tables
 from glan_ray.sim.baselines import make_policy
@@ -161,8 +163,9 @@ def generate(
     ``policy_factory(sim_config)`` builds the policy that logs the data in each actor (e.g. an
     exploring KLAN from exported models, ``policy.registry.make_arm``); None: ``opts.policy``.
     ``progress(n)`` is called with the number of user-days finished after each wave. Returns the
-    summary, also written with the resolved configs to ``out/manifest.json``. ``out`` may be a
-    local path or a URI (``s3://``, ``gs://``: see ``glan_ray.storage``).
+    summary, also written with the resolved configs and the app spec (the PLPM spec) to
+    ``out/manifest.json``. ``out`` may be a local path or a URI (``s3://``, ``gs://``: see
+    ``glan_ray.storage``).
     """
     _prepare_out(out, opts)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -224,7 +227,12 @@ def generate(
             ray.kill(a)
     storage.write_json(
         storage.join(out, MANIFEST),
-        {"sim_config": cfg.to_dict(), "options": opts.__dict__, "summary": total.to_dict()},
+        {
+            "sim_config": cfg.to_dict(),
+            "options": opts.__dict__,
+            "summary": total.to_dict(),
+            **spec_manifest(plpm_spec()),
+        },  # the simulator's app (data.read.dataset_spec)
         indent=2,
     )
     return total

@@ -5,6 +5,10 @@ from the file metadata, then — unless ``validate=False`` — makes one pass ov
 nulls, NaNs and out-of-range categories per column, and raises a ``DatasetValidationError`` that
 names each bad column with its row count. Nothing is dropped: bad input is rejected whole.
 Columns whose types are compatible but not canonical (e.g. int64 actions) are cast on read.
+
+``dataset_spec(run_dir)`` is the app spec the datasets were built with (``manifest.json``'s
+``spec``): a model trained on them records it, and refuses data of another spec
+(``models.app_check``).
 """
 
 from __future__ import annotations
@@ -16,10 +20,66 @@ from collections import defaultdict
 import pyarrow as pa
 import ray
 
-from glan_ray import schema
+from glan_ray import schema, storage
+from glan_ray.apps import AppSpec, SpecError, plpm_spec
 from glan_ray.schema import DatasetValidationError, Problem
 
 logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+"""The run directory's record of how its datasets were made (``data.generate``, the decision-log
+conversion, ``glan-ray ingest``): with ``spec`` (``AppSpec.to_dict()``) and ``spec_fingerprint``."""
+
+
+def manifest_path(path: str) -> str | None:
+    """The ``manifest.json`` of the datasets at ``path`` (a run directory, or one dataset's
+    directory inside it); None when there is none."""
+    base = path.rstrip("/") if "://" in path else os.path.normpath(path)
+    dirs = [base]
+    name = base.rsplit("/", 1)[-1] if "://" in base else os.path.basename(base)
+    if name in schema.SCHEMAS or name == "transitions_hist":  # a dataset's own directory
+        dirs.append(base.rsplit("/", 1)[0] if "://" in base else os.path.dirname(base))
+    for d in dirs:
+        m = storage.join(d, MANIFEST)
+        if storage.exists(m):
+            return m
+    return None
+
+
+def manifest_spec(manifest: dict, where: str) -> AppSpec | None:
+    """The spec a manifest records (None: written before specs were recorded); a spec that is
+    not valid or whose stored fingerprint is not its own is refused, naming ``where``."""
+    if manifest.get("spec") is None:
+        return None
+    try:
+        spec = AppSpec.from_dict(manifest["spec"])
+    except SpecError as e:
+        raise DatasetValidationError(f"{where}: field 'spec': {e}") from None
+    stored = manifest.get("spec_fingerprint")
+    if stored is not None and stored != spec.fingerprint():
+        raise DatasetValidationError(
+            f"{where}: field 'spec_fingerprint' {stored!r} is not its spec's fingerprint "
+            f"{spec.fingerprint()!r} (the manifest was edited)"
+        )
+    return spec
+
+
+def dataset_spec(path: str) -> AppSpec:
+    """The app spec the datasets at ``path`` (a run directory or a dataset's directory; local or
+    a URI) were built with. Datasets written before specs were recorded (no manifest, or one
+    without ``spec``) are the PLPM simulator's, which is logged."""
+    m = manifest_path(path)
+    spec = manifest_spec(storage.read_json(m), m) if m else None
+    if spec is None:
+        logger.info("%s: %s records no app spec (written before specs were recorded): read as "
+                    "the PLPM simulator's app", path, m or "no manifest.json")  # fmt: skip
+        return plpm_spec()
+    return spec
+
+
+def spec_manifest(spec: AppSpec) -> dict[str, object]:
+    """The manifest fields that record ``spec`` (what ``dataset_spec`` reads back)."""
+    return {"spec": spec.to_dict(), "spec_fingerprint": spec.fingerprint()}
 
 
 def dataset_path(path: str, name: str) -> str:

@@ -41,6 +41,20 @@ def _flat(table: pa.Table, name: str) -> tuple[pa.Array, np.ndarray]:
     return col.values, offsets - offsets[0]
 
 
+def obs_matrix(obs_lists: pa.Array, dtype: type = np.float32) -> np.ndarray:
+    """(S, D) of S observations given as lists (fixed-size or not): D is their length, the
+    app's obs_dim (``schema.OBS_DIM`` for an empty column of variable-size lists)."""
+    values: np.ndarray = np.asarray(
+        pc.list_flatten(obs_lists).to_numpy(zero_copy_only=False), dtype
+    )
+    n = len(obs_lists)
+    if pa.types.is_fixed_size_list(obs_lists.type):
+        d = obs_lists.type.list_size
+    else:
+        d = len(values) // n if n else OBS_DIM
+    return values.reshape(n, d)
+
+
 def deterministic_days(table: pa.Table) -> np.ndarray:
     """(N,) bool: user-days on which every page was chosen with probability 1.
 
@@ -84,7 +98,10 @@ def cut_windows(
         )
     n = np.diff(offsets)  # (N,) sessions per day
     total = int(offsets[-1])
-    obs = np.asarray(pc.list_flatten(obs_rows).to_numpy(), np.float32).reshape(total, OBS_DIM)
+    obs = obs_matrix(obs_rows)  # (S, D), D the app's obs_dim
+    if len(obs) != total:
+        raise DatasetValidationError(f"column 'obs': {len(obs)} observations for {total} sessions")
+    d = obs.shape[1]
     r = np.asarray(rewards.to_numpy(zero_copy_only=False), np.float64)  # (S,)
     if not np.isfinite(r).all():
         raise DatasetValidationError(f"column '{reward_column}': non-finite rewards")
@@ -98,7 +115,7 @@ def cut_windows(
     w = win_start[:-1][day] + step // k  # (S,) window of each session
     p = step % k  # (S,) position within the window
     out = {
-        "obs": np.zeros((win_start[-1], k, OBS_DIM), np.float32),
+        "obs": np.zeros((win_start[-1], k, d), np.float32),
         "actions": np.zeros((win_start[-1], k), np.int64),
         "rtg": np.zeros((win_start[-1], k), np.float32),
         "timesteps": np.zeros((win_start[-1], k), np.int64),
@@ -128,10 +145,7 @@ def remaining_returns(table: pa.Table, reward_column: str) -> tuple[np.ndarray, 
     lengths = np.asarray([len(r) for r in table.column(reward_column).to_pylist()], np.int64)
     r = np.concatenate([np.asarray(x, np.float64) for x in
                         table.column(reward_column).to_pylist()] or [np.zeros(0)])  # fmt: skip
-    obs = np.asarray(
-        table.column("obs").combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False),
-        np.float64,
-    ).reshape(-1, OBS_DIM)
+    obs = obs_matrix(table.column("obs").combine_chunks().flatten(), np.float64)  # (S, D)
     day = np.repeat(np.arange(len(lengths)), lengths)  # (S,)
     csum = np.concatenate([[0.0], np.cumsum(r)])
     ends = np.cumsum(lengths)

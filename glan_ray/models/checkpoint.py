@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from glan_ray import storage
+from glan_ray.apps import AppSpec
 from glan_ray.data.features import Normalizer
 from glan_ray.models.exports import ExportRecord, make_record
 from glan_ray.models.registry import build_model
@@ -26,18 +27,23 @@ def save_checkpoint(
     train_cfg: dict[str, Any],
     normalizer: Normalizer | None,
     extra: ExportRecord | dict[str, Any] | None = None,
+    app: AppSpec | None = None,
 ) -> None:
     """Write ``model.pt`` (state dict + metadata) and a human-readable ``config.json``.
 
     ``normalizer`` is None for models whose inputs come pre-scaled (the RL policies' ``obs``).
     ``extra`` is the model's ``models.exports`` record (or its fields), validated here.
+    ``app``: the app spec of the training data, recorded in it (``ExportRecord.app_spec``);
+    None keeps the record's own (none: read back as the PLPM spec).
     ``path`` may be a URI (``s3://...``): the files are written locally, then uploaded.
     """
     if storage.is_uri(path):
         with storage.staged_dir(path) as local:
-            save_checkpoint(local, name, model, model_cfg, train_cfg, normalizer, extra)
+            save_checkpoint(local, name, model, model_cfg, train_cfg, normalizer, extra, app)
         return
     record = make_record(name, extra)
+    if app is not None:
+        record = record.with_app(app)
     os.makedirs(path, exist_ok=True)
     module: nn.Module = getattr(model, "module", model)  # unwrap DDP
     meta = {

@@ -24,20 +24,17 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from glan_ray.data.windows import deterministic_days, remaining_returns
+from glan_ray.apps import AppSpec, plpm_spec
+from glan_ray.data.windows import deterministic_days, obs_matrix, remaining_returns
 from glan_ray.models.critic_labels import QLabeller
 from glan_ray.models.dt import fit_expectile, rtg_baseline_s
-from glan_ray.schema import OBS_DIM
 
 logger = logging.getLogger(__name__)
 
 
 def logged_advantages(table: pa.Table, critic: QLabeller) -> tuple[np.ndarray, np.ndarray]:
     """(obs (S, D), A(s, a) (S,) seconds) of every session of the user-days of ``table``."""
-    obs = np.asarray(
-        table.column("obs").combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False),
-        np.float32,
-    ).reshape(-1, OBS_DIM)
+    obs = obs_matrix(table.column("obs").combine_chunks().flatten())  # (S, D)
     actions = np.asarray(
         table.column("actions").combine_chunks().flatten().to_numpy(zero_copy_only=False),
         np.int64,
@@ -53,12 +50,15 @@ def measure_command(
     skip_deterministic: bool,
     critic_path: str | None = None,
     reward_column: str = "reward_hrm",
+    app: AppSpec | None = None,
 ) -> list[float]:
-    """The command head's OBS_DIM + 1 coefficients (seconds): the τ-expectile given the state
+    """The command head's obs_dim + 1 coefficients (seconds): the τ-expectile given the state
     of the critic's advantage of the logged page (``critic_path``: ACT) or, without a critic,
     of the remaining return in ``reward_column`` (the per-state target), over the sessions of
-    the trajectories ``input_``."""
-    critic = QLabeller(critic_path, option="act_critic") if critic_path else None
+    the trajectories ``input_``, of app ``app`` (None: the PLPM app; a critic of another app
+    is refused)."""
+    app = app or plpm_spec()
+    critic = QLabeller(critic_path, option="act_critic", app=app) if critic_path else None
     cols = ["obs", "actions", "propensity"] if critic else ["obs", reward_column, "propensity"]
     ds = ray.data.read_parquet(input_).select_columns(cols)
     xs, ys = [], []
@@ -74,7 +74,7 @@ def measure_command(
             obs, y = remaining_returns(batch, reward_column)
         xs.append(obs)
         ys.append(y)
-    x = np.concatenate(xs) if xs else np.zeros((0, OBS_DIM), np.float32)
+    x = np.concatenate(xs) if xs else np.zeros((0, app.obs_dim), np.float32)
     y = np.concatenate(ys) if ys else np.zeros(0)
     what = "advantage" if critic else "remaining return"
     if len(y) == 0:

@@ -13,17 +13,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from glan_ray.apps import AppSpec, plpm_spec
+from glan_ray.models.app_check import require_export_app
 from glan_ray.models.checkpoint import load_checkpoint
 
 
 class QLabeller:
     """``labeller(obs (..., D), actions (...)) -> Q(s, a)`` in seconds, (...) float64."""
 
-    def __init__(self, path: str, option: str = "q_labels") -> None:
-        """``option``: the DTConfig field that named ``path`` (errors name it)."""
+    def __init__(self, path: str, option: str = "q_labels", app: AppSpec | None = None) -> None:
+        """``option``: the DTConfig field that named ``path`` (errors name it); ``app``: the app
+        spec of the data it labels (None: the PLPM app): a critic of another is refused."""
         self.model, _, meta = load_checkpoint(path)
         if meta["model"] != "cql":
             raise ValueError(f"{option}: {path} holds a '{meta['model']}' model; expected cql")
+        require_export_app(meta, app or plpm_spec(), model=path, where=f"the {option} data")
         scale = float(meta.get("train_config", {}).get("reward_scale", 0.0))
         if not scale > 0:
             raise ValueError(f"{option}: {path} records no positive reward_scale")

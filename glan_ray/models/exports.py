@@ -9,14 +9,18 @@ it back typed (``ModelRunner.record``): the values a model's user needs beside i
 - ``cql``: the softmax temperature of its Q-values (KLAN's IIT scores) and the history features
   its input has beyond ``obs`` (none but for ``klan_iit_hist``);
 - every supervised export: the epoch it was taken at, its validation metrics and the rows the
-  normaliser was fitted on.
+  normaliser was fitted on;
+- every export: the app spec of the data it was trained on (``app_spec``, ``app_fingerprint``;
+  ``models.app_check`` refuses a model on data or in a Serve app of another spec). An export
+  written before specs were recorded has none and is the PLPM simulator's app.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from glan_ray.apps import AppSpec, SpecError, plpm_spec
 from glan_ray.checks import check_fields, ranged
 
 
@@ -30,9 +34,39 @@ class ExportRecord:
     """Supervised models: the validation metrics at that epoch."""
     train_rows_sampled: int | None = ranged(None, ge=1)
     """Supervised models: rows the feature normaliser was fitted on."""
+    app_spec: dict[str, Any] | None = None
+    """The app spec (``AppSpec.to_dict()``) of the dataset the model was trained on; None: an
+    export written before specs were recorded, which is the PLPM simulator's app."""
+    app_fingerprint: str | None = None
+    """``AppSpec.fingerprint()`` of ``app_spec`` (set from it when left out; a stored one that
+    differs is refused: the record was edited)."""
 
     def __post_init__(self) -> None:
         check_fields(self)
+        name = type(self).__name__
+        if self.app_spec is None:
+            if self.app_fingerprint is not None:
+                raise ValueError(f"{name}.app_fingerprint {self.app_fingerprint!r} without its "
+                                 "app_spec; record both (ExportRecord.with_app)")  # fmt: skip
+            return
+        try:
+            spec = AppSpec.from_dict(self.app_spec)
+        except SpecError as e:
+            raise ValueError(f"{name}.app_spec: {e}") from None
+        if self.app_fingerprint not in (None, spec.fingerprint()):
+            raise ValueError(f"{name}.app_fingerprint {self.app_fingerprint!r} is not its "
+                             f"app_spec's ({spec.fingerprint()})")  # fmt: skip
+        object.__setattr__(self, "app_spec", spec.to_dict())
+        object.__setattr__(self, "app_fingerprint", spec.fingerprint())
+
+    @property
+    def app(self) -> AppSpec:
+        """The app spec the model was trained on (the PLPM spec for an export without one)."""
+        return plpm_spec() if self.app_spec is None else AppSpec.from_dict(self.app_spec)
+
+    def with_app(self, spec: AppSpec) -> ExportRecord:
+        """This record with ``spec`` recorded as the app of the model's training data."""
+        return replace(self, app_spec=spec.to_dict(), app_fingerprint=spec.fingerprint())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,12 +87,12 @@ class DTRecord(ExportRecord):
     target_gain: float = ranged(1.0, gt=0.0)
     """g of R̂₁ = g · forecast; 1 (ask for the forecast itself) for exports that record none."""
     rtg_baseline: tuple[float, ...] = ()
-    """Advantage tokens (``DTConfig.advantage_tokens``): the coefficients (OBS_DIM weights, then
+    """Advantage tokens (``DTConfig.advantage_tokens``): the coefficients (obs_dim weights, then
     the intercept; seconds) of the linear baseline b(s) of the remaining return the DT's tokens
     are relative to, (R̂_t − b(s_t)) / rtg_scale; empty: GLAN's tokens R̂_t / rtg_scale."""
     command: tuple[float, ...] = ()
     """A command head (``DTConfig.act_critic``: ACT; ``DTConfig.state_target``: the per-state
-    target): the coefficients (OBS_DIM weights, then the intercept; seconds) of the linear
+    target): the coefficients (obs_dim weights, then the intercept; seconds) of the linear
     ĉ(s), the τ-expectile given the state of the training tokens (the critic's advantage
     Q(s, a) − V(s), or the remaining return); every token is ĉ(s_t) / rtg_scale and the GLAN
     loop's R̂ is not read. Empty: the GLAN loop's return tokens."""
@@ -67,13 +101,12 @@ class DTRecord(ExportRecord):
         super().__post_init__()
         import math
 
-        from glan_ray.schema import OBS_DIM
-
+        width = self.app.obs_dim + 1  # the app's observation, then the intercept
         for name in ("rtg_baseline", "command"):
             b = tuple(float(x) for x in getattr(self, name))
-            if b and (len(b) != OBS_DIM + 1 or not all(math.isfinite(x) for x in b)):
-                raise ValueError(f"DTRecord.{name} must be empty or {OBS_DIM + 1} finite "
-                                 f"numbers; got {len(b)} values")  # fmt: skip
+            if b and (len(b) != width or not all(math.isfinite(x) for x in b)):
+                raise ValueError(f"DTRecord.{name} must be empty or {width} finite numbers (the "
+                                 f"app's obs_dim + 1); got {len(b)} values")  # fmt: skip
             object.__setattr__(self, name, b)
         if self.rtg_baseline and self.command:
             raise ValueError("DTRecord: rtg_baseline (advantage tokens) and command (ACT) are "

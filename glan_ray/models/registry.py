@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from glan_ray.apps import AppSpec, plpm_spec
 from glan_ray.data.features import CAT_CARDINALITIES
 from glan_ray.models.cql import QNetConfig, QNetwork
 from glan_ray.models.dt import DecisionTransformer, DTConfig
@@ -34,15 +35,54 @@ _MODELS: dict[str, tuple[type[Any], type]] = {
 }
 
 
-def model_config(name: str, dims: dict[str, int], overrides: dict[str, Any]) -> dict[str, Any]:
-    """The resolved model config (plain dict) from feature sizes and user overrides."""
+def check_profile(name: str, app: AppSpec) -> None:
+    """Refuse an app whose profile lacks a categorical field model ``name`` embeds, or declares
+    one wider than its vocabulary (``data.features.CAT_CARDINALITIES``), naming the field."""
+    profile = {p.source or p.name: p for p in app.features.profile}
+    for f in _CAT_FIELDS[name]:
+        if f == "weekday":  # the day's, not a profile field: every app has one
+            continue
+        p = profile.get(f)
+        if p is None or p.kind != "categorical":
+            raise ValueError(
+                f"{name}: app {app.name!r} has no categorical profile field {f!r}; model "
+                f"{name!r} embeds {[c for c in _CAT_FIELDS[name] if c != 'weekday']} "
+                f"(the app's profile: {sorted(profile)})"
+            )
+        if p.cardinality is not None and p.cardinality > CAT_CARDINALITIES[f]:
+            raise ValueError(
+                f"{name}: app {app.name!r} declares profile field {f!r} with cardinality "
+                f"{p.cardinality}, beyond the models' vocabulary of {CAT_CARDINALITIES[f]} "
+                "(data.features.CAT_CARDINALITIES)"
+            )
+
+
+def page_config(app: AppSpec) -> dict[str, Any]:
+    """HRM's and KLAN-AM's page axis from the app: ``n_pages``, and HRM's feature-selection
+    groups: the PLPM pages keep the paper's (Featured alone, Explore and Following sharing);
+    another app's pages each get their own."""
+    groups = (0, 1, 1) if app.pages == plpm_spec().pages else tuple(range(app.n_pages))
+    return {"n_pages": app.n_pages, "page_groups": groups}
+
+
+def model_config(
+    name: str, dims: dict[str, int], overrides: dict[str, Any], app: AppSpec | None = None
+) -> dict[str, Any]:
+    """The resolved model config (plain dict) from feature sizes, the app spec of the training
+    data (None: the PLPM app; its pages size HRM's and KLAN-AM's towers) and user overrides."""
     cfg_cls, _ = _MODELS[name]
+    app = app or plpm_spec()
+    check_profile(name, app)
     base: dict[str, Any] = {
         "cat_cardinalities": [CAT_CARDINALITIES[f] for f in _CAT_FIELDS[name]],
         "n_num": dims["n_num"],
     }
     if name == "lrtg":
         base.update(seq_dim=dims["seq_dim"], seq_len=dims["seq_len"])
+    if name == "hrm":
+        base.update(page_config(app))
+    elif name == "am":
+        base.update(n_pages=app.n_pages)
     fields = set(cfg_cls.__dataclass_fields__)
     unknown = sorted(set(overrides) - fields)
     if unknown:

@@ -5,15 +5,27 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from glan_ray.apps import AppSpec, plpm_spec
 from glan_ray.data.features import SPECS
+from glan_ray.models.app_check import require_same_app
 from glan_ray.models.checkpoint import load_checkpoint
 from glan_ray.models.exports import ExportRecord, make_record
 
 
 class ModelRunner:
-    """A loaded checkpoint: ``runner(columns)`` -> the model's outputs as tensors (no grad)."""
+    """A loaded checkpoint: ``runner(columns)`` -> the model's outputs as tensors (no grad).
 
-    def __init__(self, path: str, expect: str | tuple[str, ...] | None = None) -> None:
+    ``app``: the app spec the model is used in (None: the PLPM simulator's, the app of every
+    policy and of Serve today); an export trained on another is refused, naming the difference
+    (``models.app_check``) and ``used_in`` (what the app is, in words)."""
+
+    def __init__(
+        self,
+        path: str,
+        expect: str | tuple[str, ...] | None = None,
+        app: AppSpec | None = None,
+        used_in: str = "the app it is used in",
+    ) -> None:
         self.path = path
         self.model, self.normalizer, self.meta = load_checkpoint(path)
         self.kind: str = self.meta["model"]
@@ -25,6 +37,7 @@ class ModelRunner:
             """The export's typed record (``models.exports``), validated here once."""
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: {e}") from e
+        require_same_app(self.record.app, app or plpm_spec(), model=path, where=used_in)
 
     @torch.no_grad()
     def __call__(self, cols: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -238,7 +238,10 @@ def algorithm_config(cfg: RLTrainConfig) -> Any:
     if cfg.history and "://" not in cfg.input_path and not os.path.exists(cfg.input_path):
         raise FileNotFoundError(f"no {HISTORY_DATASET} dataset at {cfg.input_path}; "
                                 "RLTrainConfig.prepare_input() writes it")  # fmt: skip
-    ac = config_class(cfg.algo)()
+    from glan_ray.data.read import dataset_spec
+
+    # the dataset's app sizes the spaces (observation width, pages) and is recorded in the export
+    ac = config_class(cfg.algo)().set_app(dataset_spec(cfg.data))
     path = cfg.input_path if "://" in cfg.input_path else os.path.abspath(cfg.input_path)
     # RLlib's OfflineData wraps one input in pathlib.Path, which turns "s3://b" into "s3:/b"; a
     # one-element list reaches ray.data.read_parquet unchanged.

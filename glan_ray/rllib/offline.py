@@ -34,6 +34,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from glan_ray.apps import AppSpec, plpm_spec
 from glan_ray.data.split import is_val_user
 from glan_ray.schema import N_PAGES, OBS_DIM, conform
 
@@ -136,6 +137,9 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
         self._is_online = False
         self.observation_space: gym.spaces.Box = obs_space()
         self.action_space: gym.spaces.Discrete = gym.spaces.Discrete(N_PAGES)
+        self.app_spec: dict[str, Any] | None = None
+        """The app spec (``AppSpec.to_dict()``) of the input dataset (``set_app``): its
+        observation and pages are the spaces, and the export records it; None: the PLPM app."""
         self.min_sample_timesteps_per_iteration = 0
         self.min_time_s_per_iteration = 0
         self.input_read_method = "read_parquet"
@@ -160,6 +164,25 @@ class OfflineAlgorithmConfig(AlgorithmConfig):
         self.iter_batches_kwargs = {"prefetch_batches": 2, "local_shuffle_buffer_size": None}
         # our learners check all the gradients at once (rllib.learner.FusedFiniteCheck)
         self.torch_skip_nan_gradients = True
+
+    @property
+    def app(self) -> AppSpec:
+        """The app spec of the input dataset (the PLPM app when none is set)."""
+        return plpm_spec() if self.app_spec is None else AppSpec.from_dict(self.app_spec)
+
+    def set_app(self, spec: AppSpec) -> OfflineAlgorithmConfig:
+        """Size the spaces from ``spec`` (the input dataset's app, ``data.read.dataset_spec``):
+        the observation is ``obs_dim`` wide (``state_dim`` where a subclass widens it), the
+        actions are its pages. Returns self."""
+        self.app_spec = spec.to_dict()
+        self.observation_space = obs_space(self.state_dim)
+        self.action_space = gym.spaces.Discrete(spec.n_pages)
+        return self
+
+    @property
+    def state_dim(self) -> int:
+        """Width of the policy's input: the app's observation."""
+        return self.app.obs_dim
 
     @classmethod
     def own_training_keys(cls) -> tuple[str, ...]:
@@ -230,9 +253,13 @@ class OfflineAlgorithm(Algorithm):
     def warm_start(self, export: str) -> None:
         """Start every learner's network from the weights of an export (``models/<name>``,
         ``glan_ray.models.checkpoint``); its architecture must be this module's."""
+        from glan_ray.models.app_check import require_export_app
         from glan_ray.models.checkpoint import load_checkpoint
 
-        state = load_checkpoint(export)[0].state_dict()
+        model, _, meta = load_checkpoint(export)
+        require_export_app(meta, self.config.app, model=export,
+                           where=f"the dataset {self.config.input_}")  # fmt: skip
+        state = model.state_dict()
 
         def load(learner: Any) -> None:
             try:

@@ -2,7 +2,9 @@
 
 ``args`` (all optional):
 - ``models``: directory of exported models (``lrtg``, ``hrm``, ``dt``, and for KLAN ``isp``,
-  ``cql``, ``am``); default ``runs/demo/models``.
+  ``cql``, ``am``); default ``runs/demo/models``. Each served export must have been trained on
+  the Serve app's spec (``deployments.serve_app``, the PLPM app): one of another app is refused
+  when the app is built, naming the difference.
 - ``policy``: ``glan`` (default) or ``klan``; switchable later with ``reconfigure``.
 - ``exploration``: how the page is drawn from the policy's π (``policy.explore``): ``greedy``
   (default: argmax, propensity 1), ``epsilon=E`` or ``softmax[=T]``. A deployment that collects
@@ -50,7 +52,13 @@ from ray.serve import Application
 from glan_ray import storage
 from glan_ray.policy import glan_step
 from glan_ray.runtime import require_gpus
-from glan_ray.serving.deployments import DTModel, HRMModel, KlanModel, LRTGModel
+from glan_ray.serving.deployments import (
+    DTModel,
+    HRMModel,
+    KlanModel,
+    LRTGModel,
+    check_export_app,
+)
 from glan_ray.serving.ingress import Ingress, parse_user_config
 from glan_ray.serving.state import DEFAULT_PATH
 
@@ -159,6 +167,15 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         max_ongoing_requests=64,
     )
     klan_paths = {k: path(k) for k in ("isp", "cql", "am")}
+    serving = [
+        hrm_path,
+        path("lrtg") if args.get("use_lrtg", True) else None,
+        path("dt"),
+        dt_config.get("critic"),
+        *(klan_paths.values() if all(klan_paths.values()) else ()),
+    ]
+    for export in dict.fromkeys(p for p in serving if p):  # refused now, not in a replica
+        check_export_app(export)
     klan = (
         KlanModel.options(  # type: ignore[attr-defined]
             user_config=klan_paths, ray_actor_options={"num_cpus": cpus / 2}, logging_config=log

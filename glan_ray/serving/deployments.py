@@ -9,6 +9,7 @@ forward for all users entering at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from typing import Any
@@ -19,6 +20,8 @@ import torch
 from ray import serve
 
 from glan_ray import storage
+from glan_ray.apps import AppSpec, plpm_spec
+from glan_ray.models.app_check import check_export
 from glan_ray.models.dt import DecisionTransformer
 from glan_ray.models.exports import DTRecord
 from glan_ray.policy import glan_step
@@ -30,6 +33,27 @@ from glan_ray.schema import OBS_DIM
 from glan_ray.serving.batching import n_users, per_item, split
 
 logger = logging.getLogger(__name__)
+
+SERVE_APP = "the Serve app"
+"""How a model's refusal names the app it was to serve (``models.app_check``)."""
+
+
+def serve_app() -> AppSpec:
+    """The app spec Serve serves: its request bodies and observations are the PLPM simulator's
+    (``schema.OBS_FEATURES``), so every model it loads must have been trained on that app."""
+    return plpm_spec()
+
+
+@functools.cache
+def serve_app_fingerprint() -> str:
+    """``serve_app().fingerprint()``, computed once (each day start records it)."""
+    return serve_app().fingerprint()
+
+
+def check_export_app(path: str) -> None:
+    """Refuse the export at ``path`` (a model directory) unless it was trained on
+    ``serve_app()``, reading its ``config.json`` only (``build_app``: before any replica)."""
+    check_export(path, serve_app(), SERVE_APP)
 
 
 def day_features(feats: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -61,7 +85,7 @@ class _Loaded:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         path = user_config.get("path")
-        self.runner = ModelRunner(path, self.kind) if path else None
+        self.runner = ModelRunner(path, self.kind, serve_app(), SERVE_APP) if path else None
         self.version_ = checkpoint_version(path)
         logger.info("%s: loaded %s", self.kind, path or "nothing (disabled)")
 
@@ -141,7 +165,7 @@ class DTModel(_Loaded):
             raise ValueError(f"dt user_config: unknown field(s) {unknown}; valid: {self.CONFIG}")
         critic = user_config.get("critic")
         lam = glan_step.critic_lambda(user_config.get("critic_lambda"))
-        self.critic = ModelRunner(critic, "cql") if critic else None
+        self.critic = ModelRunner(critic, "cql", serve_app(), SERVE_APP) if critic else None
         self.critic_lambda = lam
         if self.critic is not None:
             arm = "glan_cg (Serve's critic)"

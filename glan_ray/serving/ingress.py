@@ -77,7 +77,7 @@ from glan_ray.serving.bodies import (
     UserId,
     UserState,
 )
-from glan_ray.serving.deployments import DTModel, HRMModel
+from glan_ray.serving.deployments import DTModel, HRMModel, serve_app_fingerprint
 from glan_ray.serving.state import LogRow, Versioned, make_store
 
 logger = logging.getLogger(__name__)
@@ -462,7 +462,8 @@ class Ingress:
                 **features.day_context(body.last_exit_page, old),
             }
             rec = dlog.DayStart(user_id, body.day, body.event_id, feats, state["last_exit"], r1,
-                                source, self.policy, models, time.time())  # fmt: skip
+                                source, self.policy, models, time.time(),
+                                app=serve_app_fingerprint())  # fmt: skip
             return resp, state, rec
 
         return await self._update(user_id, body.day, f"day:{body.event_id}", _digest(body), step)

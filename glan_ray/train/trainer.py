@@ -18,8 +18,9 @@ from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from glan_ray import storage
+from glan_ray.apps import AppSpec
 from glan_ray.data.features import SPECS, Normalizer, as_columns, feature_dims
-from glan_ray.data.read import read_dataset
+from glan_ray.data.read import dataset_spec, read_dataset
 from glan_ray.data.split import is_val_user
 from glan_ray.models.registry import model_config
 from glan_ray.runtime import require_gpus
@@ -49,11 +50,18 @@ class Prepared:
     normalizer: Normalizer
     dims: dict[str, int]
     extra: dict[str, Any]
+    """The export record's fields known before training (``models.exports``): the rows sampled,
+    L-RTG's a, b, the app spec of the data."""
+    app: AppSpec
+    """The app spec of the dataset (``data.read.dataset_spec``): it sizes the model's page axis
+    and is recorded in the export."""
 
 
 def prepare(name: str, cfg: TrainConfig) -> Prepared:
-    """Read and validate the model's dataset, split users, fit normalisation (and a, b)."""
+    """Read and validate the model's dataset, split users, fit normalisation (and a, b); the
+    dataset's app spec sizes the model and is recorded in its export."""
     spec = SPECS[name]
+    app = dataset_spec(cfg.data)
     # materialize: one read of the files; validation, the split and the sample read memory
     ds = read_dataset(cfg.data, spec.dataset, materialize=cfg.materialize, num_cpus=cfg.data_cpus)
     kw = {"batch_format": "pyarrow", "zero_copy_batch": True, "num_cpus": cfg.data_cpus}
@@ -80,12 +88,13 @@ def prepare(name: str, cfg: TrainConfig) -> Prepared:
     build = FeatureCollate(name, Normalizer({}, {}), getattr(cfg, "theta", None)).build
     feats = build(cols)
     normalizer = Normalizer.fit([feats], spec.normalized)
-    extra: dict[str, Any] = {"train_rows_sampled": table.num_rows}
+    extra: dict[str, Any] = {"train_rows_sampled": table.num_rows, "app_spec": app.to_dict(),
+                             "app_fingerprint": app.fingerprint()}  # fmt: skip
     if name == "lrtg":
         # a, b of L_rel = (ŷ_wt − a ln(1 + ŷ_se) − b)², fitted on the training labels.
         a, b = np.polyfit(np.log1p(feats["y_se"]), feats["y_wt"], 1)
         extra.update(rel_a=float(a), rel_b=float(b))
-    return Prepared(train, val, normalizer, feature_dims(name, cols), extra)
+    return Prepared(train, val, normalizer, feature_dims(name, cols), extra, app)
 
 
 @dataclass
@@ -126,7 +135,7 @@ def fit(
     """
     require_gpus("--use-gpu / use_gpu", cfg.num_workers * cfg.use_gpu, "one per Ray Train worker")
     data = data or prepare(name, cfg)
-    mcfg = model_config(name, data.dims, cfg.model)
+    mcfg = model_config(name, data.dims, cfg.model, data.app)
     metric, mode = VAL_METRIC[name]
     storage_path = cfg.storage_path or os.path.join(cfg.out, "ray_results")
     if not storage.is_uri(storage_path):

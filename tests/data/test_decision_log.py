@@ -6,6 +6,7 @@ event and field, and ``glan-ray logs-to-datasets`` writes datasets ``read_datase
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -74,7 +75,8 @@ def test_inconsistent_records_name_the_event_and_field(days):
 
 
 def test_logs_to_datasets_writes_datasets_that_validate(days, tmp_path, ray_session, capsys):
-    from glan_ray.data.read import read_dataset
+    from glan_ray.apps import plpm_spec
+    from glan_ray.data.read import dataset_spec, read_dataset
 
     log_dir = tmp_path / "log"
     dlog.write_log(str(log_dir), _records(days))
@@ -85,5 +87,8 @@ def test_logs_to_datasets_writes_datasets_that_validate(days, tmp_path, ray_sess
     n = sum(len(log.sessions["row"]) for log in days)
     assert read_dataset(out, "sessions").count() == n
     assert read_dataset(out, "daily").count() == 3 * 60
+    with open(f"{out}/manifest.json") as f:  # it records the spec of the app that logged it
+        assert json.load(f)["spec_fingerprint"] == plpm_spec().fingerprint()
+    assert dataset_spec(out) == plpm_spec()
     assert main(["logs-to-datasets", str(log_dir), "--out", out]) == 2  # refuses to overwrite
     assert "--overwrite" in capsys.readouterr().err

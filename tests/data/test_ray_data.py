@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import numpy as np
@@ -11,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from glan_ray import schema
+from glan_ray.apps import plpm_spec
 from glan_ray.data.generate import GenerateOptions, actor_cpus, generate
-from glan_ray.data.read import read_dataset
+from glan_ray.data.read import dataset_spec, read_dataset
 from glan_ray.schema import DatasetValidationError
 from glan_ray.sim.config import SimConfig
 
@@ -46,7 +48,9 @@ def test_generate_writes_every_dataset_with_summary_counts(run_dir):
         assert ds.count() == summary.rows[name], name
     assert summary.rows["daily"] == 400 * 4 == summary.user_days
     assert summary.rows["sessions"] == summary.sessions == summary.rows["transitions"]
-    assert os.path.exists(os.path.join(out, "manifest.json"))
+    with open(os.path.join(out, "manifest.json")) as f:  # it records the simulator's app
+        assert json.load(f)["spec_fingerprint"] == plpm_spec().fingerprint()
+    assert dataset_spec(out) == plpm_spec()
     assert 0 < summary.drop_off_ratio < 1
     assert abs(sum(summary.assign_ratios.values()) - 1) < 1e-9
 

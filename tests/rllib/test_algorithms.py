@@ -161,6 +161,7 @@ def test_cql_static_alpha_ablation_is_constant(data_dir, tmp_path):
 def test_cql_with_history_trains_on_obs_and_history_features(data_dir, tmp_path):
     """history=True: fit_rl writes transitions_hist next to transitions, the Q-network reads
     OBS_DIM + HIST_DIM inputs, and its export says which history features it expects."""
+    from glan_ray.apps import plpm_spec
     from glan_ray.models.exports import make_record
     from glan_ray.rllib.launch import fit_rl
     from glan_ray.schema import HIST_DIM, HIST_FEATURES, OBS_DIM
@@ -173,6 +174,7 @@ def test_cql_with_history_trains_on_obs_and_history_features(data_dir, tmp_path)
     net, _, meta = load_checkpoint(res.export)
     assert net.cfg.obs_dim == OBS_DIM + HIST_DIM
     assert make_record("cql", meta["extra"]).history_features == HIST_FEATURES
+    assert make_record("cql", meta["extra"]).app == plpm_spec()  # the app of its data
     assert meta["train_config"]["history"] is True
 
 

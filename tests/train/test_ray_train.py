@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from glan_ray.apps import plpm_spec
 from glan_ray.data.generate import GenerateOptions, generate
 from glan_ray.models.checkpoint import WEIGHTS, load_checkpoint
 from glan_ray.sim.config import SimConfig
@@ -71,6 +72,7 @@ def test_model_trains_and_checkpoint_round_trips(model, fitted):
     assert "state_dict" in blob
     _net, normalizer, meta = load_checkpoint(result.checkpoint)
     assert meta["model"] == model and meta["train_config"]["epochs"] == cfg.epochs
+    assert meta["extra"]["app_fingerprint"] == plpm_spec().fingerprint()  # its data's app
     assert set(normalizer.mean) >= {"x_num"}
     if model == "lrtg":
         with open(os.path.join(result.checkpoint, "steps.csv")) as f:

@@ -29,7 +29,7 @@ from glan_ray.models.cql import DynamicAlpha
 from glan_ray.models.exports import CQLRecord
 from glan_ray.rllib.cql.prelearner import TransitionsHistPreLearner, TransitionsPreLearner
 from glan_ray.rllib.offline import OfflineAlgorithm, OfflineAlgorithmConfig, obs_space
-from glan_ray.schema import HIST_DIM, HIST_FEATURES, OBS_DIM
+from glan_ray.schema import HIST_DIM, HIST_FEATURES
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +67,15 @@ class DiscreteCQLConfig(OfflineAlgorithmConfig):
         self.n_freq_buckets: int = 16
         """Entry counts ≥ n_freq_buckets − 1 share the last bucket of ρ_n."""
         self.history: bool = False
-        """States are obs ⊕ the history features (``schema.HIST_FEATURES``, OBS_DIM + HIST_DIM
+        """States are obs ⊕ the history features (``schema.HIST_FEATURES``, obs_dim + HIST_DIM
         wide), read from ``transitions_hist`` (``data.transitions_hist``): the ``klan_iit_hist``
         arm. Set through ``training(history=...)``, which also sets the observation space and
         the pre-learner."""
 
     @property
     def state_dim(self) -> int:
-        """Width of the Q-network's input: OBS_DIM, plus HIST_DIM with ``history``."""
-        return OBS_DIM + (HIST_DIM if self.history else 0)
+        """Width of the Q-network's input: the app's obs_dim, plus HIST_DIM with ``history``."""
+        return self.app.obs_dim + (HIST_DIM if self.history else 0)
 
     def training(self, **kwargs: object) -> DiscreteCQLConfig:
         """``OfflineAlgorithmConfig.training``; ``history`` also sets the observation space and
@@ -167,5 +167,6 @@ class DiscreteCQL(OfflineAlgorithm):
                 temperature=module.temperature,
                 history_features=HIST_FEATURES if self.config.history else (),
             ),
+            app=self.config.app,
         )
         return path

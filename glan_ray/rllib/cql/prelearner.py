@@ -9,14 +9,15 @@ import pyarrow.compute as pc
 from ray.rllib.core.columns import Columns
 
 from glan_ray.rllib.offline import ArrowPreLearner
-from glan_ray.schema import HIST_DIM, OBS_DIM
 
 HOUR, ENTRIES = "hour", "entries_today"
 """Extra batch keys the dynamic α(s) reads."""
 
 
-def _matrix(col: pa.ChunkedArray, width: int = OBS_DIM) -> np.ndarray:
-    """A fixed-size list column as a (B, width) float32 matrix."""
+def _matrix(col: pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size list column as a (B, width) float32 matrix (width: the list size, e.g. the
+    app's obs_dim)."""
+    width = col.type.list_size
     return np.asarray(pc.list_flatten(col).to_numpy(), np.float32).reshape(-1, width)
 
 
@@ -41,13 +42,13 @@ class TransitionsPreLearner(ArrowPreLearner):
 
 class TransitionsHistPreLearner(TransitionsPreLearner):
     """As ``TransitionsPreLearner``, from ``transitions_hist``: obs ⊕ hist and next_obs ⊕
-    next_hist, (B, OBS_DIM + HIST_DIM)."""
+    next_hist, (B, obs_dim + HIST_DIM)."""
 
     dataset = "transitions_hist"
 
     def transform(self, table: pa.Table) -> dict[str, np.ndarray]:
         out = super().transform(table)
-        hist, next_hist = (_matrix(table.column(c), HIST_DIM) for c in ("hist", "next_hist"))
+        hist, next_hist = (_matrix(table.column(c)) for c in ("hist", "next_hist"))  # (B, H)
         out[Columns.OBS] = np.concatenate([out[Columns.OBS], hist], axis=1)  # (B, D + H)
         out[Columns.NEXT_OBS] = np.concatenate([out[Columns.NEXT_OBS], next_hist], axis=1)
         return out

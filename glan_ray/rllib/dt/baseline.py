@@ -24,10 +24,13 @@ from glan_ray.schema import OBS_DIM
 logger = logging.getLogger(__name__)
 
 
-def measure_baseline(input_: Any, reward_column: str, skip_deterministic: bool) -> list[float]:
-    """The baseline's OBS_DIM + 1 coefficients (seconds) fitted on the trajectories ``input_``."""
+def measure_baseline(
+    input_: Any, reward_column: str, skip_deterministic: bool, obs_dim: int = OBS_DIM
+) -> list[float]:
+    """The baseline's obs_dim + 1 coefficients (seconds) fitted on the trajectories ``input_``
+    (``obs_dim``: their app's observation width)."""
     ds = ray.data.read_parquet(input_).select_columns(["obs", reward_column, "propensity"])
-    xtx, xty, n, sq = np.zeros((OBS_DIM + 1,) * 2), np.zeros(OBS_DIM + 1), 0, 0.0
+    xtx, xty, n, sq = np.zeros((obs_dim + 1,) * 2), np.zeros(obs_dim + 1), 0, 0.0
     for batch in ds.iter_batches(batch_size=4096, batch_format="pyarrow"):
         if skip_deterministic:
             batch = batch.filter(pa.array(~deterministic_days(batch)))

@@ -74,7 +74,7 @@ class DTConfig(OfflineAlgorithmConfig):
         with what this user was expected to get from here. Returns depend on the user far more
         than on the page; relative tokens make them comparable across users."""
         self.rtg_baseline: list[float] | None = None
-        """The baseline's coefficients (OBS_DIM weights, then the intercept; seconds); None:
+        """The baseline's coefficients (obs_dim weights, then the intercept; seconds); None:
         fitted on the input when ``advantage_tokens`` (``measure_tokens``)."""
         self.q_labels: str | None = None
         """Our option (issue 18), off in GLAN as published: the directory of an exported CQL
@@ -102,7 +102,7 @@ class DTConfig(OfflineAlgorithmConfig):
         (``models.command_head``; ``act_critic`` or ``state_target``): 0.5 asks for their average
         in this state, → 1 for the best seen (ACT's and Reinformer's 0.9)."""
         self.command_head: list[float] | None = None
-        """The command head (OBS_DIM weights, then the intercept; seconds), stored in the
+        """The command head (obs_dim weights, then the intercept; seconds), stored in the
         export (``DTRecord.command``); None: fitted on the input (``measure_tokens``)."""
         self.bucket_by_length: bool = True
         """Batch windows of similar length together (batches in random order), so the learner's
@@ -118,14 +118,14 @@ class DTConfig(OfflineAlgorithmConfig):
             from glan_ray.rllib.dt.baseline import measure_baseline
 
             self.rtg_baseline = measure_baseline(
-                self.input_, self.reward_column, self.skip_deterministic_days
+                self.input_, self.reward_column, self.skip_deterministic_days, self.app.obs_dim
             )
         if self.commanded and self.command_head is None:
             from glan_ray.models.command_head import measure_command
 
             self.command_head = measure_command(
                 self.input_, self.command_expectile, self.skip_deterministic_days,
-                self.act_critic, self.reward_column,
+                self.act_critic, self.reward_column, self.app,
             )  # fmt: skip
         return self
 
@@ -169,16 +169,16 @@ class DTConfig(OfflineAlgorithmConfig):
                               f"{self.command_expectile}")  # fmt: skip
         if self.command_head is not None:
             try:
-                DTRecord(command=tuple(self.command_head))
+                DTRecord(command=tuple(self.command_head), app_spec=self.app_spec)
             except (TypeError, ValueError) as e:
                 self._value_error(str(e))
         if self.rtg_baseline is not None:
             try:
-                DTRecord(rtg_baseline=tuple(self.rtg_baseline))
+                DTRecord(rtg_baseline=tuple(self.rtg_baseline), app_spec=self.app_spec)
             except (TypeError, ValueError) as e:
                 self._value_error(str(e))
         try:
-            dt_config(self.model_config, self.observation_space)
+            dt_config(self.model_config, self.observation_space, self.action_space)
         except (TypeError, ValueError) as e:
             self._value_error(f"rl_module(model_config=...) is not a valid DT architecture: {e}")
 
@@ -207,6 +207,7 @@ class DT(OfflineAlgorithm):
                 if self.config.advantage_tokens
                 else (),
                 command=tuple(self.config.command_head or ()) if self.config.commanded else (),
+                app_spec=self.config.app.to_dict(),  # the coefficients' width is its obs_dim
             ),
         )
         return path

@@ -59,12 +59,13 @@ class TrajectoriesPreLearner(ArrowPreLearner):
             w["rtg"] = (w["rtg"] - w["mask"] * b).astype(np.float32)  # (W, K)
         if self.config.q_labels:  # value-based relabelling: R̂_t := Q(s_t, a_t)
             if self._q is None:
-                self._q = QLabeller(self.config.q_labels)
+                self._q = QLabeller(self.config.q_labels, app=self.config.app)
             q_s = self._q(w["obs"], w["actions"])  # (W, K) seconds
             w["rtg"] = (w["mask"] * q_s / self.config.rtg_scale).astype(np.float32)
         if self.config.act_critic:  # ACT: R̂_t := A(s_t, a_t) = Q(s_t, a_t) − V(s_t)
             if self._q is None:
-                self._q = QLabeller(self.config.act_critic, option="act_critic")
+                self._q = QLabeller(self.config.act_critic, option="act_critic",
+                                    app=self.config.app)  # fmt: skip
             a_s = self._q.advantage(w["obs"], w["actions"])  # (W, K) seconds
             w["rtg"] = (w["mask"] * a_s / self.config.rtg_scale).astype(np.float32)
         if self.config.bucket_by_length:

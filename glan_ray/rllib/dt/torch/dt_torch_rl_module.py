@@ -21,8 +21,13 @@ from glan_ray.rllib.offline import CategoricalPages
 LOGITS, RTG, TIMESTEPS, MASK, PROPENSITY = "logits", "rtg", "timesteps", "mask", "propensity"
 
 
-def dt_config(model_config: dict[str, Any] | None, obs_space: gym.Space | None) -> DTConfig:
-    """DTConfig from an RLlib ``model_config`` dict (unknown keys raise, naming them)."""
+def dt_config(
+    model_config: dict[str, Any] | None,
+    obs_space: gym.Space | None,
+    action_space: gym.Space | None = None,
+) -> DTConfig:
+    """DTConfig from an RLlib ``model_config`` dict (unknown keys raise, naming them); the
+    observation width and the number of pages default to the spaces' (the app's)."""
     mc = dict(model_config or {})
     fields = {f.name for f in dataclasses.fields(DTConfig)}
     # RLlib adds its own auto-included keys to every model_config; keep only ours.
@@ -30,12 +35,14 @@ def dt_config(model_config: dict[str, Any] | None, obs_space: gym.Space | None) 
     if obs_space is not None:
         assert obs_space.shape is not None, "the observation space is a flat Box"
         ours.setdefault("obs_dim", int(obs_space.shape[0]))
+    if isinstance(action_space, gym.spaces.Discrete):
+        ours.setdefault("n_actions", int(action_space.n))
     return DTConfig(**ours)
 
 
 class DTTorchRLModule(CategoricalPages, TorchRLModule):
     def setup(self) -> None:
-        cfg = dt_config(self.model_config, self.observation_space)
+        cfg = dt_config(self.model_config, self.observation_space, self.action_space)
         if cfg.n_actions != int(self.action_space.n):
             raise ValueError(f"model_config n_actions {cfg.n_actions} != action space")
         self.dt = DecisionTransformer(cfg)

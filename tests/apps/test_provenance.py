@@ -1,0 +1,203 @@
+"""Datasets and models carry their app spec (issue 30): a manifest's spec read back, an old one
+read as the PLPM app, exports recording the spec of their training data, a model refused on data
+or in a Serve app of another spec with the difference named, and models sized from a 4-page
+spec. No Ray is started."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+from typing import Any
+
+import pytest
+import torch
+
+from glan_ray.apps import AppSpec, plpm_spec
+from glan_ray.data import decision_log as dlog
+from glan_ray.data.read import dataset_spec, spec_manifest
+from glan_ray.models.app_check import AppMismatchError, check_export, require_same_app
+from glan_ray.models.checkpoint import save_checkpoint
+from glan_ray.models.cql import QNetConfig, QNetwork
+from glan_ray.models.critic_labels import QLabeller
+from glan_ray.models.exports import CQLRecord, DTRecord, ExportRecord, make_record
+from glan_ray.models.registry import build_model, model_config
+from glan_ray.policy.runner import ModelRunner
+from glan_ray.schema import DatasetValidationError
+
+PLPM_PAGES = "['featured', 'explore', 'following']"
+SHOP_PAGES = "['featured', 'explore', 'following', 'mall']"
+
+
+def shop() -> AppSpec:
+    """The PLPM app with a fourth page, 'mall' (every per-page feature gains a component)."""
+    d = plpm_spec().to_dict()
+    d["name"] = "shop"
+    d["pages"] = [*d["pages"], "mall"]
+    return AppSpec.from_dict(d)
+
+
+def _write_manifest(root: str, manifest: dict[str, Any]) -> str:
+    os.makedirs(os.path.join(root, "sessions"), exist_ok=True)
+    with open(os.path.join(root, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    return root
+
+
+def _cql_export(path: str, app: AppSpec | None, history: tuple[str, ...] = ()) -> str:
+    """A small Q-network export sized from ``app`` (recording it; None: an old export)."""
+    spec = app or plpm_spec()
+    net = QNetwork(QNetConfig(obs_dim=spec.obs_dim, n_actions=spec.n_pages, hidden=(4,)))
+    cfg = dataclasses.asdict(net.cfg)
+    save_checkpoint(path, "cql", net, cfg, {"reward_scale": 1e-3}, None,
+                    CQLRecord(history_features=history), app=app)  # fmt: skip
+    return path
+
+
+# ---- datasets ----
+
+
+def test_a_manifest_records_the_spec_and_reads_it_back(tmp_path):
+    root = _write_manifest(str(tmp_path / "data"), {"source": "ingest", **spec_manifest(shop())})
+    assert dataset_spec(root) == shop()
+    assert dataset_spec(os.path.join(root, "sessions")) == shop()  # a dataset's own directory
+    with open(os.path.join(root, "manifest.json")) as f:
+        assert json.load(f)["spec_fingerprint"] == shop().fingerprint()
+
+
+def test_an_old_manifest_without_a_spec_reads_as_plpm_and_says_so(tmp_path, caplog):
+    old = _write_manifest(str(tmp_path / "old"), {"sim_config": {}, "summary": {}})
+    with caplog.at_level(logging.INFO, logger="glan_ray.data.read"):
+        assert dataset_spec(old) == plpm_spec()
+    assert "records no app spec" in caplog.text and "PLPM" in caplog.text
+    none = tmp_path / "none"
+    none.mkdir()
+    assert dataset_spec(str(none)) == plpm_spec()  # no manifest at all
+
+
+def test_an_edited_manifest_spec_is_refused(tmp_path):
+    m = {**spec_manifest(shop()), "spec_fingerprint": plpm_spec().fingerprint()}
+    root = _write_manifest(str(tmp_path / "data"), m)
+    with pytest.raises(DatasetValidationError, match=r"field 'spec_fingerprint'.*edited"):
+        dataset_spec(root)
+
+
+def test_a_decision_log_of_another_app_is_refused_naming_the_field():
+    lists = {"page_dur_7d": 3, "page_dur_14d": 3, "page_entries_7d": 3, "page_entries_14d": 3,
+             "seq_sessions": 30, "seq_usage": 30}  # fmt: skip
+    feats = {k: [0.0] * lists[k] if k in lists else 0 for k in dlog.DAY_KEYS}
+    start = dlog.DayStart(7, 0, "d0", feats, app=shop().fingerprint())
+    with pytest.raises(dlog.DecisionLogError, match=r"day event 'd0' of user 7 day 0: field 'app'"):
+        dlog.to_datasets([start])
+    plain = dlog.DayStart(7, 0, "d0", feats)  # an old log (no app): the PLPM app's
+    assert dlog.to_datasets([plain]).spec == plpm_spec()
+    with pytest.raises(dlog.DecisionLogError, match="4 and 32"):  # sized for schema.py's app
+        dlog.to_datasets([dataclasses.replace(plain, app=shop().fingerprint())], shop())
+
+
+# ---- exports ----
+
+
+def test_an_export_records_the_spec_of_its_training_data(tmp_path):
+    path = _cql_export(str(tmp_path / "cql"), shop())
+    with open(os.path.join(path, "config.json")) as f:
+        extra = json.load(f)["extra"]
+    assert extra["app_fingerprint"] == shop().fingerprint() and extra["app_spec"]["name"] == "shop"
+    runner = ModelRunner(path, "cql", app=shop())
+    assert runner.record.app == shop()
+    assert runner.model(torch.zeros(2, shop().obs_dim)).shape == (2, 4)  # (B, pages)
+    old = _cql_export(str(tmp_path / "old"), None)  # before specs were recorded: PLPM
+    assert ModelRunner(old, "cql").record.app == plpm_spec()
+
+
+def test_a_record_refuses_a_fingerprint_that_is_not_its_specs():
+    with pytest.raises(ValueError, match=r"ExportRecord.app_fingerprint 'abc' without its"):
+        ExportRecord(app_fingerprint="abc")
+    with pytest.raises(ValueError, match=r"CQLRecord.app_fingerprint 'abc' is not its app_spec's"):
+        make_record("cql", {"app_spec": shop().to_dict(), "app_fingerprint": "abc"})
+    # a DT's command head has the app's obs_dim + 1 coefficients
+    assert len(DTRecord(command=(0.0,) * 33, app_spec=shop().to_dict()).command) == 33
+    with pytest.raises(ValueError, match="must be empty or 29 finite"):
+        DTRecord(command=(0.0,) * 33)
+
+
+# ---- the refusal names the difference ----
+
+
+def test_a_model_on_a_dataset_of_another_spec_names_the_difference(tmp_path):
+    model = _cql_export(str(tmp_path / "models" / "cql"), None)  # trained on PLPM data
+    data = _write_manifest(str(tmp_path / "shop"), spec_manifest(shop()))
+    with pytest.raises(AppMismatchError) as e:
+        check_export(model, dataset_spec(data), f"the dataset {data}")
+    msg = str(e.value)
+    assert msg.startswith(f"model {model} was trained on app 'plpm' (fingerprint "
+                          f"{plpm_spec().fingerprint()}) but the dataset {data} is app 'shop' "
+                          f"(fingerprint {shop().fingerprint()}): name: 'plpm' vs 'shop'; "
+                          f"pages: {PLPM_PAGES} vs {SHOP_PAGES}")  # fmt: skip
+    assert "observation: 28 vs 32 features" in msg
+    with pytest.raises(AppMismatchError, match=r"but the q_labels data is app 'shop'"):
+        QLabeller(model, app=shop())  # the DT's critic labelling another app's trajectories
+    check_export(model, plpm_spec(), "the dataset")  # the same app passes
+
+
+def test_a_model_of_another_spec_is_refused_by_the_serve_app(tmp_path):
+    from glan_ray.serving.deployments import check_export_app
+
+    model = _cql_export(str(tmp_path / "cql"), shop())
+    with pytest.raises(AppMismatchError, match=rf"was trained on app 'shop' .* but the Serve app "
+                       rf"is app 'plpm' .*pages: {re.escape(SHOP_PAGES)} vs"):  # fmt: skip
+        check_export_app(model)
+    with pytest.raises(AppMismatchError, match="but the app it is used in is app 'plpm'"):
+        ModelRunner(model, "cql")  # a policy in the simulator
+    check_export_app(_cql_export(str(tmp_path / "plpm"), plpm_spec()))
+
+
+def test_two_spellings_of_one_spec_are_the_same_app():
+    respelled = AppSpec.from_dict({**plpm_spec().to_dict(), "dropoff_s": 40})  # int, not float
+    require_same_app(plpm_spec(), respelled, model="m", where="w")
+
+
+# ---- sized from the spec ----
+
+
+def test_models_built_from_a_4_page_spec_have_4_page_outputs():
+    dims = {"n_num": 5, "n_cat": 3}
+    small = {"d": 4, "n_experts": 2, "expert_hidden": 8, "tower_hidden": 8}
+    hrm_cfg = model_config("hrm", dims, small, shop())
+    assert hrm_cfg["n_pages"] == 4 and hrm_cfg["page_groups"] == (0, 1, 2, 3)
+    assert model_config("hrm", dims, small)["page_groups"] == (0, 1, 1)  # PLPM: the paper's
+    x_cat, x_num = torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 5)
+    out = build_model("hrm", hrm_cfg)(x_cat, x_num, torch.tensor([0, 3]))
+    assert out["dur"].shape == (2, 4)  # (B, P) a duration tower per page
+    am = build_model("am", model_config("am", dims, small, shop()))
+    assert am(x_cat, x_num)["w"].shape == (2, 4)
+
+
+def test_an_app_without_the_profile_fields_a_model_embeds_is_refused():
+    d = plpm_spec().to_dict()
+    d["features"]["profile"] = [p for p in d["features"]["profile"] if p["name"] != "age"]
+    with pytest.raises(ValueError, match="hrm: app 'plpm' has no categorical profile field 'age'"):
+        model_config("hrm", {"n_num": 5}, {}, AppSpec.from_dict(d))
+    d = plpm_spec().to_dict()
+    d["features"]["profile"][1]["cardinality"] = 20  # age
+    with pytest.raises(ValueError, match="'age' with cardinality 20, beyond the models' vocab"):
+        model_config("lrtg", {"n_num": 5, "seq_dim": 2, "seq_len": 30}, {}, AppSpec.from_dict(d))
+
+
+def test_the_rl_policies_spaces_come_from_the_spec():
+    from glan_ray.rllib.cql.cql import DiscreteCQLConfig
+    from glan_ray.rllib.dt.dt import DTConfig
+    from glan_ray.rllib.dt.torch.dt_torch_rl_module import dt_config
+    from glan_ray.schema import HIST_DIM
+
+    cql = DiscreteCQLConfig().set_app(shop())
+    assert cql.observation_space.shape == (32,) and cql.action_space.n == 4
+    assert cql.training(history=True).observation_space.shape == (32 + HIST_DIM,)
+    plpm = DiscreteCQLConfig()
+    assert plpm.observation_space.shape == (28,) and plpm.action_space.n == 3  # as before
+    dt = DTConfig().set_app(shop())
+    net = dt_config({"context_len": 4}, dt.observation_space, dt.action_space)
+    assert (net.obs_dim, net.n_actions) == (32, 4)
+    assert dt.app == shop() and DTConfig().app == plpm_spec()
