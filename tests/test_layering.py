@@ -14,7 +14,7 @@ import glan_ray
 ROOT = pathlib.Path(glan_ray.__file__).parent
 INFERENCE = ("glan_ray.models", "glan_ray.nn", "glan_ray.policy", "glan_ray.sim", "glan_ray.eval",
              "glan_ray.data", "glan_ray.serving", "glan_ray.schema", "glan_ray.label",
-             "glan_ray.apps")  # fmt: skip
+             "glan_ray.apps", "glan_ray.ingest")  # fmt: skip
 """Packages that run exported models or produce data, and must not need the training code."""
 TRAINING = ("glan_ray.train", "glan_ray.rllib")
 
