@@ -7,10 +7,11 @@ Two passes of Ray Data over the events, neither of which brings them to the driv
    report naming each column, issue and row count (nothing written); with ``quarantine`` the
    bad rows go there as Parquet with a ``reason`` and the rest is ingested.
 2. build: the good events are hash-partitioned by user (each partition sorted, whole users in
-   one block, as ``GroupedData.map_groups`` does), and each partition becomes one part of every
-   dataset (``parts.build_part``), written as ``<out>/<name>/part-<first user>/<name>-0000-0
-   .parquet``, the layout ``data.read.read_dataset`` reads. Visits of a user that overlap are
-   found here: refused (the parts written are removed) or quarantined.
+   one block, as ``GroupedData.map_groups`` does; one partition is one block, no shuffle), and
+   each partition becomes one part of every dataset (``parts.build_part``), written as
+   ``<out>/<name>/part-<first user>/<name>-0000-0.parquet``, the layout
+   ``data.read.read_dataset`` reads. Visits of a user that overlap are found here: refused (the
+   parts written are removed) or quarantined.
 
 Memory is flat in the number of events: a task holds one block or one partition.
 """
