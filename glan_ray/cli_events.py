@@ -23,8 +23,9 @@ def add_sim_events(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sim-events",
         help="write a simulated run's sessions as raw page-visit events",
-        description="Read the sessions (and rct) datasets of a simulated run (glan-ray simulate "
-        "--out DIR: DIR/data) and write one event row per page visit, as glan-ray ingest reads "
+        description="Read the sessions (and rct) datasets of a simulated run (the --out of "
+        "glan-ray simulate, or a pipeline run's data/) and write one event row per page visit, "
+        "as glan-ray ingest reads "
         "them: OUT/events/*.parquet, the profile per user as OUT/users.parquet (ingest "
         "--users), the sessions the export delayed as OUT/shifts.parquet and a summary as "
         "OUT/export.json. The simulator's sessions take no time, so a session starting less "
@@ -33,7 +34,8 @@ def add_sim_events(sub: argparse._SubParsersAction) -> None:
         "is --gap-s (docs/ingest.md, 'Round trip').",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--data", required=True, help="the simulated datasets (a run's data/ dir)")
+    p.add_argument("--data", required=True,
+                   help="the simulated datasets (glan-ray simulate's --out)")  # fmt: skip
     p.add_argument("--out", required=True, help="output directory (local or s3:// / gs://)")
     p.add_argument("--spec", default=packaged_spec("plpm"),
                    help="app spec giving the page names (the simulator's: plpm.yaml)")  # fmt: skip
