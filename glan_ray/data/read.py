@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from typing import Any
 
 import pyarrow as pa
 import ray
@@ -64,6 +65,10 @@ def manifest_spec(manifest: dict, where: str) -> AppSpec | None:
     return spec
 
 
+_SAID: set[str] = set()
+"""Paths whose missing spec was logged (once each: a run's datasets are read many times)."""
+
+
 def dataset_spec(path: str) -> AppSpec:
     """The app spec the datasets at ``path`` (a run directory or a dataset's directory; local or
     a URI) were built with. Datasets written before specs were recorded (no manifest, or one
@@ -71,10 +76,18 @@ def dataset_spec(path: str) -> AppSpec:
     m = manifest_path(path)
     spec = manifest_spec(storage.read_json(m), m) if m else None
     if spec is None:
-        logger.info("%s: %s records no app spec (written before specs were recorded): read as "
-                    "the PLPM simulator's app", path, m or "no manifest.json")  # fmt: skip
+        if path not in _SAID:
+            _SAID.add(path)
+            logger.info("%s: %s records no app spec (written before specs were recorded): read "
+                        "as the PLPM simulator's app", path, m or "no manifest.json")  # fmt: skip
         return plpm_spec()
     return spec
+
+
+def sized_for(spec: AppSpec) -> AppSpec | None:
+    """The ``spec`` argument of ``schema``'s functions for datasets of app ``spec``: None for the
+    PLPM app (``schema.SCHEMAS`` itself, the derived datasets included), else ``spec``."""
+    return None if spec.fingerprint() == plpm_spec().fingerprint() else spec
 
 
 def spec_manifest(spec: AppSpec) -> dict[str, object]:
@@ -98,8 +111,8 @@ def dataset_path(path: str, name: str) -> str:
     )
 
 
-def _count_problems(batch: pa.Table, name: str) -> pa.Table:
-    problems = schema.value_problems(batch, name)
+def _count_problems(batch: pa.Table, name: str, spec: AppSpec | None) -> pa.Table:
+    problems = schema.value_problems(batch, name, spec)
     return pa.table(
         {
             "column": pa.array([p.column for p in problems], pa.string()),
@@ -109,11 +122,14 @@ def _count_problems(batch: pa.Table, name: str) -> pa.Table:
     )
 
 
-def value_problems(ds: ray.data.Dataset, name: str, **map_kwargs) -> list[Problem]:
-    """Value problems of a whole Ray dataset, row counts summed over all blocks."""
+def value_problems(
+    ds: ray.data.Dataset, name: str, spec: AppSpec | None = None, **map_kwargs: Any
+) -> list[Problem]:
+    """Value problems of a whole Ray dataset, row counts summed over all blocks (``spec``: the
+    app it is sized for, ``sized_for``; None: the simulator's)."""
     found = ds.map_batches(
         _count_problems,
-        fn_kwargs={"name": name},
+        fn_kwargs={"name": name, "spec": spec},
         batch_format="pyarrow",
         batch_size=None,
         **map_kwargs,
@@ -124,14 +140,22 @@ def value_problems(ds: ray.data.Dataset, name: str, **map_kwargs) -> list[Proble
     return [Problem(c, i, n) for (c, i), n in totals.items()]
 
 
-def _to_canonical(batch: pa.Table, name: str) -> pa.Table:
-    return schema.conform(batch, name)
+def _to_canonical(batch: pa.Table, name: str, spec: AppSpec | None) -> pa.Table:
+    return schema.conform(batch, name, spec=spec)
 
 
 def read_dataset(
-    path: str, name: str, *, validate: bool = True, materialize: bool = False, **read_kwargs
+    path: str,
+    name: str,
+    *,
+    validate: bool = True,
+    materialize: bool = False,
+    spec: AppSpec | None = None,
+    **read_kwargs: Any,
 ) -> ray.data.Dataset:
-    """Read dataset ``name`` from a run directory (or its own directory / URI) as Ray Data.
+    """Read dataset ``name`` from a run directory (or its own directory / URI) as Ray Data,
+    validated against the schema of its app (``spec``; None: ``dataset_spec(path)``, the app
+    its manifest records: an ingested app's pages and observation width).
 
     Raises ``DatasetValidationError`` for a schema mismatch, and — with ``validate`` — for nulls,
     NaN/inf values or out-of-range actions/labels, naming each column and its row count.
@@ -140,6 +164,7 @@ def read_dataset(
     ``read_kwargs`` go to ``ray.data.read_parquet``.
     """
     where = dataset_path(path, name)
+    sized = sized_for(spec or dataset_spec(path))
     ds = ray.data.read_parquet(where, **read_kwargs)
     if materialize:
         ds = ds.materialize()
@@ -150,11 +175,10 @@ def read_dataset(
     if got is None:
         raise DatasetValidationError(f"dataset '{name}' at {where} has no rows or no schema")
     arrow = got.base_schema if hasattr(got, "base_schema") else got
-    schema.raise_if(schema.schema_problems(arrow, name), name, where)
+    schema.raise_if(schema.schema_problems(arrow, name, sized), name, where)
     if validate:
-        schema.raise_if(value_problems(ds, name, **map_kwargs), name, where)
-    if any(arrow.field(f.name).type != f.type for f in schema.schema_for(name)):
-        ds = ds.map_batches(
-            _to_canonical, fn_kwargs={"name": name}, batch_format="pyarrow", **map_kwargs
-        )
+        schema.raise_if(value_problems(ds, name, sized, **map_kwargs), name, where)
+    if any(arrow.field(f.name).type != f.type for f in schema.schema_for(name, sized)):
+        ds = ds.map_batches(_to_canonical, fn_kwargs={"name": name, "spec": sized},
+                            batch_format="pyarrow", **map_kwargs)  # fmt: skip
     return ds

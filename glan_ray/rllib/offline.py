@@ -35,6 +35,7 @@ from ray.rllib.utils.metrics import (
 )
 
 from glan_ray.apps import AppSpec, plpm_spec
+from glan_ray.data.read import sized_for
 from glan_ray.data.split import is_val_user
 from glan_ray.schema import N_PAGES, OBS_DIM, conform
 
@@ -106,11 +107,12 @@ class ArrowPreLearner(OfflinePreLearner):
         obs_space_, action_space = spaces or (None, None)
         self.observation_space: gym.Space | None = obs_space_
         self.action_space: gym.Space | None = action_space
+        self.sized = sized_for(config.app)  # the schema of the input's app (None: PLPM's)
 
     def __call__(self, batch: pa.Table | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(batch, pa.Table):
             batch = pa.table({k: _arrow_column(v) for k, v in batch.items()})
-        table = conform(batch, self.dataset, where=str(self.config.input_))
+        table = conform(batch, self.dataset, where=str(self.config.input_), spec=self.sized)
         if self.config.holdout_fraction:  # early stopping scores these users (rllib.heldout)
             table = table.filter(pa.array(~is_val_user(table.column("user_id"),
                                                        self.config.holdout_fraction)))  # fmt: skip

@@ -1,7 +1,7 @@
 """Datasets and models carry their app spec (issue 30): a manifest's spec read back, an old one
 read as the PLPM app, exports recording the spec of their training data, a model refused on data
 or in a Serve app of another spec with the difference named, and models sized from a 4-page
-spec. No Ray is started."""
+spec. Only the last test starts Ray (an ingested 4-page dataset read and fed to the stages)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import os
 import re
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import ray
 import torch
 
 from glan_ray.apps import AppSpec, plpm_spec
@@ -201,3 +204,78 @@ def test_the_rl_policies_spaces_come_from_the_spec():
     net = dt_config({"context_len": 4}, dt.observation_space, dt.action_space)
     assert (net.obs_dim, net.n_actions) == (32, 4)
     assert dt.app == shop() and DTConfig().app == plpm_spec()
+
+
+def _shop_events() -> pa.Table:
+    """Raw events of 3 users over 2 days (glan_ray.ingest's contract): every page visited."""
+    rows: dict[str, list[Any]] = {k: [] for k in ("user_id", "ts", "page", "dwell_s", "views",
+                                                  "propensity", "live_count")}  # fmt: skip
+    pages = shop().pages
+    for u in range(3):
+        for d in range(2):
+            t = (20_000 + d) * 86_400.0 + 3600.0 * (u + 1)
+            for s in range(2):  # two sessions a day, two visits each
+                for v in range(2):
+                    dwell = 30.0 + 60.0 * ((u + d + s + v) % 3)
+                    for k, x in zip(rows, (u, t, pages[(u + d + 2 * s + v) % 4], dwell, v, 0.25,
+                                           s), strict=True):  # fmt: skip
+                        rows[k].append(x)
+                    t += dwell + 5.0
+                t += 3 * 3600.0
+    events = pa.table(rows)
+    ids = events.column("user_id").to_pylist()
+    for k, v in {"activity": [i % 4 for i in ids], "age": [i % 6 for i in ids],
+                 "region": [i % 8 for i in ids],
+                 "social_degree": [float(i) for i in ids]}.items():  # fmt: skip
+        events = events.append_column(k, pa.array(v))
+    return events
+
+
+def test_the_cql_pre_learner_validates_its_batches_against_the_apps_schema():
+    from glan_ray.rllib.cql.cql import DiscreteCQLConfig
+    from glan_ray.rllib.cql.prelearner import TransitionsPreLearner
+    from glan_ray.schema import schemas_for
+
+    obs = [[0.1 * i] * 32 for i in range(2)]
+    rows = {"user_id": [1, 2], "day": [0, 0], "weekday": [0, 0], "session_idx": [0, 0],
+            "obs": obs, "action": [3, 1], "reward": [60.0, 5.0], "next_obs": obs,
+            "done": [True, True], "hour": [9.0, 20.0], "entries_today": [0, 0],
+            "propensity": [0.25, 0.25]}  # fmt: skip
+    table = pa.table(rows, schema=schemas_for(shop())["transitions"])
+    batch = TransitionsPreLearner(config=DiscreteCQLConfig().set_app(shop()))(table)
+    assert batch["default_policy/obs"].shape == (2, 32)  # (B, obs_dim)
+    assert batch["default_policy/actions"].tolist() == [3, 1]  # the fourth page is an action
+    with pytest.raises(DatasetValidationError, match=r"column 'obs': has type .*\[32\], "
+                       r"expected fixed_size_list<item: float>\[28\]"):  # fmt: skip
+        TransitionsPreLearner(config=DiscreteCQLConfig())(table)  # a PLPM run refuses it
+
+
+# ~50 s under load on the 2-core box (ingest, two validated reads); the pre-learner's schema and
+# the sizes are checked without Ray above, ingest itself in tests/ingest
+@pytest.mark.heavy
+def test_an_ingested_4_page_dataset_is_read_and_fed_to_4_page_stages(ray_session, tmp_path):
+    from glan_ray.data.features import SPECS, as_columns, feature_dims
+    from glan_ray.data.read import read_dataset
+    from glan_ray.ingest import ingest
+    from glan_ray.rllib.cql.cql import DiscreteCQLConfig
+    from glan_ray.rllib.cql.prelearner import TransitionsPreLearner
+
+    pq.write_table(_shop_events(), tmp_path / "events.parquet")
+    out = str(tmp_path / "shop")
+    ingest(shop(), str(tmp_path / "events.parquet"), out)
+    app = dataset_spec(out)
+    assert app == shop()
+    # read and validated against the app's schema: obs 32 wide, 4 pages
+    transitions = pa.concat_tables(ray.get(read_dataset(out, "transitions").to_arrow_refs()))
+    cfg = DiscreteCQLConfig().set_app(app)
+    assert cfg.action_space.n == 4
+    out_cql = TransitionsPreLearner(config=cfg)(transitions)  # conformed to the app's schema
+    batch = {k.split("/")[-1]: v for k, v in out_cql.items()}
+    assert batch["obs"].shape == (transitions.num_rows, 32)  # (B, obs_dim)
+    assert set(batch["actions"].tolist()) <= {0, 1, 2, 3}
+    sessions = as_columns(pa.concat_tables(ray.get(read_dataset(out, "sessions").to_arrow_refs())))
+    cfg_hrm = model_config("hrm", feature_dims("hrm", sessions), {"d": 4}, app)
+    feats = SPECS["hrm"].build(sessions)
+    out_hrm = build_model("hrm", cfg_hrm)(*(torch.from_numpy(feats[k]) for k in
+                                            ("x_cat", "x_num", "page")))  # fmt: skip
+    assert out_hrm["dur"].shape == (len(feats["page"]), 4)  # (B, pages)
