@@ -153,6 +153,8 @@ def main() -> int:
 
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
     results = []
+    if args.out_dir:
+        os.makedirs(args.out_dir, exist_ok=True)
     for size in args.events:
         scratch = tempfile.mkdtemp(prefix=f"glan-ingest-{size}-", dir=args.out_dir)
         res_file = os.path.join(scratch, "result.json")
