@@ -30,11 +30,15 @@ def no_gpu(ray_session):
 @pytest.fixture
 def inputs(tmp_path) -> pathlib.Path:
     """Just enough on disk for each entry point to reach its GPU check: empty RL datasets (the
-    DT's check reads no file without a propensity column) and a DT export's weights file."""
+    DT's check reads no file without a propensity column) and a DT export's weights and
+    metadata files."""
     for name in ("transitions", "trajectories"):
         (tmp_path / "data" / name).mkdir(parents=True)
     (tmp_path / "models" / "dt").mkdir(parents=True)
     (tmp_path / "models" / "dt" / "model.pt").write_bytes(b"")
+    # its metadata without an app (an export from before issue 30 reads as PLPM): build_app
+    # checks each export's app before any replica starts
+    (tmp_path / "models" / "dt" / "config.json").write_text('{"model": "dt"}')
     return tmp_path
 
 
