@@ -364,6 +364,19 @@ def ranges_for(spec: AppSpec) -> dict[str, dict[str, tuple[int, int]]]:
     }
 
 
+def arrow_column(field: pa.Field, values: np.ndarray | pa.Array) -> pa.Array:
+    """``values`` as the Arrow column of ``field``: an (R, n) array becomes a fixed-size list
+    of n; an Arrow array is taken as it is. Used by every writer of the datasets (the
+    simulator's ``data.tables``, ``ingest``)."""
+    if isinstance(values, pa.Array):
+        return values
+    t = field.type
+    if pa.types.is_fixed_size_list(t):
+        flat = np.ascontiguousarray(values).ravel()  # (R * n,)
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=t.value_type), t.list_size)
+    return pa.array(values, type=t)
+
+
 class DatasetValidationError(ValueError):
     """Raised when input does not match a dataset's schema; names every offending column."""
 

@@ -17,18 +17,9 @@ def _fixed(x: np.ndarray, dtype: pa.DataType) -> pa.Array:
     )
 
 
-def _column(field: pa.Field, values: np.ndarray | pa.Array) -> pa.Array:
-    if isinstance(values, pa.Array):
-        return values
-    t = field.type
-    if pa.types.is_fixed_size_list(t):
-        return _fixed(values, t.value_type)
-    return pa.array(values, type=t)
-
-
 def _table(name: str, cols: dict[str, np.ndarray | pa.Array]) -> pa.Table:
     sch = schema.schema_for(name)
-    return pa.Table.from_arrays([_column(f, cols[f.name]) for f in sch], schema=sch)
+    return pa.Table.from_arrays([schema.arrow_column(f, cols[f.name]) for f in sch], schema=sch)
 
 
 def _keys(log: DayLog, rows: np.ndarray | slice) -> dict[str, np.ndarray]:

@@ -56,19 +56,9 @@ def weekday(day: np.ndarray) -> np.ndarray:
     return (day + 3) % 7
 
 
-def _array(field: pa.Field, values: np.ndarray | pa.Array) -> pa.Array:
-    if isinstance(values, pa.Array):
-        return values
-    t = field.type
-    if pa.types.is_fixed_size_list(t):
-        flat = np.ascontiguousarray(values).ravel()
-        return pa.FixedSizeListArray.from_arrays(pa.array(flat).cast(t.value_type), t.list_size)
-    return pa.array(np.asarray(values)).cast(t)
-
-
 def _table(name: str, spec: AppSpec, cols: dict[str, np.ndarray | pa.Array]) -> pa.Table:
     sch = schema.schema_for(name, spec)
-    table = pa.Table.from_arrays([_array(f, cols[f.name]) for f in sch], schema=sch)
+    table = pa.Table.from_arrays([schema.arrow_column(f, cols[f.name]) for f in sch], schema=sch)
     return schema.conform(table, name, spec=spec)
 
 
