@@ -88,12 +88,13 @@ class Exploration:
         """True when the served page is always the argmax (propensity 1)."""
         return self.mode == "greedy" or (self.mode == "epsilon" and self.epsilon == 0.0)
 
-    def probs(self, pi: np.ndarray) -> np.ndarray:
-        """The serving distribution (B, 3) float64 of the policy distribution ``pi`` (B, 3) ≥ 0
-        (rows need not sum to 1; a row of zeros is refused)."""
+    def probs(self, pi: np.ndarray, n_pages: int = N_PAGES) -> np.ndarray:
+        """The serving distribution (B, P) float64 of the policy distribution ``pi`` (B, P) ≥ 0
+        over an app's ``n_pages`` pages P (the simulator's 3 unless given; rows need not sum to
+        1; a row of zeros is refused)."""
         pi = np.asarray(pi, dtype=np.float64)
-        if pi.ndim != 2 or pi.shape[1] != N_PAGES:
-            raise ValueError(f"exploration: pi must have shape (B, {N_PAGES}); got {pi.shape}")
+        if pi.ndim != 2 or pi.shape[1] != n_pages:
+            raise ValueError(f"exploration: pi must have shape (B, {n_pages}); got {pi.shape}")
         if not np.isfinite(pi).all() or (pi < 0).any() or (pi.sum(1) <= 0).any():
             raise ValueError("exploration: pi must be finite, >= 0 and not all 0 in a row")
         greedy = np.zeros_like(pi)
@@ -101,7 +102,7 @@ class Exploration:
         if self.mode == "greedy":
             return greedy
         if self.mode == "epsilon":
-            return (1.0 - self.epsilon) * greedy + self.epsilon / N_PAGES
+            return (1.0 - self.epsilon) * greedy + self.epsilon / n_pages
         # π^(1/T) in log space: exact for T = 1, no overflow for a small T
         with np.errstate(divide="ignore"):
             z = np.log(pi / pi.sum(1, keepdims=True)) / self.temperature

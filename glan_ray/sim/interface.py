@@ -96,8 +96,9 @@ class Policy:
 
 
 def sample_pages(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Pages (B,) int64 drawn from ``probs`` (B, 3) by inverse CDF of uniforms ``u`` (B,) in
-    [0, 1): the simulator's common-random-number draw, and Serve's (``policy.explore``)."""
+    """Pages (B,) int64 drawn from ``probs`` (B, P) by inverse CDF of uniforms ``u`` (B,) in
+    [0, 1): the simulator's common-random-number draw (P = 3), and Serve's (``policy.explore``;
+    P: its app's pages)."""
     cdf = np.cumsum(np.asarray(probs, dtype=np.float64), axis=1)
     u = np.asarray(u, dtype=np.float64)
-    return (u[:, None] > cdf / cdf[:, -1:]).sum(1).clip(0, N_PAGES - 1).astype(np.int64)
+    return (u[:, None] > cdf / cdf[:, -1:]).sum(1).clip(0, cdf.shape[1] - 1).astype(np.int64)
