@@ -2,9 +2,11 @@
 
 ``args`` (all optional):
 - ``models``: directory of exported models (``lrtg``, ``hrm``, ``dt``, and for KLAN ``isp``,
-  ``cql``, ``am``); default ``runs/demo/models``. Each served export must have been trained on
-  the Serve app's spec (``deployments.serve_app``, the PLPM app): one of another app is refused
-  when the app is built, naming the difference.
+  ``cql``, ``am``); default ``runs/demo/models``. The Serve app serves the app spec the DT
+  export records (``models.exports``: its ``app_spec``; docs/apps.md): its request bodies, pages
+  and observations. Every other served export must record the same spec: one of another app is
+  refused when the app is built, before any replica, naming the difference. KLAN and the
+  decision log serve the PLPM app only (another app is served without them).
 - ``policy``: ``glan`` (default) or ``klan``; switchable later with ``reconfigure``.
 - ``exploration``: how the page is drawn from the policy's π (``policy.explore``): ``greedy``
   (default: argmax, propensity 1), ``epsilon=E`` or ``softmax[=T]``. A deployment that collects
@@ -50,6 +52,8 @@ from typing import Any
 from ray.serve import Application
 
 from glan_ray import storage
+from glan_ray.apps import AppSpec, plpm_spec
+from glan_ray.models.app_check import META, export_app
 from glan_ray.policy import glan_step
 from glan_ray.runtime import require_gpus
 from glan_ray.serving.deployments import (
@@ -133,6 +137,9 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
 
     if path("dt") is None:
         raise FileNotFoundError(f"no exported DT at {models}/dt (glan-ray train dt)")
+    spec = served_app(str(path("dt")))
+    plpm = spec.fingerprint() == plpm_spec().fingerprint()
+    app = {"app": spec.to_dict()}
     colocate = bool(args.get("colocate_models", False))
     cpus = float(args.get("num_cpus", 0.25))
     gpus = float(args.get("num_gpus", 0))
@@ -144,16 +151,16 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     # @serve.deployment made these Deployments; mypy types a decorated class as the class, hence
     # each .options call's attr-defined suppression
     lrtg = LRTGModel.options(  # type: ignore[attr-defined]
-        user_config={"path": path("lrtg") if args.get("use_lrtg", True) else None},
+        user_config={"path": path("lrtg") if args.get("use_lrtg", True) else None, **app},
         ray_actor_options={"num_cpus": cpus / 2},
         logging_config=log,
     ).bind()
     hrm = HRMModel.options(  # type: ignore[attr-defined]
-        user_config={"path": hrm_path},
+        user_config={"path": hrm_path, **app},
         ray_actor_options={"num_cpus": cpus / 2},
         logging_config=log,
     )
-    dt_config = {"path": path("dt"), **_critic(args, path("cql"), models)}
+    dt_config = {"path": path("dt"), **_critic(args, path("cql"), models), **app}
     dt = DTModel.options(  # type: ignore[attr-defined]
         logging_config=log,
         user_config=dt_config,
@@ -166,7 +173,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         },
         max_ongoing_requests=64,
     )
-    klan_paths = {k: path(k) for k in ("isp", "cql", "am")}
+    klan_paths = {k: path(k) if plpm else None for k in ("isp", "cql", "am")}
     serving = [
         hrm_path,
         path("lrtg") if args.get("use_lrtg", True) else None,
@@ -175,7 +182,7 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         *(klan_paths.values() if all(klan_paths.values()) else ()),
     ]
     for export in dict.fromkeys(p for p in serving if p):  # refused now, not in a replica
-        check_export_app(export)
+        check_export_app(export, spec)
     klan = (
         KlanModel.options(  # type: ignore[attr-defined]
             user_config=klan_paths, ray_actor_options={"num_cpus": cpus / 2}, logging_config=log
@@ -187,17 +194,17 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         "policy": args.get("policy", "glan"),
         "exploration": args.get("exploration", "greedy"),
         "seed": args.get("explore_seed", 0),
-        "decision_log": args.get("decision_log", True),
+        "decision_log": args.get("decision_log", plpm),
     }
     try:  # refuse a bad value now, naming the app arg, rather than in a replica
-        parse_user_config(user_config)
+        parse_user_config(user_config, spec)
     except ValueError as e:
         msg = str(e).replace("user_config.seed", "explore_seed").replace("user_config.", "")
         raise ValueError(f"app arg {msg}") from None
     options: dict[str, Any] = {}
     if colocate:  # the models live in the ingress: its user_config names their checkpoints
-        user_config.update(dt=path("dt"), hrm=hrm_path,
-                           **{k: v for k, v in dt_config.items() if k != "path"})  # fmt: skip
+        colocated = {k: v for k, v in dt_config.items() if k not in ("path", "app")}
+        user_config.update(dt=path("dt"), hrm=hrm_path, **colocated)
         options["ray_actor_options"] = {
             "num_cpus": cpus * 1.5,
             "num_gpus": gpus,
@@ -211,5 +218,11 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     store = _state_store(args.get("state_store"))
     key = _api_key(str(args.get("api_key_env", "GLAN_RAY_API_KEY")))
     if colocate:
-        return ingress.bind(lrtg, None, None, klan, store, api_key=key)
-    return ingress.bind(lrtg, dt.bind(), hrm.bind(), klan, store, api_key=key)
+        return ingress.bind(lrtg, None, None, klan, store, api_key=key, app=app["app"])
+    return ingress.bind(lrtg, dt.bind(), hrm.bind(), klan, store, api_key=key, app=app["app"])
+
+
+def served_app(dt: str) -> AppSpec:
+    """The app spec the Serve app serves: the one the DT export at ``dt`` records (reading its
+    ``config.json`` only; an export written before specs were recorded: the PLPM app)."""
+    return export_app(storage.read_json(storage.join(dt, META)))

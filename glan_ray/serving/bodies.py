@@ -198,7 +198,30 @@ class EntryResponse(BaseModel):
     policy: str = Field(description="glan or klan")
 
 
-class SessionEnd(Body):
+class SessionEndChecks(Body):
+    """Base of every app's session-end body (``app_bodies``): the check of its ``page_seq``
+    against its other fields, which JSON Schema cannot say."""
+
+    def page_seq_conflict(self, landing: str) -> str | None:
+        """Why ``page_seq`` does not fit the rest of the session (``n_switches``, ``exit_page``,
+        the ``landing`` page the entry served), or None. Not a schema rule (JSON Schema cannot
+        say it): the ingress answers 409 naming the fields."""
+        fields: dict[str, Any] = self.__dict__  # the subclass's fields (pydantic keeps them here)
+        seq: list[str] | None = fields.get("page_seq")
+        n_switches: int = fields["n_switches"]
+        exit_page: str = fields["exit_page"]
+        if seq is None:
+            return None
+        if len(seq) != n_switches + 1:
+            return f"page_seq has {len(seq)} pages but n_switches + 1 = {n_switches + 1}"
+        if seq[-1] != exit_page:
+            return f"page_seq ends with {seq[-1]!r}, not exit_page {exit_page!r}"
+        if seq[0] != landing:
+            return f"page_seq starts with {seq[0]!r}, not the landing page {landing!r}"
+        return None
+
+
+class SessionEnd(SessionEndChecks):
     """The session of the open entry ended: what the user did on each page."""
 
     model_config = ConfigDict(
@@ -229,21 +252,6 @@ class SessionEnd(Body):
     watch_time_s: Seconds | None = Field(
         default=None, description="optional: video watch time in this session (s), for the log"
     )
-
-    def page_seq_conflict(self, landing: str) -> str | None:
-        """Why ``page_seq`` does not fit the rest of the session (``n_switches``, ``exit_page``,
-        the ``landing`` page the entry served), or None. Not a schema rule (JSON Schema cannot
-        say it): the ingress answers 409 naming the fields."""
-        seq = self.page_seq
-        if seq is None:
-            return None
-        if len(seq) != self.n_switches + 1:
-            return f"page_seq has {len(seq)} pages but n_switches + 1 = {self.n_switches + 1}"
-        if seq[-1] != self.exit_page:
-            return f"page_seq ends with {seq[-1]!r}, not exit_page {self.exit_page!r}"
-        if seq[0] != landing:
-            return f"page_seq starts with {seq[0]!r}, not the landing page {landing!r}"
-        return None
 
 
 OPTIONAL_LOG_FIELDS = ("page_seq", "watch_time_s")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,12 +27,11 @@ from glan_ray.models.app_check import check_export
 from glan_ray.models.dt import DecisionTransformer
 from glan_ray.models.exports import DTRecord
 from glan_ray.policy import glan_step
-from glan_ray.policy.context import daily_columns, session_columns
 from glan_ray.policy.glan import window_logits
 from glan_ray.policy.klan import KlanPolicy, check_cql_inputs, q_values
 from glan_ray.policy.runner import ModelRunner
-from glan_ray.schema import OBS_DIM
 from glan_ray.serving.batching import n_users, per_item, split
+from glan_ray.serving.features import daily_columns, session_columns
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +39,24 @@ SERVE_APP = "the Serve app"
 """How a model's refusal names the app it was to serve (``models.app_check``)."""
 
 
-def serve_app() -> AppSpec:
-    """The app spec Serve serves: its request bodies and observations are the PLPM simulator's
-    (``schema.OBS_FEATURES``), so every model it loads must have been trained on that app."""
-    return plpm_spec()
+def app_of(config: Mapping[str, Any] | None) -> AppSpec:
+    """The app spec a deployment serves: its ``user_config``'s (or constructor's) ``app``, the
+    spec as plain data (``AppSpec.to_dict``, as ``build_app`` passes it); the PLPM app when it
+    names none (a deployment configured before the Serve app read its spec from the models)."""
+    data = (config or {}).get("app")
+    return plpm_spec() if data is None else _spec(json.dumps(data, sort_keys=True))
 
 
 @functools.cache
-def serve_app_fingerprint() -> str:
-    """``serve_app().fingerprint()``, computed once (each day start records it)."""
-    return serve_app().fingerprint()
+def _spec(canonical: str) -> AppSpec:
+    return AppSpec.from_dict(json.loads(canonical))
 
 
-def check_export_app(path: str) -> None:
-    """Refuse the export at ``path`` (a model directory) unless it was trained on
-    ``serve_app()``, reading its ``config.json`` only (``build_app``: before any replica)."""
-    check_export(path, serve_app(), SERVE_APP)
+def check_export_app(path: str, app: AppSpec | None = None) -> None:
+    """Refuse the export at ``path`` (a model directory) unless it was trained on ``app`` (the
+    Serve app's spec; None: the PLPM app), reading its ``config.json`` only (``build_app``:
+    before any replica)."""
+    check_export(path, app or plpm_spec(), SERVE_APP)
 
 
 def day_features(feats: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -73,19 +76,25 @@ def checkpoint_version(path: str | None) -> str | None:
 
 
 class _Loaded:
+    """A deployment of one exported model; ``user_config``: ``path`` (the export; None or
+    absent: disabled) and ``app`` (the Serve app's spec as plain data; ``app_of``)."""
+
     kind = ""
     version_: str | None = None
+    app: AppSpec
 
     def __init__(self, user_config: dict[str, Any] | None = None) -> None:
         # Small models on a shared CPU: intra-op threads only contend with the other replicas.
         torch.set_num_threads(1)
         self.runner: ModelRunner | None = None
+        self.app = plpm_spec()
         if user_config:
             self.reconfigure(user_config)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         path = user_config.get("path")
-        self.runner = ModelRunner(path, self.kind, serve_app(), SERVE_APP) if path else None
+        self.app = app_of(user_config)
+        self.runner = ModelRunner(path, self.kind, self.app, SERVE_APP) if path else None
         self.version_ = checkpoint_version(path)
         logger.info("%s: loaded %s", self.kind, path or "nothing (disabled)")
 
@@ -106,7 +115,7 @@ class LRTGModel(_Loaded):
     async def r1(self, features: dict[str, Any]) -> tuple[float, str]:
         if self.runner is None:
             return float(features["usage_7d"]), "usage_7d"
-        cols = daily_columns(day_features([features]), int(features["weekday"]))
+        cols = daily_columns([features])
         with torch.no_grad():
             return float(glan_step.lrtg_forecast_s(self.runner(cols)["wt"])[0]), "lrtg"
 
@@ -127,19 +136,7 @@ class HRMModel(_Loaded):
         """r̂ (s) of each session, in-process (the batched handle call and a colocated ingress)."""
         if self.runner is None:
             return [float(r["usage_time"]) for r in reqs]
-        day = daily_columns(day_features([r["features"] for r in reqs]), 0)
-        rows = np.arange(len(reqs))
-        obs = np.asarray([r["obs"] for r in reqs], dtype=np.float32)
-        cols = session_columns(
-            day,
-            rows,
-            obs,
-            np.asarray([r["hour"] for r in reqs]),
-            np.asarray([r["t"] for r in reqs]),
-        )
-        cols["video_views"] = np.asarray([r["video_views"] for r in reqs])
-        cols["n_switches"] = np.asarray([r["n_switches"] for r in reqs])
-        cols["action"] = np.asarray([r["action"] for r in reqs], dtype=np.int64)
+        cols = session_columns(self.app, reqs)
         return [float(x) for x in glan_step.session_reward_s(self.runner(cols))]
 
 
@@ -152,7 +149,7 @@ class DTModel(_Loaded):
     π = softmax of ``glan_step.critic_guided_scores``, as the simulator's ``glan_cg`` arm."""
 
     kind = "dt"
-    CONFIG = ("path", "critic", "critic_lambda")
+    CONFIG = ("path", "critic", "critic_lambda", "app")
     critic: ModelRunner | None = None
     critic_lambda: float = glan_step.CRITIC_LAMBDA
     critic_temperature: float = 1.0
@@ -165,7 +162,8 @@ class DTModel(_Loaded):
             raise ValueError(f"dt user_config: unknown field(s) {unknown}; valid: {self.CONFIG}")
         critic = user_config.get("critic")
         lam = glan_step.critic_lambda(user_config.get("critic_lambda"))
-        self.critic = ModelRunner(critic, "cql", serve_app(), SERVE_APP) if critic else None
+        app = app_of(user_config)
+        self.critic = ModelRunner(critic, "cql", app, SERVE_APP) if critic else None
         self.critic_lambda = lam
         if self.critic is not None:
             arm = "glan_cg (Serve's critic)"
@@ -181,7 +179,7 @@ class DTModel(_Loaded):
     def config(self) -> dict[str, Any]:
         """What this replica serves, as its ``user_config`` names it."""
         return {"path": self.loaded(), "critic": self.critic.path if self.critic else None,
-                "critic_lambda": self.critic_lambda}  # fmt: skip
+                "critic_lambda": self.critic_lambda, "app": self.app.to_dict()}  # fmt: skip
 
     async def target_gain(self) -> float:
         """g of R̂₁ = g · ŷ_wt, from the DT's export (``glan_step.target_gain``)."""
@@ -207,7 +205,7 @@ class DTModel(_Loaded):
         net, record = self._export()
         b, s = len(reqs), max(len(r["actions"]) for r in reqs)
         rewards = np.zeros((b, s))
-        past_obs = np.zeros((b, s, OBS_DIM), dtype=np.float32)
+        past_obs = np.zeros((b, s, self.app.obs_dim), dtype=np.float32)
         past_act = np.zeros((b, s), dtype=np.int64)
         for i, r in enumerate(reqs):
             n = len(r["actions"])
@@ -278,5 +276,6 @@ class KlanModel:
             last_exit=np.zeros(1, dtype=np.int64),
             most_visited=np.zeros(1, dtype=np.int64),
         )
-        f = np.asarray(self.policy.pi(obs, IntraDayHistory.empty(1, 1, OBS_DIM))[0], np.float64)
+        history = IntraDayHistory.empty(1, 1, len(req["obs_now"]))
+        f = np.asarray(self.policy.pi(obs, history)[0], np.float64)
         return (f / f.sum()).tolist()

@@ -1,7 +1,12 @@
-"""The HTTP front: a FastAPI app whose handlers call the model deployments through handles.
+"""The HTTP front: the ingress replica, whose handlers call the model deployments through handles.
+
+Each replica serves one app spec (the ``app`` it is built with: the spec its models were trained
+on): its FastAPI app (``routes.make_api``, made in the replica) parses and documents that spec's
+request bodies (``app_bodies.bodies_for``), and the handlers build that spec's observations and
+answer in its pages.
 
 Client mistakes are 4xx with a message that names the field or the state problem, never a 500:
-422 for a malformed body (strict, finite, bounded: ``schemas``), 413 for an oversized one
+422 for a malformed body (strict, finite, bounded: ``app_bodies``), 413 for an oversized one
 (streamed or not), 401 without the API key when one is configured, 404 for an unknown user, 409
 for an event that does not fit the user's day (an entry while a session is open, a session end
 without an entry, a day that is not after the current one, an entry of another day, an event id
@@ -46,38 +51,26 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException
-from fastapi.exceptions import RequestValidationError
 from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
+from glan_ray.apps import AppSpec, plpm_spec
 from glan_ray.data import decision_log as dlog
 from glan_ray.policy import glan_step
 from glan_ray.policy.explore import Exploration, sample_pages
-from glan_ray.schema import PAGES
-from glan_ray.serving import docs, features, http
+from glan_ray.serving import features, http
+from glan_ray.serving.app_bodies import bodies_for, input_names
 from glan_ray.serving.batching import NonFiniteOutput, finite, per_item
-from glan_ray.serving.bodies import (
-    MAX_SESSIONS_PER_DAY,
-    OPTIONAL_LOG_FIELDS,
-    Entry,
-    EntryResponse,
-    Health,
-    Problem,
-    Ready,
-    SessionEnd,
-    SessionEndResponse,
-    StartDay,
-    StartDayResponse,
-    UserId,
-    UserState,
-)
-from glan_ray.serving.deployments import DTModel, HRMModel, serve_app_fingerprint
+from glan_ray.serving.bodies import MAX_SESSIONS_PER_DAY, OPTIONAL_LOG_FIELDS
+from glan_ray.serving.deployments import DTModel, HRMModel, app_of
+from glan_ray.serving.routes import make_api
 from glan_ray.serving.state import LogRow, Versioned, make_store
 
 logger = logging.getLogger(__name__)
@@ -108,9 +101,11 @@ def entry_uniform(seed: int, user_id: int, day: int, event_id: str) -> float:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") / 2.0**64
 
 
-def parse_user_config(user_config: dict[str, Any]) -> tuple[str, Exploration, int, bool]:
-    """(policy, exploration, seed, decision_log) of an ingress ``user_config``; a bad value is
-    a ``ValueError`` naming its field."""
+def parse_user_config(
+    user_config: dict[str, Any], app: AppSpec | None = None
+) -> tuple[str, Exploration, int, bool]:
+    """(policy, exploration, seed, decision_log) of an ingress ``user_config`` of the Serve app
+    of spec ``app`` (None: the PLPM app); a bad value is a ``ValueError`` naming its field."""
     unknown = sorted(set(user_config) - USER_CONFIG)
     if unknown:
         raise ValueError(f"ingress user_config: unknown field(s) {unknown}; valid: "
@@ -132,45 +127,20 @@ def parse_user_config(user_config: dict[str, Any]) -> tuple[str, Exploration, in
     log = user_config.get("decision_log", True)
     if not isinstance(log, bool):
         raise ValueError(f"user_config.decision_log must be true or false, got {log!r}")
+    if log and app is not None and app.fingerprint() != plpm_spec().fingerprint():
+        raise ValueError(
+            f"user_config.decision_log: the decision log records the PLPM app's entries "
+            f"(data.decision_log.EntryRecord has its live_count and 3 pages); app {app.name!r} "
+            "is served with decision_log false"
+        )
+    if policy == "klan" and app is not None and app.fingerprint() != plpm_spec().fingerprint():
+        raise ValueError(f"policy klan serves the PLPM app only (KlanPolicy); app {app.name!r} "
+                         "is served with policy glan")  # fmt: skip
     try:
         glan_step.critic_lambda(user_config.get("critic_lambda"))
     except ValueError as e:
         raise ValueError(f"user_config.{e}") from None
     return policy, exploration, seed, log
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "model": Problem}
-
-
-# keyed int | str, as FastAPI's `responses` parameter is typed (a dict's key type is invariant)
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _problem("the body is not parseable (e.g. a number literal of thousands of digits)"),
-    401: _problem("an API key is configured and the request lacks it"),
-    413: _problem(f"the body is over {http.MAX_BODY_BYTES} bytes"),
-    422: _problem("invalid body or path: each invalid field, its location and why"),
-    503: _problem("the state store or a model is unavailable; retry after Retry-After seconds"),
-}
-USER_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS,
-    404: _problem("unknown user: start the day first"),
-    409: _problem("the event does not fit the user's day (see the detail)"),
-}
-
-api = FastAPI(
-    title="glan-ray",
-    description="Personalized landing pages: GLAN's L-RTG -> DT -> HRM loop (or KLAN). "
-    "Every POST carries an event_id: retrying with the same id and body is always safe.",
-    version="2",
-    docs_url=None,  # docs.install serves /docs from local files
-    redoc_url=None,
-)
-api.add_middleware(http.ApiKey)
-api.add_middleware(http.BodyLimit)  # outermost: nothing reads a body over the limit
-# the decorator form: add_exception_handler's type wants handlers of any Exception
-api.exception_handler(RequestValidationError)(http.validation_problem)
-api.exception_handler(http.Unavailable)(http.unavailable)
-docs.install(api)
 
 
 def _rtg(state: Doc) -> float:
@@ -254,12 +224,15 @@ async def _guard(call: Awaitable[Any]) -> Any:
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
-@serve.ingress(api)
+@serve.ingress()
 class Ingress:
     """``dt`` / ``hrm`` are the model deployments' handles, or None when the models are
     colocated (``build_app(colocate_models=True)``): then ``user_config`` names their
     checkpoints (``dt``, ``hrm``) and this replica runs them in-process. ``api_key``: bearer
-    key every user route requires (None: open; ``build_app`` insists on one beyond loopback)."""
+    key every user route requires (None: open; ``build_app`` insists on one beyond loopback).
+    ``app``: the app spec served, as plain data (``AppSpec.to_dict``; None: the PLPM app): its
+    request bodies, observations and pages; the replica's FastAPI app is made for it
+    (``__serve_build_asgi_app__``, ``routes.make_api``)."""
 
     def __init__(
         self,
@@ -270,8 +243,13 @@ class Ingress:
         state_store: str | None = None,
         user_config: dict[str, Any] | None = None,
         api_key: str | None = None,
+        app: dict[str, Any] | None = None,
     ) -> None:
         self.lrtg, self.dt, self.hrm, self.klan = lrtg, dt, hrm, klan
+        self.app_data = app
+        self.spec = app_of({"app": app})
+        self.bodies = bodies_for(self.spec)
+        self.fingerprint = self.spec.fingerprint()
         self.store = make_store(state_store)
         self.store_kind = self.store.kind
         self.cache: OrderedDict[int, Versioned] = OrderedDict()
@@ -280,24 +258,29 @@ class Ingress:
         self.versions: tuple[float, dict[str, str]] = (-1e9, {})
         self.local_dt: Any = None  # DTModel's class, in this replica (colocated models)
         self.local_hrm: Any = None
-        api.state.api_key = api_key or os.environ.get("GLAN_RAY_API_KEY") or None
+        self.api_key = api_key or os.environ.get("GLAN_RAY_API_KEY") or None
         if user_config:
             self.reconfigure(user_config)
 
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """This replica's FastAPI app: the routes of its app spec (``routes.make_api``)."""
+        return make_api(self, self.bodies, self.api_key)
+
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        policy, exploration, seed, log_on = parse_user_config(user_config)
+        policy, exploration, seed, log_on = parse_user_config(user_config, self.spec)
         if self.dt is None:  # colocated: (re)load a model only when its config changes
             dt = {
                 "path": user_config.get("dt"),
                 "critic": user_config.get("critic"),
                 "critic_lambda": glan_step.critic_lambda(user_config.get("critic_lambda")),
+                "app": self.spec.to_dict(),
             }
             if self.local_dt is None or self.local_dt.config() != dt:
                 # @serve.deployment made it a Deployment; mypy types a decorated class as the class
                 self.local_dt = DTModel.func_or_class(dt)  # type: ignore[attr-defined]
             if self.local_hrm is None or self.local_hrm.loaded() != user_config.get("hrm"):
                 self.local_hrm = HRMModel.func_or_class(  # type: ignore[attr-defined]
-                    {"path": user_config.get("hrm")}
+                    {"path": user_config.get("hrm"), "app": self.spec.to_dict()}
                 )
         self.policy = policy
         self.exploration, self.seed, self.log_on = exploration, seed, log_on
@@ -388,7 +371,8 @@ class Ingress:
         """Each entry's observation and the DT's page probabilities: (probs, obs). The batch's
         observations are one ``build_obs`` call, its decisions one DT call; an entry that fails
         either gets its own exception (``per_item``), the others their answer."""
-        obs = per_item(features.entry_obs_many, [observe for _, observe in items])
+        obs = per_item(partial(features.entry_obs_many, self.spec),
+                       [observe for _, observe in items])  # fmt: skip
         ok = [i for i, o in enumerate(obs) if not isinstance(o, Exception)]
         out: list[Any] = list(obs)  # the failed observations' exceptions stay
         if not ok:
@@ -417,29 +401,21 @@ class Ingress:
 
     # -- endpoints ----------------------------------------------------------------------------
 
-    @api.get("/healthz", operation_id="health", response_model=Health)
     async def health(self) -> dict[str, Any]:
         """Liveness: this replica answers (it does not touch the store; see /readyz)."""
         replica = serve.get_replica_context().replica_id.unique_id
         return {"status": "ok", "policy": self.policy, "state_store": self.store_kind,
                 "replica": replica}  # fmt: skip
 
-    @api.get("/readyz", operation_id="ready", response_model=Ready, responses={503: ERRORS[503]})
     async def ready(self) -> dict[str, Any]:
         """Readiness: the state store answers (503 with Retry-After while it does not)."""
         await self.store.ping()
         return {"status": "ready", "state_store": self.store_kind}
 
-    @api.post(
-        "/users/{user_id}/day",
-        operation_id="start_day",
-        response_model=StartDayResponse,
-        responses={k: v for k, v in USER_ERRORS.items() if k != 404},
-    )
-    async def start_day(self, body: StartDay, user_id: UserId) -> Doc:
+    async def start_day(self, body: Any, user_id: int) -> Doc:
         """Start the user's day: R̂₁ from L-RTG. Days only move forward."""
 
-        async def step(old: Doc | None) -> tuple[Doc, Doc, dlog.Record]:
+        async def step(old: Doc | None) -> tuple[Doc, Doc, dlog.Record | None]:
             if old is not None and body.day < old["day"]:
                 raise HTTPException(409, _day_over(body.day, old["day"]) + "; days only move "
                                     "forward")  # fmt: skip
@@ -459,25 +435,20 @@ class Ingress:
             state = {
                 **{"day": body.day, "features": feats, "r1": r1, "open": None},
                 **{"rewards": [], "obs": [], "hours": [], "actions": []},
-                **features.day_context(body.last_exit_page, old),
+                **features.day_context(self.spec, body.last_exit_page, old),
             }
             rec = dlog.DayStart(user_id, body.day, body.event_id, feats, state["last_exit"], r1,
                                 source, self.policy, models, time.time(),
-                                app=serve_app_fingerprint())  # fmt: skip
+                                app=self.fingerprint) if self.log_on else None  # fmt: skip
             return resp, state, rec
 
         return await self._update(user_id, body.day, f"day:{body.event_id}", _digest(body), step)
 
-    @api.post(
-        "/users/{user_id}/entry",
-        operation_id="entry",
-        response_model=EntryResponse,
-        responses=USER_ERRORS,
-    )
-    async def entry(self, body: Entry, user_id: UserId) -> Doc:
+    async def entry(self, body: Any, user_id: int) -> Doc:
         """An app entry: the landing page to show."""
+        inputs = {name: getattr(body, name) for name in input_names(self.spec)}
 
-        async def step(state: Doc | None) -> tuple[Doc, Doc, dlog.Record]:
+        async def step(state: Doc | None) -> tuple[Doc, Doc, dlog.Record | None]:
             if state is None:
                 raise _unknown(user_id)
             _check_day(state, body.day)
@@ -497,44 +468,41 @@ class Ingress:
             if self.policy == "klan":
                 if self.klan is None:
                     raise http.Unavailable("policy klan is selected but no KLAN deployment")
-                obs = features.entry_obs(state, body.hour, body.live_count)
+                obs = features.entry_obs(self.spec, state, body.hour, inputs)
                 pi = await _guard(self.klan.decide.remote({**req, "obs_now": obs}))
             else:  # the observation is built with the batch's others (one build_obs)
-                pi, obs = await _guard(self._decide((req, (state, body.hour, body.live_count))))
+                pi, obs = await _guard(self._decide((req, (state, body.hour, inputs))))
             models = await self._models()
             try:
-                serving = self.exploration.probs(np.asarray([pi], dtype=np.float64))
+                serving = self.exploration.probs(np.asarray([pi], dtype=np.float64),
+                                                 self.spec.n_pages)  # fmt: skip
             except ValueError as e:
                 raise HTTPException(422, f"the model's page distribution is unusable: {e}") from e
             u = entry_uniform(self.seed, user_id, body.day, body.event_id)
             page = int(sample_pages(serving, np.asarray([u]))[0])
             probs = serving[0].tolist()
-            resp = {"page": PAGES[page], "page_index": page, "probs": probs,
+            resp = {"page": self.spec.pages[page], "page_index": page, "probs": probs,
                     "propensity": probs[page], "policy_probs": list(pi),
                     "exploration": str(self.exploration), "rtg_s": _rtg(state),
                     "session_idx": t, "policy": self.policy}  # fmt: skip
-            opened = {"obs": obs, "hour": body.hour, "action": page}
+            opened = {"obs": obs, "hour": body.hour, "action": page, "inputs": inputs,
+                      "today_dur": list(state["today_dur"])}  # fmt: skip
             rec = dlog.EntryRecord(
-                user_id, body.day, body.event_id, t, body.hour, body.live_count,
+                user_id, body.day, body.event_id, t, body.hour, inputs["live_count"],
                 list(state["today_dur"]), obs, page, probs[page], probs=probs, pi=list(pi), u=u,
                 rtg=resp["rtg_s"], policy=self.policy, exploration=str(self.exploration),
                 models=models, ts=time.time(),
-            )  # fmt: skip
+            ) if self.log_on else None  # fmt: skip
             return resp, {**state, "open": opened}, rec
 
         return await self._update(user_id, body.day, f"entry:{body.event_id}", _digest(body),
                                   step)  # fmt: skip
 
-    @api.post(
-        "/users/{user_id}/session_end",
-        operation_id="session_end",
-        response_model=SessionEndResponse,
-        responses=USER_ERRORS,
-    )
-    async def session_end(self, body: SessionEnd, user_id: UserId) -> Doc:
+    async def session_end(self, body: Any, user_id: int) -> Doc:
         """The open entry's session ended: its reward r̂ and the next return-to-go."""
+        pages = self.spec.pages
 
-        async def step(state: Doc | None) -> tuple[Doc, Doc, dlog.Record]:
+        async def step(state: Doc | None) -> tuple[Doc, Doc, dlog.Record | None]:
             if state is None:
                 raise _unknown(user_id)
             _check_day(state, body.day)
@@ -545,42 +513,35 @@ class Ingress:
                 )
             t = len(state["actions"])
             landing = entry["action"]
-            conflict = body.page_seq_conflict(PAGES[landing])
+            conflict = body.page_seq_conflict(pages[landing])
             if conflict:
                 raise HTTPException(409, conflict)
             reward = await _guard(self._reward(
-                {"features": state["features"], "obs": entry["obs"], "hour": entry["hour"],
-                 "t": t, "action": entry["action"], "video_views": body.video_views,
+                {**entry, "features": state["features"], "t": t, "video_views": body.video_views,
                  "n_switches": body.n_switches, "usage_time": body.usage_time}
             ))  # fmt: skip
             new = {**state, "open": None, "obs": [*state["obs"], entry["obs"]],
                    "hours": [*state["hours"], entry["hour"]],
                    "actions": [*state["actions"], entry["action"]],
                    "rewards": [*state["rewards"], reward],
-                   **features.after_session(state, entry["action"], body.page_durations_s,
-                                            body.exit_page)}  # fmt: skip
+                   **features.after_session(self.spec, state, entry["action"],
+                                            body.page_durations_s, body.exit_page)}  # fmt: skip
             resp = {"reward_s": reward, "rtg_s": _rtg(new), "sessions": t + 1}
             dur = body.page_durations_s
             rec = dlog.SessionEndRecord(
                 user_id, body.day, body.event_id, t, landing, list(dur), list(body.video_views),
-                body.n_switches, body.usage_time, PAGES.index(body.exit_page),
-                int(dur[landing] < dlog.DROPOFF_S),
-                page_seq=None if body.page_seq is None else [PAGES.index(p) for p in body.page_seq],
+                body.n_switches, body.usage_time, pages.index(body.exit_page),
+                int(dur[landing] < self.spec.dropoff_s),
+                page_seq=None if body.page_seq is None else [pages.index(p) for p in body.page_seq],
                 watch_time=body.watch_time_s, reward=reward, next_rtg=resp["rtg_s"],
                 ts=time.time(),
-            )  # fmt: skip
+            ) if self.log_on else None  # fmt: skip
             return resp, new, rec
 
         return await self._update(user_id, body.day, f"end:{body.event_id}", _digest(body),
                                   step)  # fmt: skip
 
-    @api.get(
-        "/users/{user_id}/state",
-        operation_id="user_state",
-        response_model=UserState,
-        responses={k: USER_ERRORS[k] for k in (401, 404, 422, 503)},
-    )
-    async def user_state(self, user_id: UserId) -> Doc:
+    async def user_state(self, user_id: int) -> Doc:
         """The user's day so far."""
         got = await self._load(user_id, fresh=True)  # authoritative: another replica may write
         if got is None:
