@@ -4,8 +4,9 @@
 - ``models``: directory of exported models (``lrtg``, ``hrm``, ``dt``, and for KLAN ``isp``,
   ``cql``, ``am``); default ``runs/demo/models``. The Serve app serves the app spec the DT
   export records (``models.exports``: its ``app_spec``; docs/apps.md): its request bodies, pages
-  and observations. Every other served export must record the same spec: one of another app is
-  refused when the app is built, before any replica, naming the difference. KLAN and the
+  and observations. Every other export in the directory (``EXPORTS``, served or not) and the
+  critic must record the same spec: one of another app is refused when the app is built, before
+  any replica, naming the difference. KLAN and the
   decision log serve the PLPM app only (another app is served without them).
 - ``policy``: ``glan`` (default) or ``klan``; switchable later with ``reconfigure``.
 - ``exploration``: how the page is drawn from the policy's π (``policy.explore``): ``greedy``
@@ -71,6 +72,8 @@ KNOWN = {"models", "policy", "use_lrtg", "use_hrm", "state_store", "num_gpus", "
          "colocate_models", "api_key_env", "exploration", "explore_seed",
          "decision_log", "critic_lambda"}  # fmt: skip
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+EXPORTS = ("dt", "lrtg", "hrm", "isp", "cql", "am")
+"""The exports a models directory may hold for Serve: every one there must be of the DT's app."""
 
 
 def _serve_http_host() -> str:
@@ -174,14 +177,9 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         max_ongoing_requests=64,
     )
     klan_paths = {k: path(k) if plpm else None for k in ("isp", "cql", "am")}
-    serving = [
-        hrm_path,
-        path("lrtg") if args.get("use_lrtg", True) else None,
-        path("dt"),
-        dt_config.get("critic"),
-        *(klan_paths.values() if all(klan_paths.values()) else ()),
-    ]
-    for export in dict.fromkeys(p for p in serving if p):  # refused now, not in a replica
+    # every export of the directory, served or not, and the critic: refused now, not in a replica
+    exports = [hrm_path, dt_config.get("critic"), *(path(k) for k in EXPORTS)]
+    for export in dict.fromkeys(p for p in exports if p):
         check_export_app(export, spec)
     klan = (
         KlanModel.options(  # type: ignore[attr-defined]

@@ -246,7 +246,6 @@ class Ingress:
         app: dict[str, Any] | None = None,
     ) -> None:
         self.lrtg, self.dt, self.hrm, self.klan = lrtg, dt, hrm, klan
-        self.app_data = app
         self.spec = app_of({"app": app})
         self.bodies = bodies_for(self.spec)
         self.fingerprint = self.spec.fingerprint()

@@ -170,7 +170,8 @@ def test_any_of_the_four_pages_can_be_served():
 
 def test_exports_of_two_apps_are_refused_before_any_replica(tmp_path, random_models):
     """A 4-page DT beside a PLPM HRM: the Serve app is the DT's app, and the HRM is refused
-    when the app is built, naming the difference."""
+    when the app is built (served or not: every export of the directory), naming the
+    difference."""
     import shutil
 
     from glan_ray.serving.app import build_app
@@ -182,4 +183,7 @@ def test_exports_of_two_apps_are_refused_before_any_replica(tmp_path, random_mod
     msg = str(e.value)
     assert f"model {models}/hrm was trained on app 'plpm'" in msg
     assert "but the Serve app is app 'fourpage'" in msg and "'mall'" in msg
-    build_app(app_args(models, tmp_path, use_hrm=False))  # without it, the app builds
+    with pytest.raises(AppMismatchError, match="hrm was trained on app 'plpm'"):
+        build_app(app_args(models, tmp_path, use_hrm=False))  # in the directory, even unserved
+    shutil.rmtree(os.path.join(models, "hrm"))
+    build_app(app_args(models, tmp_path))  # without it, the app builds
