@@ -173,6 +173,17 @@ def _check_day(state: Doc, day: int) -> None:
         )
 
 
+def _check_app(state: Doc, served: str) -> None:
+    """409 unless the user's day was started by a Serve app of the spec this one serves (fingerprint
+    ``served``; a document written before days recorded it: the PLPM app's)."""
+    started = state.get("app") or plpm_spec().fingerprint()
+    if started != served:
+        raise HTTPException(
+            409, f"day {state['day']} was started by a Serve app of another app spec (fingerprint "
+            f"{started}; this one serves {served}): start a new day (POST .../day)"
+        )  # fmt: skip
+
+
 def _event_day(key: str) -> int:
     """The day of a kept event's key ``<day>|<endpoint>:<id>``; -1 for a key written before
     ids were scoped by day (``<endpoint>:<id>``: dropped at the next day start)."""
@@ -413,6 +424,7 @@ class Ingress:
 
     async def start_day(self, body: Any, user_id: int) -> Doc:
         """Start the user's day: R̂₁ from L-RTG. Days only move forward."""
+        plpm = plpm_spec().fingerprint()  # a document without "app": the PLPM app's
 
         async def step(old: Doc | None) -> tuple[Doc, Doc, dlog.Record | None]:
             if old is not None and body.day < old["day"]:
@@ -424,6 +436,7 @@ class Ingress:
                     "move forward"
                 )  # fmt: skip
             feats = body.features.model_dump()
+            same_app = old if old and (old.get("app") or plpm) == self.fingerprint else None
             (r1, source), gain, models = await asyncio.gather(
                 _guard(self.lrtg.r1.remote(feats)), self._target_gain(), self._models()
             )
@@ -434,7 +447,8 @@ class Ingress:
             state = {
                 **{"day": body.day, "features": feats, "r1": r1, "open": None},
                 **{"rewards": [], "obs": [], "hours": [], "actions": []},
-                **features.day_context(self.spec, body.last_exit_page, old),
+                **features.day_context(self.spec, body.last_exit_page, same_app),
+                "app": self.fingerprint,
             }
             rec = dlog.DayStart(user_id, body.day, body.event_id, feats, state["last_exit"], r1,
                                 source, self.policy, models, time.time(),
@@ -451,6 +465,7 @@ class Ingress:
             if state is None:
                 raise _unknown(user_id)
             _check_day(state, body.day)
+            _check_app(state, self.fingerprint)
             if state["open"] is not None:
                 raise HTTPException(
                     409, "the previous entry's session has not ended (POST .../session_end first)"
@@ -505,6 +520,7 @@ class Ingress:
             if state is None:
                 raise _unknown(user_id)
             _check_day(state, body.day)
+            _check_app(state, self.fingerprint)
             entry = state["open"]
             if entry is None:
                 raise HTTPException(

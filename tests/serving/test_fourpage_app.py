@@ -74,12 +74,18 @@ def fourpage_models(out: str, with_supervised: bool = True) -> str:
 
 
 @pytest.fixture(scope="module")
-def fourpage_server(serve_http, tmp_path_factory) -> str:
+def fourpage_dir(tmp_path_factory) -> pathlib.Path:
+    """The 4-page app's directory: its exports (``models``) and its state (``state.db``)."""
+    return tmp_path_factory.mktemp("fourpage")
+
+
+@pytest.fixture(scope="module")
+def fourpage_server(serve_http, fourpage_dir) -> str:
     from ray import serve
 
     from glan_ray.serving.app import build_app
 
-    tmp = tmp_path_factory.mktemp("fourpage")
+    tmp = fourpage_dir
     models = fourpage_models(str(tmp / "models"))
     serve.run(build_app(app_args(models, tmp)), name="fourpage", route_prefix="/fourpage")
     yield f"{serve_http}/fourpage"
@@ -151,6 +157,28 @@ def test_the_four_page_apps_client_mistakes_are_422s_naming_the_field(fourpage_s
     bad = {"event_id": "d2", "day": 2, "features": {**_features(), "age": 1}}
     r = requests.post(f"{base}/users/8/day", json=bad, timeout=60)
     assert r.status_code == 422 and "age" in r.text
+
+
+def test_a_day_started_by_another_apps_server_is_a_409(fourpage_server, fourpage_dir):
+    """A user whose stored day was started by the PLPM app's server (its document has no
+    ``app``: written before days recorded it): the 4-page app answers 409 until a new day."""
+    import asyncio
+
+    from glan_ray.serving.state import SQLiteStore
+
+    doc = {"day": 5, "features": {}, "r1": 600.0, "open": None, "rewards": [], "obs": [],
+           "hours": [], "actions": [], "today_dur": [0.0] * 3, "prev_drop": 0.0,
+           "last_exit": 2, "events": {}}  # fmt: skip
+    assert asyncio.run(SQLiteStore(str(fourpage_dir / "state.db")).put(9, doc, 0))
+    base = fourpage_server
+    r = requests.post(f"{base}/users/9/entry", timeout=60,
+                      json={"event_id": "e", "day": 5, "hour": 9.0, "cart_items": 1})
+    assert r.status_code == 409 and "another app spec" in r.text, r.text
+    day = {"event_id": "d", "day": 6, "features": _features()}
+    assert requests.post(f"{base}/users/9/day", json=day, timeout=60).status_code == 200
+    r = requests.post(f"{base}/users/9/entry", timeout=60,
+                      json={"event_id": "e", "day": 6, "hour": 9.0, "cart_items": 1})
+    assert r.status_code == 200 and len(r.json()["probs"]) == 4, r.text
 
 
 def test_any_of_the_four_pages_can_be_served():
