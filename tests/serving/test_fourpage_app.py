@@ -215,3 +215,17 @@ def test_exports_of_two_apps_are_refused_before_any_replica(tmp_path, random_mod
         build_app(app_args(models, tmp_path, use_hrm=False))  # in the directory, even unserved
     shutil.rmtree(os.path.join(models, "hrm"))
     build_app(app_args(models, tmp_path))  # without it, the app builds
+
+
+def test_klan_and_the_decision_log_are_refused_for_another_app(tmp_path):
+    from glan_ray.serving.app import build_app
+    from glan_ray.serving.ingress import parse_user_config
+
+    with pytest.raises(ValueError, match="decision_log: the decision log records the PLPM"):
+        parse_user_config({"decision_log": True}, SPEC)
+    with pytest.raises(ValueError, match="policy klan serves the PLPM app only"):
+        parse_user_config({"policy": "klan", "decision_log": False}, SPEC)
+    assert parse_user_config({"decision_log": False}, SPEC)[3] is False
+    models = fourpage_models(str(tmp_path / "models"), with_supervised=False)
+    with pytest.raises(ValueError, match="app arg decision_log: the decision log records"):
+        build_app(app_args(models, tmp_path, decision_log=True))
