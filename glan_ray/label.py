@@ -23,12 +23,14 @@ import ray
 import torch
 
 from glan_ray import storage
+from glan_ray.apps import AppSpec
 from glan_ray.data.features import SPECS, as_columns
 from glan_ray.data.parts import matching_parts
 from glan_ray.data.parts import read_part as _read
 from glan_ray.data.read import dataset_spec
 from glan_ray.models.app_check import check_export
 from glan_ray.models.checkpoint import load_checkpoint
+from glan_ray.models.exports import make_record
 from glan_ray.models.hrm import hrm_reward
 from glan_ray.schema import DatasetValidationError, conform
 
@@ -53,16 +55,20 @@ def hrm_rewards(hrm_path: str, sessions: pa.Table) -> np.ndarray:
     model, normalizer, meta = load_checkpoint(hrm_path)
     if meta["model"] != "hrm":
         raise ValueError(f"{hrm_path} holds a '{meta['model']}' model, not HRM")
-    f = normalizer(SPECS["hrm"].build(as_columns(sessions)))
+    app = make_record("hrm", meta.get("extra")).app  # the app the HRM was trained on
+    f = normalizer(SPECS["hrm"].build(as_columns(sessions), app))
     t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in f.items()}
     out = model(t["x_cat"], t["x_num"], t["page"])
     return (hrm_reward(out["dur"], out["p_sw"]) * 60.0).numpy().astype(np.float32)
 
 
-def label_part(sessions_file: str, trajectories_file: str, hrm_path: str) -> int:
-    """Fill ``reward_hrm`` of one trajectories file from its sessions file; returns sessions."""
-    sess = conform(_read(sessions_file), "sessions", where=sessions_file)
-    traj = conform(_read(trajectories_file), "trajectories", where=trajectories_file)
+def label_part(
+    sessions_file: str, trajectories_file: str, hrm_path: str, app: AppSpec | None = None
+) -> int:
+    """Fill ``reward_hrm`` of one trajectories file from its sessions file (datasets of app
+    ``app``; None: PLPM); returns sessions."""
+    sess = conform(_read(sessions_file), "sessions", where=sessions_file, spec=app)
+    traj = conform(_read(trajectories_file), "trajectories", where=trajectories_file, spec=app)
     n = traj.column("n_steps").to_numpy().astype(np.int64)
     for key in ("user_id", "day"):
         if not np.array_equal(np.repeat(traj.column(key).to_numpy(), n), sess.column(key)):
@@ -85,10 +91,11 @@ def label_part(sessions_file: str, trajectories_file: str, hrm_path: str) -> int
 def label_hrm(data: str, hrm_path: str, progress: Callable[[int, int], None] | None = None) -> int:
     """Label every trajectories part under ``data`` with HRM rewards; returns sessions labelled.
     An HRM trained on another app spec than the data's is refused (``models.app_check``)."""
-    check_export(hrm_path, dataset_spec(data), f"the dataset {data}")
+    app = dataset_spec(data)
+    check_export(hrm_path, app, f"the dataset {data}")
     parts = matching_parts(data, "sessions", "trajectories")
     task = ray.remote(num_cpus=0.5)(label_part)
-    pending = [task.remote(sess, traj, hrm_path) for _, sess, traj in parts]
+    pending = [task.remote(sess, traj, hrm_path, app) for _, sess, traj in parts]
     total, done = 0, 0
     while pending:
         ready, pending = ray.wait(pending)

@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from glan_ray.apps import AppSpec, plpm_spec
-from glan_ray.data.features import CAT_CARDINALITIES
+from glan_ray.data.features import model_inputs
 from glan_ray.models.cql import QNetConfig, QNetwork
 from glan_ray.models.dt import DecisionTransformer, DTConfig
 from glan_ray.models.hrm import HRM, HRMConfig
@@ -17,12 +17,8 @@ from glan_ray.models.klan_am import AMConfig, KlanAM
 from glan_ray.models.klan_isp import ISPConfig, KlanISP
 from glan_ray.models.lrtg import LRTG, LRTGConfig
 
-_CAT_FIELDS = {
-    "lrtg": ("age", "region", "activity", "weekday"),
-    "hrm": ("age", "region", "activity"),
-    "isp": ("age", "region", "activity", "weekday"),
-    "am": ("age", "region", "activity"),
-}
+_WEEKDAY = {"lrtg": True, "hrm": False, "isp": True, "am": False}
+"""Whether each supervised model embeds the day's weekday besides the app's profile fields."""
 # (config dataclass, model class): the configs share no base, hence type[Any]
 _MODELS: dict[str, tuple[type[Any], type]] = {
     "lrtg": (LRTGConfig, LRTG),
@@ -35,26 +31,18 @@ _MODELS: dict[str, tuple[type[Any], type]] = {
 }
 
 
-def check_profile(name: str, app: AppSpec) -> None:
-    """Refuse an app whose profile lacks a categorical field model ``name`` embeds, or declares
-    one wider than its vocabulary (``data.features.CAT_CARDINALITIES``), naming the field."""
-    profile = {p.source or p.name: p for p in app.features.profile}
-    for f in _CAT_FIELDS[name]:
-        if f == "weekday":  # the day's, not a profile field: every app has one
-            continue
-        p = profile.get(f)
-        if p is None or p.kind != "categorical":
-            raise ValueError(
-                f"{name}: app {app.name!r} has no categorical profile field {f!r}; model "
-                f"{name!r} embeds {[c for c in _CAT_FIELDS[name] if c != 'weekday']} "
-                f"(the app's profile: {sorted(profile)})"
-            )
-        if p.cardinality is not None and p.cardinality > CAT_CARDINALITIES[f]:
-            raise ValueError(
-                f"{name}: app {app.name!r} declares profile field {f!r} with cardinality "
-                f"{p.cardinality}, beyond the models' vocabulary of {CAT_CARDINALITIES[f]} "
-                "(data.features.CAT_CARDINALITIES)"
-            )
+def cat_config(name: str, app: AppSpec) -> list[int]:
+    """The vocabulary of each categorical field supervised model ``name`` embeds for ``app``
+    (``data.features.model_inputs``); an app with no categorical profile field is refused for
+    the models that embed no weekday, naming the model."""
+    inputs = model_inputs(app)
+    fields = inputs.cat_fields(_WEEKDAY[name])
+    if not fields:
+        raise ValueError(
+            f"{name}: app {app.name!r} has no categorical profile field; model {name!r} embeds "
+            "at least one (declare one under features.profile with kind: categorical)"
+        )
+    return [inputs.vocabulary(f) for f in fields]
 
 
 def page_config(app: AppSpec) -> dict[str, Any]:
@@ -72,9 +60,8 @@ def model_config(
     data (None: the PLPM app; its pages size HRM's and KLAN-AM's towers) and user overrides."""
     cfg_cls, _ = _MODELS[name]
     app = app or plpm_spec()
-    check_profile(name, app)
     base: dict[str, Any] = {
-        "cat_cardinalities": [CAT_CARDINALITIES[f] for f in _CAT_FIELDS[name]],
+        "cat_cardinalities": cat_config(name, app),
         "n_num": dims["n_num"],
     }
     if name == "lrtg":
@@ -83,6 +70,8 @@ def model_config(
         base.update(page_config(app))
     elif name == "am":
         base.update(n_pages=app.n_pages)
+    elif name == "isp":
+        base.update(n_treatments=app.n_pages)  # treatment k forces page k − 1
     fields = set(cfg_cls.__dataclass_fields__)
     unknown = sorted(set(overrides) - fields)
     if unknown:

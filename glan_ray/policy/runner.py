@@ -37,11 +37,13 @@ class ModelRunner:
             """The export's typed record (``models.exports``), validated here once."""
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: {e}") from e
-        require_same_app(self.record.app, app or plpm_spec(), model=path, where=used_in)
+        self.app: AppSpec = self.record.app
+        """The app the model was trained on: which columns its features read."""
+        require_same_app(self.app, app or plpm_spec(), model=path, where=used_in)
 
     @torch.no_grad()
     def __call__(self, cols: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        f = self.normalizer(SPECS[self.kind].build(cols))
+        f = self.normalizer(SPECS[self.kind].build(cols, self.app))
         t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in f.items()}
         if self.kind == "lrtg":
             return self.model(t["x_cat"], t["x_num"], t["seq"], t["seq_dt"])

@@ -81,7 +81,8 @@ class HeldOut:
         pre = config.prelearner_class(
             config=config, spaces=(config.observation_space, config.action_space)
         )
-        table = conform(table, pre.dataset, where=f"held-out rows of {config.input_}")
+        table = conform(table, pre.dataset, where=f"held-out rows of {config.input_}",
+                        spec=config.app)  # the app the learner was sized for
         arrays = pre.transform(table)
         self.config = config
         self.batch = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}  # writable

@@ -28,6 +28,7 @@ import torch
 from ray.data.collate_fn import ArrowBatchCollateFn
 from torch import nn
 
+from glan_ray.apps import AppSpec
 from glan_ray.data.features import SPECS, Normalizer, am_features, as_columns
 from glan_ray.early_stop import Plateau
 from glan_ray.models.checkpoint import save_checkpoint
@@ -47,14 +48,22 @@ LOG_EVERY = 50
 class FeatureCollate(ArrowBatchCollateFn):
     """Arrow batch → normalised feature tensors of one model."""
 
-    def __init__(self, model: str, normalizer: Normalizer, theta: float | None = None):
+    def __init__(
+        self,
+        model: str,
+        normalizer: Normalizer,
+        theta: float | None = None,
+        app: AppSpec | None = None,
+    ):
         super().__init__()
         build = SPECS[model].build
         self.build = partial(am_features, theta=theta) if model == "am" and theta else build
         self.normalizer = normalizer
+        self.app = app
+        """The data's app spec: which columns the features read (None: PLPM)."""
 
     def __call__(self, batch: pa.Table) -> dict[str, torch.Tensor]:
-        feats = self.normalizer(self.build(as_columns(batch)))
+        feats = self.normalizer(self.build(as_columns(batch), self.app))
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feats.items()}
 
 
@@ -86,7 +95,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     task = TASKS[name](cfg, config["extra"])
-    collate = FeatureCollate(name, normalizer, getattr(cfg, "theta", None))
+    spec = config["extra"].get("app_spec")  # the data's app (trainer.prepare records it)
+    app = AppSpec.from_dict(spec) if spec is not None else None
+    collate = FeatureCollate(name, normalizer, getattr(cfg, "theta", None), app)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     rank = ray.train.get_context().get_world_rank()

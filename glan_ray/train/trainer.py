@@ -20,7 +20,7 @@ from ray.train.torch import TorchTrainer
 from glan_ray import storage
 from glan_ray.apps import AppSpec
 from glan_ray.data.features import SPECS, Normalizer, as_columns, feature_dims
-from glan_ray.data.read import dataset_spec, read_dataset
+from glan_ray.data.read import dataset_spec, ordered_ingest_options, read_dataset
 from glan_ray.data.split import is_val_user
 from glan_ray.models.registry import model_config
 from glan_ray.runtime import require_gpus
@@ -85,8 +85,8 @@ def prepare(name: str, cfg: TrainConfig) -> Prepared:
     if table.num_rows == 0:
         raise ValueError(f"{name}: no training rows in {cfg.data}/{spec.dataset}")
     cols = as_columns(table)
-    build = FeatureCollate(name, Normalizer({}, {}), getattr(cfg, "theta", None)).build
-    feats = build(cols)
+    build = FeatureCollate(name, Normalizer({}, {}), getattr(cfg, "theta", None), app).build
+    feats = build(cols, app)
     normalizer = Normalizer.fit([feats], spec.normalized)
     extra: dict[str, Any] = {"train_rows_sampled": table.num_rows, "app_spec": app.to_dict(),
                              "app_fingerprint": app.fingerprint()}  # fmt: skip
@@ -94,7 +94,7 @@ def prepare(name: str, cfg: TrainConfig) -> Prepared:
         # a, b of L_rel = (ŷ_wt − a ln(1 + ŷ_se) − b)², fitted on the training labels.
         a, b = np.polyfit(np.log1p(feats["y_se"]), feats["y_wt"], 1)
         extra.update(rel_a=float(a), rel_b=float(b))
-    return Prepared(train, val, normalizer, feature_dims(name, cols), extra, app)
+    return Prepared(train, val, normalizer, feature_dims(name, cols, app), extra, app)
 
 
 @dataclass
@@ -164,7 +164,12 @@ def fit(
         ),
         datasets={"train": data.train, "val": data.val},
         # one worker reads the whole set: no split coordinator actor between it and the data
-        dataset_config=DataConfig(datasets_to_split=["train"] if cfg.num_workers > 1 else []),
+        # rows in the files' order, whatever the load (data.read.in_order): Train resets each
+        # dataset's execution options to these
+        dataset_config=DataConfig(
+            datasets_to_split=["train"] if cfg.num_workers > 1 else [],
+            execution_options=ordered_ingest_options(),
+        ),
     )
     result = trainer.fit()
     best = result.get_best_checkpoint(metric, mode) if result.metrics else None

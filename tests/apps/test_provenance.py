@@ -10,15 +10,17 @@ import json
 import logging
 import os
 import re
+from importlib import resources
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
 import torch
 
-from glan_ray.apps import AppSpec, plpm_spec
+from glan_ray.apps import AppSpec, load_spec, plpm_spec
 from glan_ray.data import decision_log as dlog
 from glan_ray.data.read import dataset_spec, spec_manifest
 from glan_ray.models.app_check import AppMismatchError, check_export, require_same_app
@@ -32,6 +34,9 @@ from glan_ray.schema import DatasetValidationError
 
 PLPM_PAGES = "['featured', 'explore', 'following']"
 SHOP_PAGES = "['featured', 'explore', 'following', 'mall']"
+
+
+FOURPAGE = str(resources.files("glan_ray.apps").joinpath("fourpage.yaml"))
 
 
 def shop() -> AppSpec:
@@ -178,15 +183,51 @@ def test_models_built_from_a_4_page_spec_have_4_page_outputs():
     assert am(x_cat, x_num)["w"].shape == (2, 4)
 
 
-def test_an_app_without_the_profile_fields_a_model_embeds_is_refused():
+def test_the_supervised_models_embed_the_apps_categorical_fields():
+    lrtg_dims = {"n_num": 5, "seq_dim": 2, "seq_len": 30}
+    # PLPM: the simulator's fields in its order, with the models' wider vocabularies, as before
+    assert model_config("lrtg", lrtg_dims, {})["cat_cardinalities"] == [16, 64, 8, 7]
+    assert model_config("hrm", {"n_num": 5}, {})["cat_cardinalities"] == [16, 64, 8]
+    four = load_spec(FOURPAGE)  # city_tier (5), gender (3); weekday for L-RTG and ISP
+    assert model_config("lrtg", lrtg_dims, {}, four)["cat_cardinalities"] == [5, 3, 7]
+    assert model_config("am", {"n_num": 5}, {}, four)["cat_cardinalities"] == [5, 3]
     d = plpm_spec().to_dict()
-    d["features"]["profile"] = [p for p in d["features"]["profile"] if p["name"] != "age"]
-    with pytest.raises(ValueError, match="hrm: app 'plpm' has no categorical profile field 'age'"):
+    d["features"]["profile"][1]["cardinality"] = 20  # age, wider than the default 16
+    assert model_config("isp", {"n_num": 5}, {}, AppSpec.from_dict(d))["cat_cardinalities"] == [
+        20, 64, 8, 7]  # fmt: skip
+    d["features"]["profile"] = [p for p in d["features"]["profile"] if p["kind"] == "numeric"]
+    with pytest.raises(ValueError, match="hrm: app 'plpm' has no categorical profile field"):
         model_config("hrm", {"n_num": 5}, {}, AppSpec.from_dict(d))
-    d = plpm_spec().to_dict()
-    d["features"]["profile"][1]["cardinality"] = 20  # age
-    with pytest.raises(ValueError, match="'age' with cardinality 20, beyond the models' vocab"):
-        model_config("lrtg", {"n_num": 5, "seq_dim": 2, "seq_len": 30}, {}, AppSpec.from_dict(d))
+    assert model_config("lrtg", lrtg_dims, {}, AppSpec.from_dict(d))["cat_cardinalities"] == [7]
+
+
+def test_the_supervised_features_read_the_apps_columns():
+    from glan_ray.data.features import SPECS, model_inputs
+
+    four = load_spec(FOURPAGE)
+    inputs = model_inputs(four)
+    assert inputs.numeric == (("tenure_days", "log1p"), ("followers", "log1p"))
+    assert ("usage_3d", 3600.0) in inputs.statistics and inputs.inputs == (("cart_items", True),)
+    n, p = 2, four.n_pages
+    cols: dict[str, Any] = {"city_tier": np.array([4, 0]), "gender": np.array([2, 1]),
+                            "tenure_days": np.array([0.0, np.e - 1]), "followers": np.zeros(n),
+                            "hour": np.array([6.0, 18.0]), "entries_today": np.array([0, 3]),
+                            "cart_items": np.array([0, 4]), "today_dur": np.full((n, p), 600.0),
+                            "video_views": np.zeros((n, p)), "n_switches": np.array([1, 0]),
+                            "action": np.array([3, 0])}  # fmt: skip
+    for name, _ in inputs.statistics:
+        cols[name] = np.ones((n, p)) if name.startswith("page_") else np.full(n, 7200.0)
+    f = SPECS["hrm"].build(cols, four)
+    # numeric profile 2 + stats (7 scalars, 4 per-page lists of 4) + context (sin, cos,
+    # entries, cart, today_dur ×4) + session (views ×4, switches)
+    assert f["x_num"].shape == (n, 2 + 7 + 4 * 4 + 4 + 4 + 4 + 1)
+    assert f["x_cat"].tolist() == [[4, 2], [0, 1]] and f["page"].tolist() == [3, 0]
+    assert f["x_num"][1, 0] == pytest.approx(1.0)  # log1p(e − 1)
+    assert f["x_num"][0, 2] == pytest.approx(2.0)  # usage_7d in hours
+    cols["city_tier"] = np.array([5, 0])  # outside the spec's cardinality 5
+    with pytest.raises(DatasetValidationError, match=r"column 'city_tier': 1 rows outside the "
+                       r"vocabulary \[0, 5\)"):  # fmt: skip
+        SPECS["hrm"].build(cols, four)
 
 
 def test_the_rl_policies_spaces_come_from_the_spec():
@@ -274,8 +315,8 @@ def test_an_ingested_4_page_dataset_is_read_and_fed_to_4_page_stages(ray_session
     assert batch["obs"].shape == (transitions.num_rows, 32)  # (B, obs_dim)
     assert set(batch["actions"].tolist()) <= {0, 1, 2, 3}
     sessions = as_columns(pa.concat_tables(ray.get(read_dataset(out, "sessions").to_arrow_refs())))
-    cfg_hrm = model_config("hrm", feature_dims("hrm", sessions), {"d": 4}, app)
-    feats = SPECS["hrm"].build(sessions)
+    cfg_hrm = model_config("hrm", feature_dims("hrm", sessions, app), {"d": 4}, app)
+    feats = SPECS["hrm"].build(sessions, app)
     out_hrm = build_model("hrm", cfg_hrm)(*(torch.from_numpy(feats[k]) for k in
                                             ("x_cat", "x_num", "page")))  # fmt: skip
     assert out_hrm["dur"].shape == (len(feats["page"]), 4)  # (B, pages)
