@@ -524,7 +524,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_pipeline(sub: argparse._SubParsersAction) -> None:
-    from glan_ray.pipeline import ALL_STAGES, GEN1_STAGES, PRESETS, STAGES
+    from glan_ray.pipeline import ALL_STAGES, APP_STAGES, GEN1_STAGES, PRESETS, STAGES
 
     p = sub.add_parser(
         "pipeline",
@@ -533,7 +533,10 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
         "trajectories with HRM -> train CQL, DT, DT on naive reward (RLlib) -> simulated A/B "
         "of every arm -> report.md, all under --out. Finished stages are skipped on a rerun, "
         "so a killed run resumes where it stopped. Stages: " + ", ".join(STAGES) + "; with "
-        "--incumbent ARM, generation 1 after them: " + ", ".join(GEN1_STAGES) + ".",
+        "--incumbent ARM, generation 1 after them: " + ", ".join(GEN1_STAGES) + ". On your "
+        "app's raw events (--events PATH --spec app.yaml): " + ", ".join(APP_STAGES) + ": "
+        "the events are ingested instead of simulated and the policies are evaluated on the "
+        "logged sessions (off-policy) instead of a simulated A/B (docs/ingest.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--preset", default="demo", choices=list(PRESETS), help="run size")
@@ -554,6 +557,12 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
                    help="exploration of the incumbent while it collects generation 1's data: "
                    "greedy, epsilon=E or softmax[=T]")  # fmt: skip
     _add_world(p)
+    p.add_argument("--events", metavar="PATH",
+                   help="your app's raw page-visit events (Parquet or CSV, local, s3:// or "
+                   "gs://): ingest them instead of simulating (needs --spec)")  # fmt: skip
+    p.add_argument("--spec", metavar="APP_YAML", help="the app spec of --events")
+    p.add_argument("--users", metavar="PATH",
+                   help="with --events: a table of the users' profile fields by user_id")
     p.add_argument("--serve", action="store_true",
                    help="then serve the trained models over HTTP until Ctrl-C")  # fmt: skip
     p.add_argument("--serve-host", default="127.0.0.1", help="HTTP host of --serve")
@@ -576,6 +585,9 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         incumbent=args.incumbent,
         incumbent_explore=args.incumbent_explore,
         world=args.world,
+        events=args.events,
+        spec=args.spec,
+        users=args.users,
     )
     stages = cfg.stages
     init_ray(args.address)

@@ -64,12 +64,19 @@ VARIANT_STAGES = ("train_dt_act", "train_dt_target")
 cells): ``train_dt_act`` trains ``dt_act``, the DT with ACT's advantage-conditioned tokens from
 the run's ``cql`` critic (the ``glan_act`` arm), ``train_dt_target`` ``dt_target``, the DT
 asked for a per-state target (``glan_target``)."""
-ALL_STAGES = STAGES + GEN1_STAGES + VARIANT_STAGES
+APP_STAGES = ("ingest", "train_lrtg", "train_hrm", "train_isp", "train_am", "label_hrm",
+              "train_cql", "train_dt", "ope")  # fmt: skip
+"""The stages of a run on an app's own raw events (``PipelineConfig.events``; docs/ingest.md):
+``ingest`` (``glan_ray.ingest``) instead of ``simulate``, the models GLAN and KLAN need, and
+``ope`` instead of the simulated A/B: the learned policies' values estimated on the logged
+sessions (``eval.logged``), in ``report.md`` with the stages' times. ``train_isp`` is skipped,
+saying why, when the events flag no randomised days."""
+ALL_STAGES = STAGES + GEN1_STAGES + VARIANT_STAGES + ("ingest", "ope")
 STAGE_COST.update({
     "simulate_gen1": 15.1, "gen1_train_lrtg": 86.2, "gen1_train_hrm": 45.2, "gen1_copy_isp": 0.1,
     "gen1_train_am": 50.5, "gen1_label_hrm": 5.9, "gen1_train_cql": 30.4, "gen1_train_dt": 46.1,
     "gen1_train_dt_naive": 34.9, "evaluate_gen1": 103.9, "train_dt_act": 30.0,
-    "train_dt_target": 30.0,
+    "train_dt_target": 30.0, "ingest": 10.0, "ope": 20.0,
 })  # fmt: skip
 """Relative cost of each stage: its wall seconds in a demo run with one stage at a time
 (generation 0's: 2026-12-07, 2 cores, idle, the working tree after issue 28's budgets by
@@ -95,6 +102,8 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "evaluate_gen1": (*(s for s in GEN1_STAGES[:-1]), "train_dt"),  # + generation 0's GLAN
     "train_dt_act": ("label_hrm", "train_cql"),  # its critic; label_hrm rewrites its input
     "train_dt_target": ("label_hrm",),
+    "ingest": (),
+    "ope": ("train_lrtg", "train_hrm", "train_isp", "train_am", "train_cql", "train_dt"),
 }
 """The stages whose outputs each stage reads: it starts once they are done."""
 
@@ -220,8 +229,38 @@ class PipelineConfig:
     only: tuple[str, ...] | None = None
     """Run only these stages (each with every stage it reads, ``DEPENDS``), e.g. the training
     stages without ``evaluate`` (``glan-ray sweep-worlds`` plays its own A/B); None: all."""
+    events: str | None = None
+    """An app's raw page-visit events (Parquet or CSV, a file or directory, local or URI;
+    docs/ingest.md): the run ingests them instead of simulating and evaluates its policies on
+    them (``APP_STAGES``); None: the simulator's world."""
+    spec: str | None = None
+    """The app spec (app.yaml) of ``events``; required with them."""
+    users: str | None = None
+    """A table of the users' profile fields keyed by user_id, for ``events`` without them."""
+
+    @property
+    def app_mode(self) -> bool:
+        """Whether this run is on an app's own events (``events``)."""
+        return self.events is not None
+
+    def depends(self, stage: str) -> tuple[str, ...]:
+        """The stages ``stage`` reads in this run (``DEPENDS``; an app run's datasets come from
+        ``ingest``)."""
+        deps = DEPENDS[stage]
+        return tuple("ingest" if d == "simulate" else d for d in deps) if self.app_mode else deps
 
     def __post_init__(self) -> None:
+        if (self.events is None) != (self.spec is None):
+            raise ValueError("events and spec go together: --events PATH --spec app.yaml")
+        if self.events is not None:
+            from glan_ray.apps import load_spec
+
+            load_spec(self.spec)  # type: ignore[arg-type]  # a bad spec fails here, naming it
+            if self.incumbent is not None or self.world != "default":
+                raise ValueError("--incumbent and --world are the simulator's; a run on "
+                                 "--events has no simulator")  # fmt: skip
+        elif self.users is not None:
+            raise ValueError("users: only with --events (the users of an app's events)")
         if self.preset in PRESETS and self.parallel is None:
             object.__setattr__(self, "parallel", PRESETS[self.preset].parallel)
         if self.parallel is not None and self.parallel < 1:
@@ -236,7 +275,7 @@ class PipelineConfig:
             unknown = [x for x in self.only if x not in full]
             if unknown:
                 raise ValueError(f"only: unknown stage(s) {unknown}; stages: {full}")
-            missing = sorted({d for x in self.only for d in DEPENDS[x]} - set(self.only))
+            missing = sorted({d for x in self.only for d in self.depends(x)} - set(self.only))
             if missing:
                 raise ValueError(f"only: the stages {list(self.only)} read {missing}; "
                                  "add them")  # fmt: skip
@@ -255,6 +294,8 @@ class PipelineConfig:
     def _all_stages(self) -> tuple[str, ...]:
         """``STAGES``, ``GEN1_STAGES`` with an incumbent, and ``VARIANT_STAGES`` where
         ``only`` names one."""
+        if self.app_mode:
+            return APP_STAGES
         gen: tuple[str, ...] = STAGES + GEN1_STAGES if self.incumbent else STAGES
         if self.only is not None and set(self.only) & set(VARIANT_STAGES):
             gen += VARIANT_STAGES
@@ -351,6 +392,31 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
             write(d, local)
         return {"out": cfg.path("diagnosis"), "world": cfg.world, "targets": d.targets}
 
+    def ingest() -> dict[str, Any]:
+        from glan_ray.apps import load_spec
+        from glan_ray.ingest import ingest as ingest_events
+
+        assert cfg.events is not None and cfg.spec is not None, "APP_STAGES need both"
+        res = ingest_events(load_spec(cfg.spec), cfg.events, data, users=cfg.users,
+                            overwrite=True)  # fmt: skip
+        return {"out": data, "events": cfg.events, "spec": cfg.spec, **res.summary()}
+
+    def ope() -> dict[str, Any]:
+        from glan_ray.data.read import dataset_spec
+        from glan_ray.eval.logged import LoggedOPEConfig, run_logged_ope, write_ope
+        from glan_ray.eval.ope import FQEConfig
+
+        ope_cfg = LoggedOPEConfig()
+        if cfg.preset == "tiny":  # a smoke run: its figures mean little
+            ope_cfg = LoggedOPEConfig(bootstrap=50, fqe=FQEConfig(iterations=4,
+                                                                  steps_per_iteration=50))
+        values, log = run_logged_ope(data, models, dataset_spec(data), ope_cfg,
+                                     progress=lambda p: logger.info("ope: %s", p))  # fmt: skip
+        table = write_ope(cfg.path("ope"), values, log, ope_cfg)
+        out = write_app_report(cfg, table)
+        return {"out": out, "ope": cfg.path("ope", "ope.json"),
+                "policies": {v.policy: v.dr.value for v in values}}  # fmt: skip
+
     def supervised(name: str, data: str = data, models: str = models) -> Callable[[], dict]:
         def run() -> dict[str, Any]:
             import torch
@@ -361,6 +427,11 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
 
             # the worker's torch threads: this stage's share of the cores (Ray's default, one
             # per reserved CPU, leaves a 2-core machine's second core idle)
+            if name == "isp" and cfg.app_mode and not storage.exists(storage.join(data, "rct")):
+                why = ("no randomised days in the events (no 'treatment' column): KLAN-ISP "
+                       "learns from them; the klan policy is left out of the evaluation")
+                logger.warning("train_isp skipped: %s", why)
+                return {"skipped": why}
             fields = {"data": data, "out": models, "epochs": s.epochs, "use_gpu": cfg.use_gpu,
                       "torch_threads": torch.get_num_threads()}  # fmt: skip
             if s.patience:
@@ -471,6 +542,8 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
 
     u = s.updates_per_iteration
     fns = {
+        "ingest": ingest,
+        "ope": ope,
         "simulate": simulate,
         "diagnose": diagnose,
         **{f"train_{m}": supervised(m) for m in ("lrtg", "hrm", "isp", "am")},
@@ -502,6 +575,38 @@ def _stage_fns(cfg: PipelineConfig) -> dict[str, Callable[[], dict[str, Any]]]:
         ),
         "evaluate_gen1": evaluate_gen1,
     }
+
+
+def write_app_report(cfg: PipelineConfig, ope_table: str) -> str:
+    """``report.md`` of a run on an app's events: the app, the stages' times and outputs, and
+    the logged-data OPE table (no simulator arm: nothing here was played)."""
+    from glan_ray.apps import load_spec
+
+    assert cfg.spec is not None, "an app run has a spec"
+    spec = load_spec(cfg.spec)
+    rows = []
+    for stage in APP_STAGES[:-1]:
+        marker = stage_marker(cfg, stage)
+        if storage.exists(marker):
+            rec = storage.read_json(marker)
+            note = rec.get("skipped") or rec.get("stop") or ""
+            rows.append(f"| {stage} | {rec['wall_s']:.1f} | {rec['peak_mib']:.0f} | {note} |")
+    text = "\n".join([
+        f"# glan-ray on app {spec.name!r}: {cfg.events}", "",
+        "```", spec.summary(), "```", "",
+        f"Preset {cfg.preset}; datasets in `{cfg.path('data')}`, models in "
+        f"`{cfg.path('models')}`.", "",
+        "## Stages", "",
+        "| stage | wall s | peak MiB | note |", "|---|---:|---:|---|", *rows, "",
+        "## Off-policy evaluation on the logged sessions", "",
+        "Estimated from the log with the logged propensities (`glan_ray.eval.logged`); no "
+        "policy here was played. A policy that rarely agrees with the logged pages has a small "
+        "ESS and wide intervals: trust its DR and FQE columns more than IPS.", "",
+        storage.read_text(ope_table),
+    ])  # fmt: skip
+    path = cfg.path("report.md")
+    storage.write_text(path, text)
+    return path
 
 
 def stage_marker(cfg: PipelineConfig, stage: str) -> str:
@@ -598,7 +703,8 @@ def run_pipeline(
     args = (os.getcwd(), max(1, cpus // parallel), logging.getLogger().getEffectiveLevel())
     running: dict[Any, str] = {}
     while todo or running:
-        for stage in critical_first([s for s in todo if all(d in records for d in DEPENDS[s])]):
+        for stage in critical_first([s for s in todo
+                                     if all(d in records for d in cfg.depends(s))]):  # fmt: skip
             if len(running) >= parallel:
                 break
             todo.remove(stage)
