@@ -13,6 +13,7 @@ Columns whose types are compatible but not canonical (e.g. int64 actions) are ca
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections import defaultdict
@@ -111,6 +112,30 @@ def dataset_path(path: str, name: str) -> str:
     )
 
 
+def in_order(ds: ray.data.Dataset) -> ray.data.Dataset:
+    """``ds`` itself, with Ray Data's ``preserve_order`` on: every pass over it, and over the
+    datasets derived from it (a transformation shares its parent's ``DataContext``), gives the
+    rows in the files' order.
+
+    Ray Data's streaming execution hands blocks on in the order its tasks finish, which varies
+    with the machine's load: two runs of the same seed then trained on the rows in another order
+    (and fitted the normaliser on another sample) and gave other weights. The process-wide
+    ``DataContext`` is not a fix: the pipeline's stages run in pooled Ray workers, each with its
+    own (``data.generate`` sets it only in the process that simulated)."""
+    ds.context.execution_options.preserve_order = True
+    return ds
+
+
+def ordered_ingest_options() -> ray.data.ExecutionOptions:
+    """This process's Ray Data execution options with ``preserve_order`` on, for Ray Train's
+    ``DataConfig(execution_options=...)``: Ray Train replaces each dataset's execution options
+    with those (by default the process's ``DataContext``'s), so ``in_order`` alone would not
+    reach the workers' reads."""
+    opts = copy.deepcopy(ray.data.DataContext.get_current().execution_options)
+    opts.preserve_order = True
+    return opts
+
+
 def _count_problems(batch: pa.Table, name: str, spec: AppSpec | None) -> pa.Table:
     problems = schema.value_problems(batch, name, spec)
     return pa.table(
@@ -161,11 +186,12 @@ def read_dataset(
     NaN/inf values or out-of-range actions/labels, naming each column and its row count.
     ``materialize``: read the files once into the object store, so the validation and every
     later pass (a split, a sample, an epoch) reads memory, not the files again.
-    ``read_kwargs`` go to ``ray.data.read_parquet``.
+    ``read_kwargs`` go to ``ray.data.read_parquet``. Passes keep the files' row order
+    (``in_order``).
     """
     where = dataset_path(path, name)
     sized = sized_for(spec or dataset_spec(path))
-    ds = ray.data.read_parquet(where, **read_kwargs)
+    ds = in_order(ray.data.read_parquet(where, **read_kwargs))  # the same rows in the same order
     if materialize:
         ds = ds.materialize()
     # Map stages take the CPU request given for reading (e.g. fractional under Ray Train).

@@ -25,6 +25,7 @@ import pyarrow as pa
 import ray
 
 from glan_ray.apps import AppSpec, plpm_spec
+from glan_ray.data.read import in_order
 from glan_ray.data.windows import deterministic_days, obs_matrix, remaining_returns
 from glan_ray.models.critic_labels import QLabeller
 from glan_ray.models.dt import fit_expectile, rtg_baseline_s
@@ -60,7 +61,7 @@ def measure_command(
     app = app or plpm_spec()
     critic = QLabeller(critic_path, option="act_critic", app=app) if critic_path else None
     cols = ["obs", "actions", "propensity"] if critic else ["obs", reward_column, "propensity"]
-    ds = ray.data.read_parquet(input_).select_columns(cols)
+    ds = in_order(ray.data.read_parquet(input_)).select_columns(cols)  # the same fit every run
     xs, ys = [], []
     for batch in ds.iter_batches(batch_size=4096, batch_format="pyarrow"):
         if skip_deterministic:

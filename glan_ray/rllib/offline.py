@@ -35,7 +35,7 @@ from ray.rllib.utils.metrics import (
 )
 
 from glan_ray.apps import AppSpec, plpm_spec
-from glan_ray.data.read import sized_for
+from glan_ray.data.read import in_order, sized_for
 from glan_ray.data.split import is_val_user
 from glan_ray.schema import N_PAGES, OBS_DIM, conform
 
@@ -71,6 +71,10 @@ class ArrowOfflineData(OfflineData):
 
     def __init__(self, config: AlgorithmConfig) -> None:
         super().__init__(config)
+        # the pre-learner's batches and the learners' minibatches in the files' row order,
+        # whatever order the read tasks finish in: the same seed, the same updates
+        # (data.read.in_order; the mapped and materialised data share this context)
+        in_order(self.data)
         self.data_read_batch_size = getattr(config, "prelearner_batch_rows", None)
 
     @property

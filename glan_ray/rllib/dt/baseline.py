@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import ray
 
+from glan_ray.data.read import in_order
 from glan_ray.data.windows import deterministic_days, remaining_returns
 from glan_ray.models.dt import fit_rtg_baseline
 from glan_ray.schema import OBS_DIM
@@ -29,7 +30,9 @@ def measure_baseline(
 ) -> list[float]:
     """The baseline's obs_dim + 1 coefficients (seconds) fitted on the trajectories ``input_``
     (``obs_dim``: their app's observation width)."""
-    ds = ray.data.read_parquet(input_).select_columns(["obs", reward_column, "propensity"])
+    # in the files' order: float sums in another order are other coefficients (data.read.in_order)
+    ds = in_order(ray.data.read_parquet(input_))
+    ds = ds.select_columns(["obs", reward_column, "propensity"])
     xtx, xty, n, sq = np.zeros((obs_dim + 1,) * 2), np.zeros(obs_dim + 1), 0, 0.0
     for batch in ds.iter_batches(batch_size=4096, batch_format="pyarrow"):
         if skip_deterministic:
