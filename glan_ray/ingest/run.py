@@ -1,19 +1,25 @@
 """``ingest``: raw page-visit events → the glan-ray datasets of an app (docs/ingest.md).
 
-Two passes of Ray Data over the events, neither of which brings them to the driver:
+Passes of Ray Data over the events, none of which brings them to the driver:
 
 1. scan: every event is checked (``events.EventChecks``); the driver sums the counts per bad
    event class and the day range. By default any bad event refuses the whole input with a
    report naming each column, issue and row count (nothing written); with ``quarantine`` the
    bad rows go there as Parquet with a ``reason`` and the rest is ingested.
-2. build: the good events are hash-partitioned by user (each partition sorted, whole users in
-   one block, as ``GroupedData.map_groups`` does; one partition is one block, no shuffle), and
-   each partition becomes one part of every dataset (``parts.build_part``), written as
-   ``<out>/<name>/part-<first user>/<name>-0000-0.parquet``, the layout
-   ``data.read.read_dataset`` reads. Visits of a user that overlap are found here: refused (the
-   parts written are removed) or quarantined.
+2. build, a shuffle bounded by disk rather than memory (``buckets``):
+   a. split: each block's good events are split by ``hash(user_id) % B`` into B buckets, each
+      bucket's rows written as a small Parquet file under ``<out>/_buckets/b=<k>/``; the tasks
+      return only row counts;
+   b. one Ray task per bucket reads it whole (every visit of a user is in one bucket) and turns
+      it into one part of every dataset (``parts.build_part``), written as
+      ``<out>/<name>/part-<first user>/<name>-0000-0.parquet``, the layout
+      ``data.read.read_dataset`` reads. Visits of a user that overlap are found here: refused
+      (the parts written are removed) or quarantined.
+   ``<out>/_buckets`` is removed when the ingest ends, failed or not.
 
-Memory is flat in the number of events: a task holds one block or one partition.
+Memory is flat in the number of events: a task holds one block of the input or one bucket (B is
+chosen so a bucket holds about ``ROWS_PER_PART`` events), and neither the object store nor the
+driver holds the events.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +38,7 @@ import ray
 
 from glan_ray import schema, storage
 from glan_ray.apps import AppSpec
+from glan_ray.ingest.buckets import BUCKETS_DIR, BucketJob, read_bucket, split_block
 from glan_ray.ingest.events import (
     DAY_S,
     OPTIONAL,
@@ -41,7 +48,7 @@ from glan_ray.ingest.events import (
     EventChecks,
     type_problems,
 )
-from glan_ray.ingest.parts import PartJob, build_part, clean_block, scan_block
+from glan_ray.ingest.parts import PartJob, build_part, scan_block
 from glan_ray.ingest.profiles import format_report, profile_columns, user_table
 from glan_ray.schema import Problem
 
@@ -49,9 +56,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 ROWS_PER_PART = 250_000
-"""Default good events per partition (one part of every dataset): bounds a task's memory."""
+"""Default good events per bucket (one part of every dataset): bounds a task's memory."""
 DAILY_ROWS_PER_PART = 1_000_000
-"""... and daily rows (users × days of the input) per partition, for long day ranges."""
+"""... and daily rows (users × days of the input) per bucket, for long day ranges."""
 FORMATS = ("parquet", "csv")
 
 
@@ -206,17 +213,38 @@ def _scan(ds: ray.data.Dataset, ec: EventChecks, quarantine: str | None) -> Scan
                 sum(r["users"] for r in rows))  # fmt: skip
 
 
-def _by_user(ds: ray.data.Dataset, partitions: int) -> ray.data.Dataset:
-    """Whole users per block, sorted by user: what ``GroupedData.map_groups`` builds on. One
-    partition is one block of every row (no shuffle; ``build_part`` sorts it)."""
-    from ray.data.context import ShuffleStrategy
+def _split(ds: ray.data.Dataset, job: BucketJob) -> tuple[np.ndarray, frozenset[str]]:
+    """Pass 2a: the good events into ``job.buckets`` bucket files; (B,) rows per bucket and
+    the tags of the files written, from the tasks' summaries."""
+    rows = ds.map_batches(split_block, fn_kwargs={"job": job}, batch_format="pyarrow",
+                          batch_size=None).take_all()  # fmt: skip
+    per_bucket = np.zeros(job.buckets, dtype=np.int64)
+    for r in rows:
+        per_bucket += np.asarray(r["rows"], dtype=np.int64)
+    return per_bucket, frozenset(str(r["tag"]) for r in rows)
 
-    if partitions == 1:
-        return ds.repartition(1)
-    if ds.context.shuffle_strategy == ShuffleStrategy.SORT_SHUFFLE_PULL_BASED or (
-            ds.context.shuffle_strategy == ShuffleStrategy.SORT_SHUFFLE_PUSH_BASED):  # fmt: skip
-        return ds.sort("user_id")
-    return ds.repartition(partitions, keys=["user_id"], sort=True)
+
+@ray.remote
+def _build_bucket(root: str, k: int, tags: frozenset[str], rows: int, job: PartJob) -> pa.Table:
+    """Pass 2b: bucket ``k`` (``rows`` events of whole users) → one part of every dataset."""
+    return build_part(read_bucket(root, k, tags, rows), job)
+
+
+def _build(root: str, per_bucket: np.ndarray, tags: frozenset[str], job: PartJob
+           ) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Pass 2b over every non-empty bucket, one Ray task each (Ray runs as many at once as it
+    has CPUs); each part's summary row as its task ends. The tasks not yet done are cancelled
+    when the caller stops early (a failed task)."""
+    tags_ref = ray.put(tags)
+    pending = [_build_bucket.remote(root, int(k), tags_ref, int(per_bucket[k]), job)
+               for k in np.flatnonzero(per_bucket)]  # fmt: skip
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(ready[0]).to_pylist()[0]
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
 
 
 def ingest(
@@ -236,11 +264,14 @@ def ingest(
 
     ``users``: a table of profile fields keyed by ``user_id``. ``quarantine``: a directory for
     the bad rows (else bad rows refuse the input: ``BadEventsError``). ``fmt``: parquet or csv
-    (default: from the names). ``partitions``: parts to write (default: one per 250,000 good
-    events or per million daily rows, whichever gives more). ``progress(events done, events to
-    do)`` after each part.
+    (default: from the names). ``partitions``: B, the buckets of the shuffle by user, each one
+    part of every dataset (default: one per 250,000 good events or per million daily rows,
+    whichever gives more; a task holds one bucket). ``progress(events done, events to do)``
+    after each part.
     """
     start = time.perf_counter()
+    if partitions is not None and partitions < 1:
+        raise ValueError(f"ingest: partitions must be at least 1; got {partitions}")
     if spec.reward != "usage_time":
         raise ValueError(f"ingest: the spec's reward is {spec.reward!r}; raw events carry no "
                          "watch time, only dwell (reward: usage_time)")  # fmt: skip
@@ -273,22 +304,32 @@ def ingest(
                   all_inputs=tuple(str(c.name) for c in spec.features.context
                                    if c.quantity == "input"),
                   quarantine=quarantine, users=users_ref)  # fmt: skip
-    cleaned = ds.map_batches(clean_block, fn_kwargs={"ec": ec}, batch_format="pyarrow",
-                             batch_size=None)  # fmt: skip
-    built = _by_user(cleaned, parts).map_batches(
-        build_part, fn_kwargs={"job": job}, batch_format="pyarrow", batch_size=None
-    )
+    root = storage.join(out, BUCKETS_DIR)
+    if storage.exists(root):
+        logger.warning("ingest: removing %s, left by an ingest that did not finish", root)
+        storage.rmtree(root)
     rows: dict[str, int] = {}
     done = n_users = overlaps = mismatch = 0
-    for r in built.iter_rows():
-        done += r["events"]
-        overlaps += r["overlaps"]
-        n_users += r["users"]
-        mismatch += r["landing_mismatch"]
-        for k in schema.SCHEMAS:
-            rows[k] = rows.get(k, 0) + r[f"rows_{k}"]
-        if progress:
-            progress(done, good)
+    try:
+        per_bucket, tags = _split(ds, BucketJob(ec=ec, root=root, buckets=parts))
+        if int(per_bucket.sum()) != good:
+            raise RuntimeError(f"ingest: the split wrote {int(per_bucket.sum())} events to "
+                               f"{root}; the scan found {good} good ones")  # fmt: skip
+        logger.info("ingest: %d good events split into %d bucket(s) under %s (at most %d "
+                    "events in one); sessionizing each", good, int(np.count_nonzero(per_bucket)),
+                    root, int(per_bucket.max()))  # fmt: skip
+        for r in _build(root, per_bucket, tags, job):
+            done += r["events"]
+            overlaps += r["overlaps"]
+            n_users += r["users"]
+            mismatch += r["landing_mismatch"]
+            for k in schema.SCHEMAS:
+                rows[k] = rows.get(k, 0) + r[f"rows_{k}"]
+            logger.debug("ingest: part %s: %d events", r["part"], r["events"])
+            if progress:
+                progress(done, good)
+    finally:
+        storage.rmtree(root)
     if overlaps:
         report.append(Problem("ts", OVERLAP, overlaps))
         if quarantine is None:
