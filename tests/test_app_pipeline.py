@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from importlib import resources
 
 import numpy as np
 import pytest
+import requests
 
 from glan_ray.apps import load_spec
 from glan_ray.models.checkpoint import load_checkpoint
@@ -56,6 +58,33 @@ def test_every_stage_runs_on_an_ingested_4_page_app(app_run):
     assert "# glan-ray on app 'fourpage'" in report and "| page:mall |" in report
     assert "## Off-policy evaluation on the logged sessions" in report
     assert "| train_isp |" in report and "A/B" not in report.split("## Off-policy")[0]
+
+    # --serve: the trained 4-page models answer over HTTP with the app's generated bodies
+    from ray import serve
+
+    from glan_ray.pipeline import serve_models
+    from glan_ray.serving.app_bodies import bodies_for
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = serve_models(cfg, port=port)
+    try:
+        doc = requests.get(f"{url}/openapi.json", timeout=60).json()
+        assert "cart_items" in doc["components"]["schemas"]["Entry"]["properties"]
+        feats = bodies_for(spec).start_day.model_json_schema()["examples"][0]["features"]
+        r = requests.post(f"{url}/users/3/day", timeout=60,
+                          json={"event_id": "d", "day": 9, "features": feats})  # fmt: skip
+        assert r.status_code == 200 and r.json()["source"] == "lrtg", r.text
+        r = requests.post(f"{url}/users/3/entry", timeout=60,
+                          json={"event_id": "e", "day": 9, "hour": 20.0, "cart_items": 2})
+        assert r.status_code == 200, r.text
+        assert r.json()["page"] in spec.pages and len(r.json()["probs"]) == 4
+        r = requests.post(f"{url}/users/3/entry", timeout=60,
+                          json={"event_id": "e2", "day": 9, "hour": 20.0, "live_count": 2})
+        assert r.status_code == 422 and "cart_items" in r.text  # the PLPM field is not this app's
+    finally:
+        serve.shutdown()
 
 
 def test_an_app_run_needs_its_spec_and_has_no_simulator(tmp_path):
