@@ -4,6 +4,7 @@ hand, the logged days' order and their daily rows, and the report's files."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -96,3 +97,115 @@ def test_write_ope_writes_the_table_and_the_json(tmp_path):
     with open(tmp_path / "ope.json") as f:
         data = json.load(f)
     assert data["policies"][0]["snips"]["value"] == pytest.approx(100.0)
+
+
+# ---- every policy of a 4-page app's exports, on a log of its schema (no Ray) ----
+
+
+def _random_columns(schema: pa.Schema, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Values for each column of ``schema``: small integers (valid categories, pages, labels)
+    and positive floats."""
+    out: dict[str, np.ndarray] = {}
+    for f in schema:
+        t = f.type
+        if pa.types.is_list(t):
+            continue  # page_seq, not read
+        shape = (n, t.list_size) if pa.types.is_fixed_size_list(t) else (n,)
+        base = t.value_type if pa.types.is_fixed_size_list(t) else t
+        if pa.types.is_integer(base):
+            out[f.name] = rng.integers(0, 2, shape)
+        elif pa.types.is_boolean(base):
+            out[f.name] = np.ones(shape, dtype=bool)
+        else:
+            out[f.name] = rng.uniform(0.0, 100.0, shape).astype(np.float32)
+    return out
+
+
+def _fourpage_run(tmp_path) -> tuple[str, str]:
+    """A log of 30 user-days (1 to 4 sessions each) of the 4-page app and tiny untrained
+    exports of every model sized from its spec: (data dir, models dir)."""
+    import dataclasses
+    from importlib import resources
+
+    import torch
+
+    from glan_ray.apps import load_spec
+    from glan_ray.data.features import SPECS, Normalizer, feature_dims
+    from glan_ray.models.checkpoint import save_checkpoint
+    from glan_ray.models.cql import QNetConfig, QNetwork
+    from glan_ray.models.dt import DecisionTransformer, DTConfig
+    from glan_ray.models.exports import CQLRecord
+    from glan_ray.models.registry import build_model, model_config
+    from glan_ray.schema import schemas_for
+
+    spec = load_spec(str(resources.files("glan_ray.apps").joinpath("fourpage.yaml")))
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    per_day = rng.integers(1, 5, 30)
+    n = int(per_day.sum())
+    schemas = schemas_for(spec)
+    s = _random_columns(schemas["sessions"], n, rng)
+    s["user_id"] = np.repeat(np.arange(30) // 3, per_day)  # 10 users × 3 days
+    s["day"] = np.repeat(np.arange(30) % 3, per_day)
+    s["session_idx"] = np.concatenate([np.arange(k) for k in per_day])
+    s["action"] = rng.integers(0, 4, n)
+    s["propensity"] = np.full(n, 0.25, dtype=np.float32)
+    d = _random_columns(schemas["daily"], 30, rng)
+    d["user_id"], d["day"] = np.arange(30) // 3, np.arange(30) % 3
+    for name, cols in (("sessions", s), ("daily", d)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        sch = schemas[name]
+        table = pa.table({f.name: pa.array(list(cols[f.name]), f.type)
+                          if pa.types.is_fixed_size_list(f.type)
+                          else pa.array(cols[f.name]).cast(f.type)
+                          for f in sch if f.name in cols})  # fmt: skip
+        pq.write_table(table, tmp_path / "data" / name / "part-0.parquet")
+    models = tmp_path / "models"
+    small = {"d": 4, "n_experts": 2, "expert_hidden": 8, "tower_hidden": 8}
+    for name in ("lrtg", "hrm", "isp", "am"):
+        cols = _random_columns(schemas[SPECS[name].dataset], 64, rng)
+        if name == "isp":
+            cols["treatment"] = rng.integers(0, 5, 64)
+        over = {"d_model": 8, "n_layers": 1, "expert_hidden": 8} if name == "lrtg" else small
+        mc = model_config(name, feature_dims(name, cols, spec), over, spec)
+        norm = Normalizer.fit([SPECS[name].build(cols, spec)], SPECS[name].normalized)
+        save_checkpoint(str(models / name), name, build_model(name, mc), mc, {}, norm, app=spec)
+    q = QNetwork(QNetConfig(obs_dim=spec.obs_dim, n_actions=4, hidden=(8,)))
+    save_checkpoint(str(models / "cql"), "cql", q, dataclasses.asdict(q.cfg), {}, None,
+                    CQLRecord(), app=spec)  # fmt: skip
+    dt = DecisionTransformer(DTConfig(obs_dim=spec.obs_dim, n_actions=4, context_len=2,
+                                      embed_dim=8, n_heads=2, n_layers=1))  # fmt: skip
+    save_checkpoint(str(models / "dt"), "dt", dt, dataclasses.asdict(dt.cfg), {}, None,
+                    {"rtg_scale": 3600.0}, app=spec)  # fmt: skip
+    return str(tmp_path / "data"), str(models)
+
+
+def test_every_policy_of_a_4_page_apps_exports_is_evaluated_on_its_log(tmp_path):
+    from glan_ray.apps import load_spec
+    from glan_ray.eval.logged import glan_scores, run_logged_ope
+    from glan_ray.policy.runner import ModelRunner
+
+    data, models = _fourpage_run(tmp_path)
+    spec = load_spec(os.path.join(os.path.dirname(__file__), "..", "..", "glan_ray", "apps",
+                                  "fourpage.yaml"))  # fmt: skip
+    values, log = run_logged_ope(data, models, spec, FAST)
+    names = [v.policy for v in values]
+    assert names == ["logging", "page:featured", "page:explore", "page:following", "page:mall",
+                     "cql", "klan", "glan"]  # fmt: skip
+    for v in values:
+        assert np.isfinite([v.ips.value, v.snips.value, v.dr.value, v.fqe_day]).all(), v
+    always_mall = values[4]  # uniform logging at 1/4: IPS = 4 × the mall sessions' reward / n
+    mall = log.sessions["action"] == 3
+    assert always_mall.ips.value == pytest.approx(4 * log.reward[mall].sum() / len(log.t))
+    # the DT sees each day's earlier sessions: its logits at a day's first session are those
+    # of the day alone, whatever came before in the log
+    runner = ModelRunner(os.path.join(models, "dt"), "dt", app=spec)
+    lrtg = ModelRunner(os.path.join(models, "lrtg"), "lrtg", app=spec)
+    hrm = ModelRunner(os.path.join(models, "hrm"), "hrm", app=spec)
+    full = glan_scores(log, runner, lrtg, hrm)
+    assert full.shape == (len(log.t), 4)
+    last = np.flatnonzero(log.episode == log.episode.max())
+    alone = Logged({k: v[last] for k, v in log.sessions.items()},
+                   {k: v[last] for k, v in log.daily.items()}, log.episode[last] * 0,
+                   log.t[last], log.reward[last], False)  # fmt: skip
+    np.testing.assert_allclose(glan_scores(alone, runner, lrtg, hrm), full[last], atol=1e-5)
