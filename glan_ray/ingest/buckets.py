@@ -1,11 +1,12 @@
 """The bounded shuffle of an ingest: the good events split by user into B bucket files on disk,
 then each bucket read back whole by one task.
 
-Pass 2a (``split_block``, a Ray Data ``map_batches`` over the events): each block's good rows
-(``parts.clean_block``) go to bucket ``bucket_of(user_id, B)``; every non-empty bucket's rows of
-the block are written as one Parquet file ``<root>/b=<k>/<tag>.parquet``, ``tag`` a fresh id of
-the block's task. The task returns only its tag and rows per bucket, so neither the object store
-nor the driver holds the events: memory is bounded by a block, not by the input.
+Pass 2a (``split_block``, a Ray Data ``map_batches`` over the events): each batch's good rows
+(``parts.clean_block``) go to bucket ``hashing.bucket_of(user_id, B)``; every non-empty
+bucket's rows of the batch are written as one Parquet file ``<root>/b=<k>/<tag>.parquet``,
+``tag`` a fresh id of the batch. The task returns only its tag and rows per bucket, so neither
+the object store nor the driver holds the events: memory is bounded by a batch, not by the
+input.
 
 Pass 2b (``read_bucket``): a bucket is read back from the files whose tag the driver received
 (a file of a task attempt that failed and was retried is ignored) and checked against the rows
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from glan_ray import storage
 from glan_ray.ingest.events import EventChecks
+from glan_ray.ingest.hashing import bucket_of
 from glan_ray.ingest.parts import clean_block
 
 BUCKETS_DIR = "_buckets"
@@ -44,18 +46,6 @@ class BucketJob:
     """B, the number of buckets (≥ 1)."""
 
 
-def bucket_of(user_id: np.ndarray, buckets: int) -> np.ndarray:
-    """(N,) int64 bucket of each user id in [0, buckets): the splitmix64 finaliser of the id,
-    modulo ``buckets`` (consecutive or strided ids spread evenly)."""
-    x = np.asarray(user_id).astype(np.uint64)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return (x % np.uint64(buckets)).astype(np.int64)
-
-
 def bucket_dir(root: str, k: int) -> str:
     """Bucket ``k``'s directory."""
     return storage.join(root, f"b={k:05d}")
@@ -72,7 +62,7 @@ def _write(table: pa.Table, path: str) -> None:
 
 
 def split_block(batch: pa.Table, job: BucketJob) -> pa.Table:
-    """Write a block's good rows into their users' buckets; its summary row: ``tag`` (the name
+    """Write a batch's good rows into their users' buckets; its summary row: ``tag`` (the name
     of the files written) and ``rows``, the rows written to each bucket (a list of B)."""
     clean = clean_block(batch, job.ec)
     counts = np.zeros(job.buckets, dtype=np.int64)
@@ -106,4 +96,4 @@ def read_bucket(root: str, k: int, tags: frozenset[str], rows: int) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-__all__ = ["BUCKETS_DIR", "BucketJob", "bucket_dir", "bucket_of", "read_bucket", "split_block"]
+__all__ = ["BUCKETS_DIR", "BucketJob", "bucket_dir", "read_bucket", "split_block"]

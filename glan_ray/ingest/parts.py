@@ -28,6 +28,7 @@ from glan_ray.ingest.events import (
     seconds,
     write_quarantine,
 )
+from glan_ray.ingest.hashing import user_sketch
 from glan_ray.ingest.profiles import UserTable
 from glan_ray.ingest.sessionize import Visits, overlapping, visit_order
 from glan_ray.ingest.tables import Block, build_tables
@@ -38,7 +39,8 @@ T_COL, PAGE_COL = "_t", "_page"
 
 def scan_block(batch: pa.Table, ec: EventChecks, quarantine: str | None) -> pa.Table:
     """One summary row of a block of events: rows, good rows, rows failing each check, the
-    good rows' first and last start, how many carry a treatment and their users. With
+    good rows' first and last start, how many carry a treatment and a sketch of their users
+    (``user_sketch``). With
     ``quarantine``, the bad rows are written there with their ``reason``."""
     mask = check_rows(batch, ec)
     good = mask == 0
@@ -56,7 +58,8 @@ def scan_block(batch: pa.Table, ec: EventChecks, quarantine: str | None) -> pa.T
         "bad": pa.array([counts(mask, len(ec.checks))], pa.list_(pa.int64())),
         "min_t": [float(t.min()) if t.size else np.inf],
         "max_t": [float(t.max()) if t.size else -np.inf], "treated": [treated],
-        "users": [len(np.unique(batch.column("user_id").to_numpy(zero_copy_only=False)[good]))],
+        "users": pa.array([user_sketch(batch.column("user_id").to_numpy(zero_copy_only=False)[good]
+                                       )], pa.list_(pa.uint64())),
     })  # fmt: skip
 
 

@@ -20,11 +20,11 @@ from glan_ray.ingest.buckets import (
     BUCKETS_DIR,
     BucketJob,
     bucket_dir,
-    bucket_of,
     read_bucket,
     split_block,
 )
 from glan_ray.ingest.events import EventChecks
+from glan_ray.ingest.hashing import SKETCH_SIZE, bucket_of, distinct_users, user_sketch
 from glan_ray.ingest.profiles import profile_columns
 from tests.ingest.test_ingest import _events, _overlapping, _with_profile
 
@@ -42,6 +42,17 @@ def test_bucket_of_is_a_fixed_function_of_the_id_that_spreads_consecutive_ids():
     counts = np.bincount(b, minlength=7)
     assert counts.min() > 0.95 * len(ids) / 7 and counts.max() < 1.05 * len(ids) / 7
     assert np.array_equal(bucket_of(ids, 1), np.zeros(len(ids), dtype=np.int64))
+
+
+def test_user_sketches_merge_into_the_distinct_users_of_every_batch():
+    rng = np.random.default_rng(0)
+    few = [rng.integers(0, 1000, 5000), rng.integers(500, 1500, 5000)]  # users seen twice
+    assert distinct_users([user_sketch(b) for b in few]) == len(np.unique(np.concatenate(few)))
+    assert distinct_users([]) == 0
+    many = [np.arange(k * 50_000, k * 50_000 + 80_000) for k in range(10)]  # overlapping
+    sketches = [user_sketch(b) for b in many]
+    assert all(len(s) == SKETCH_SIZE for s in sketches)
+    assert distinct_users(sketches) == pytest.approx(9 * 50_000 + 80_000, rel=0.05)
 
 
 def test_split_blocks_put_each_users_events_in_one_bucket_and_read_back_every_row(tmp_path):
