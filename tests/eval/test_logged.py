@@ -14,6 +14,7 @@ import pytest
 from glan_ray.apps import plpm_spec
 from glan_ray.eval.logged import Logged, LoggedOPEConfig, evaluate_policy, read_logged, write_ope
 from glan_ray.eval.ope import FQEConfig
+from tests.serving.test_fourpage_app import _columns as _random_columns
 
 FAST = LoggedOPEConfig(bootstrap=100, fqe=FQEConfig(iterations=2, steps_per_iteration=20))
 
@@ -100,25 +101,6 @@ def test_write_ope_writes_the_table_and_the_json(tmp_path):
 
 
 # ---- every policy of a 4-page app's exports, on a log of its schema (no Ray) ----
-
-
-def _random_columns(schema: pa.Schema, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Values for each column of ``schema``: small integers (valid categories, pages, labels)
-    and positive floats."""
-    out: dict[str, np.ndarray] = {}
-    for f in schema:
-        t = f.type
-        if pa.types.is_list(t):
-            continue  # page_seq, not read
-        shape = (n, t.list_size) if pa.types.is_fixed_size_list(t) else (n,)
-        base = t.value_type if pa.types.is_fixed_size_list(t) else t
-        if pa.types.is_integer(base):
-            out[f.name] = rng.integers(0, 2, shape)
-        elif pa.types.is_boolean(base):
-            out[f.name] = np.ones(shape, dtype=bool)
-        else:
-            out[f.name] = rng.uniform(0.0, 100.0, shape).astype(np.float32)
-    return out
 
 
 def _fourpage_run(tmp_path) -> tuple[str, str]:
