@@ -114,13 +114,16 @@ def read_logged(data: str, spec: AppSpec, max_sessions: int) -> Logged:
         s, episode = {k: v[keep] for k, v in s.items()}, episode[keep]
     t = s["session_idx"].astype(np.int64)
     d = as_columns(_read(storage.join(data, "daily"))[0])
-    index = {(int(u), int(dd)): i for i, (u, dd) in enumerate(zip(d["user_id"], d["day"],
-                                                                 strict=True))}  # fmt: skip
-    try:
-        rows = np.array([index[(int(u), int(dd))] for u, dd in zip(s["user_id"], s["day"],
-                                                                   strict=True)])  # fmt: skip
-    except KeyError as e:
-        raise ValueError(f"{data}: sessions of user-day {e.args[0]} have no 'daily' row") from None
+    d_key = np.stack([d["user_id"], d["day"]], 1).astype(np.int64)  # (D, 2)
+    s_key = np.stack([s["user_id"], s["day"]], 1).astype(np.int64)  # (N, 2)
+    # one id per distinct (user, day) of either table (no arithmetic on the ids: any int64)
+    ids = np.unique(np.concatenate([d_key, s_key]), axis=0, return_inverse=True)[1].ravel()
+    lookup = np.full(int(ids.max()) + 1, -1)
+    lookup[ids[: len(d_key)]] = np.arange(len(d_key))
+    rows = lookup[ids[len(d_key) :]]  # (N,) each session's daily row; −1: none
+    if (rows < 0).any():
+        u, dd = s_key[np.argmax(rows < 0)]
+        raise ValueError(f"{data}: sessions of user-day ({u}, {dd}) have no 'daily' row")
     daily = {k: v[rows] for k, v in d.items()}
     reward = np.asarray(s[spec.reward], dtype=np.float64)
     if np.isnan(reward).any():
