@@ -1,13 +1,16 @@
 """``ingest``: raw page-visit events → the glan-ray datasets of an app (docs/ingest.md).
 
-Passes of Ray Data over the events, none of which brings them to the driver:
+Passes of Ray Data over the events, none of which brings them to the driver. Parquet events are
+read in pieces (``pieces.plan``: whole row groups of one file, at most ``PIECE_ROWS`` events),
+one task per piece reading ``BATCH_ROWS`` events at a time; CSV with Ray Data's ``read_csv``
+(``Events``):
 
 1. scan: every event is checked (``events.EventChecks``); the driver sums the counts per bad
    event class and the day range. By default any bad event refuses the whole input with a
    report naming each column, issue and row count (nothing written); with ``quarantine`` the
    bad rows go there as Parquet with a ``reason`` and the rest is ingested.
 2. build, a shuffle bounded by disk rather than memory (``buckets``):
-   a. split: each block's good events are split by ``hash(user_id) % B`` into B buckets, each
+   a. split: each batch's good events are split by ``hash(user_id) % B`` into B buckets, each
       bucket's rows written as a small Parquet file under ``<out>/_buckets/b=<k>/``; the tasks
       return only row counts;
    b. one Ray task per bucket reads it whole (every visit of a user is in one bucket) and turns
@@ -18,8 +21,9 @@ Passes of Ray Data over the events, none of which brings them to the driver:
    ``<out>/_buckets`` is removed when the ingest ends, failed or not.
 
 Memory is flat in the number of events: a scan or split task works on ``BATCH_ROWS`` events at
-a time, a build task on one bucket (B is chosen so a bucket holds about ``ROWS_PER_PART``
-events), and neither the object store nor the driver holds the events.
+a time (a Parquet task also holds the row group it decodes), a build task on one bucket (B is
+chosen so a bucket holds about ``ROWS_PER_PART`` events), and neither the object store nor the
+driver holds the events.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from glan_ray.ingest.events import (
 )
 from glan_ray.ingest.hashing import distinct_users
 from glan_ray.ingest.parts import PartJob, build_part, scan_block
+from glan_ray.ingest.pieces import ParquetInput, Piece, plan, read_piece
 from glan_ray.ingest.profiles import format_report, profile_columns, user_table
 from glan_ray.schema import Problem
 
@@ -62,7 +67,7 @@ DAILY_ROWS_PER_PART = 1_000_000
 """... and daily rows (users × days of the input) per bucket, for long day ranges."""
 BATCH_ROWS = 250_000
 """Events per batch of the scan and the split: bounds their tasks' working memory whatever the
-size of the blocks Ray Data reads (a block of a large input holds millions of events)."""
+size of the input, its files or the blocks a CSV read makes."""
 FORMATS = ("parquet", "csv")
 
 
@@ -141,14 +146,87 @@ def _existing(out: str, quarantine: str | None, overwrite: bool) -> list[str]:
     return full
 
 
-def _checks(spec: AppSpec, ds: ray.data.Dataset, users: str | None
+@dataclass(frozen=True)
+class Events:
+    """The raw events as the scan and the split read them: Parquet as ``pieces`` (bounded
+    pieces of row groups, each read in batches by one Ray Data task), CSV through Ray Data's
+    ``read_csv`` (a task reads a whole file)."""
+
+    path: str
+    """The events' file or directory (local or URI)."""
+    schema: pa.Schema
+    """Their Arrow schema."""
+    parquet: ParquetInput | None
+    """The pieces of a Parquet input; None for CSV."""
+    ds: ray.data.Dataset | None
+    """Ray Data's dataset of a CSV input; None for Parquet."""
+
+    def rows(self) -> int:
+        """Events in the input (Parquet: from the footers)."""
+        if self.parquet is not None:
+            return self.parquet.rows
+        assert self.ds is not None
+        return self.ds.count()
+
+    def summaries(self, fn: Callable[..., pa.Table], **kwargs: Any) -> list[dict[str, Any]]:
+        """The summary rows of ``fn(table, **kwargs)`` over every event, at most
+        ``BATCH_ROWS`` at a time (see ``in_slices`` and ``_run_pieces``)."""
+        if self.parquet is None:
+            assert self.ds is not None
+            return self.ds.map_batches(in_slices, fn_kwargs={"fn": fn, **kwargs},
+                                       batch_format="pyarrow", batch_size=None).take_all()
+        pieces = self.parquet.pieces
+        if not pieces:
+            return []
+        items = [{"path": p.path, "row_groups": list(p.row_groups), "rows": p.rows}
+                 for p in pieces]  # fmt: skip
+        return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _run_pieces, fn_kwargs={"fn": fn, **kwargs}, batch_format="pyarrow",
+            batch_size=1).take_all()  # fmt: skip
+
+
+def read_events(path: str, fmt: str | None = None) -> Events:
+    """The events at ``path`` (Parquet or CSV; ``fmt`` default: from the names), planned."""
+    if not storage.exists(path):
+        raise FileNotFoundError(f"no events at {path}")
+    if _format(path, fmt) == "csv":
+        ds = ray.data.read_csv(path)
+        got = ds.schema()
+        if got is None:
+            raise BadEventsError("the events have no rows or no schema")
+        arrow = got.base_schema if hasattr(got, "base_schema") else pa.schema(
+            [pa.field(n, t) for n, t in zip(got.names, got.types, strict=True)])  # fmt: skip
+        return Events(path, arrow, None, ds)
+    parquet = plan(path)
+    return Events(path, parquet.schema, parquet, None)
+
+
+def in_slices(block: pa.Table, fn: Callable[..., pa.Table], **kwargs: Any) -> pa.Table:
+    """``fn(slice, **kwargs)`` over zero-copy slices of ``BATCH_ROWS`` rows of ``block``, their
+    summary rows stacked (one call on an empty block).
+
+    A CSV read hands its blocks on with ``batch_size=None``, so Ray Data fuses the read and
+    the map into one task and no block waits in the object store (a ``batch_size`` makes Ray
+    Data bundle blocks across read tasks: a separate operator whose queue of read blocks grows
+    with the input)."""
+    return pa.concat_tables([fn(block.slice(i, BATCH_ROWS), **kwargs)
+                             for i in range(0, max(block.num_rows, 1), BATCH_ROWS)])  # fmt: skip
+
+
+def _run_pieces(items: pa.Table, fn: Callable[..., pa.Table], **kwargs: Any) -> pa.Table:
+    """``fn(batch, **kwargs)`` over every ``BATCH_ROWS``-event batch of each piece of
+    ``items`` (rows of path, row_groups, rows), their summary rows stacked."""
+    out = []
+    for it in items.to_pylist():
+        piece = Piece(it["path"], tuple(it["row_groups"]), it["rows"])
+        out += [fn(batch, **kwargs) for batch in read_piece(piece, BATCH_ROWS)]
+    return pa.concat_tables(out)
+
+
+def _checks(spec: AppSpec, events: Events, users: str | None
             ) -> tuple[EventChecks, ray.ObjectRef | None, list[str]]:  # fmt: skip
     """The checks of this input; refuses a missing column or a column of the wrong type."""
-    got = ds.schema()
-    if got is None:
-        raise BadEventsError("the events have no rows or no schema")
-    arrow = got.base_schema if hasattr(got, "base_schema") else pa.schema(
-        [pa.field(n, t) for n, t in zip(got.names, got.types, strict=True)])  # fmt: skip
+    arrow = events.schema
     names = tuple(arrow.names)
     profile = profile_columns(spec)
     on_events = tuple(c for c in profile if c in names)
@@ -160,7 +238,7 @@ def _checks(spec: AppSpec, ds: ray.data.Dataset, users: str | None
     numeric = (*OPTIONAL, *profile, *(str(c.name) for c in spec.features.context))
     problems += [Problem(c.column, c.issue, -1) for c in type_problems(arrow, numeric)]
     if problems:
-        n = ds.count()
+        n = events.rows()
         problems = [Problem(p.column, p.issue, n) for p in problems]
         raise BadEventsError(format_report(problems, f"the events cannot be read (every one of "
                                                      f"the {n} rows)"))  # fmt: skip
@@ -203,10 +281,9 @@ class Scan:
     estimate within about 2% above; it sizes the buckets)."""
 
 
-def _scan(ds: ray.data.Dataset, ec: EventChecks, quarantine: str | None) -> Scan:
-    """Pass 1: check every event; counts summed over the blocks."""
-    rows = ds.map_batches(scan_block, fn_kwargs={"ec": ec, "quarantine": quarantine},
-                          batch_format="pyarrow", batch_size=BATCH_ROWS).take_all()  # fmt: skip
+def _scan(events: Events, ec: EventChecks, quarantine: str | None) -> Scan:
+    """Pass 1: check every event; counts summed over the batches."""
+    rows = events.summaries(scan_block, ec=ec, quarantine=quarantine)
     n = sum(r["rows"] for r in rows)
     good = sum(r["good"] for r in rows)
     bad = np.sum([r["bad"] for r in rows], axis=0) if rows else np.zeros(len(ec.checks))
@@ -218,11 +295,10 @@ def _scan(ds: ray.data.Dataset, ec: EventChecks, quarantine: str | None) -> Scan
                 distinct_users([r["users"] for r in rows]))  # fmt: skip
 
 
-def _split(ds: ray.data.Dataset, job: BucketJob) -> tuple[np.ndarray, frozenset[str]]:
+def _split(events: Events, job: BucketJob) -> tuple[np.ndarray, frozenset[str]]:
     """Pass 2a: the good events into ``job.buckets`` bucket files; (B,) rows per bucket and
     the tags of the files written, from the tasks' summaries."""
-    rows = ds.map_batches(split_block, fn_kwargs={"job": job}, batch_format="pyarrow",
-                          batch_size=BATCH_ROWS).take_all()  # fmt: skip
+    rows = events.summaries(split_block, job=job)
     per_bucket = np.zeros(job.buckets, dtype=np.int64)
     for r in rows:
         per_bucket += np.asarray(r["rows"], dtype=np.int64)
@@ -280,13 +356,13 @@ def ingest(
     if spec.reward != "usage_time":
         raise ValueError(f"ingest: the spec's reward is {spec.reward!r}; raw events carry no "
                          "watch time, only dwell (reward: usage_time)")  # fmt: skip
-    ds = read_table_ds(events, fmt)
+    ev = read_events(events, fmt)
     replaced = _existing(out, quarantine, overwrite)
-    ec, users_ref, defaults = _checks(spec, ds, users)
+    ec, users_ref, defaults = _checks(spec, ev, users)
     if quarantine and quarantine in replaced:
         storage.rmtree(quarantine)
     logger.info("ingest: scanning the events of %s", events)
-    scan = _scan(ds, ec, quarantine)
+    scan = _scan(ev, ec, quarantine)
     n, good, report, treated = scan.rows, scan.good, scan.report, scan.treated
     if report and quarantine is None:
         raise BadEventsError(format_report(report, f"{sum(p.rows for p in report)} bad event "
@@ -316,7 +392,7 @@ def ingest(
     rows: dict[str, int] = {}
     done = n_users = overlaps = mismatch = 0
     try:
-        per_bucket, tags = _split(ds, BucketJob(ec=ec, root=root, buckets=parts))
+        per_bucket, tags = _split(ev, BucketJob(ec=ec, root=root, buckets=parts))
         if int(per_bucket.sum()) != good:
             raise RuntimeError(f"ingest: the split wrote {int(per_bucket.sum())} events to "
                                f"{root}; the scan found {good} good ones")  # fmt: skip
@@ -363,4 +439,4 @@ def ingest(
     return result
 
 
-__all__ = ["MANIFEST", "IngestResult", "ingest", "read_table_ds"]
+__all__ = ["MANIFEST", "Events", "IngestResult", "ingest", "read_events", "read_table_ds"]
