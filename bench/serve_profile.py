@@ -95,7 +95,16 @@ class _LRTG:
 
             return r1()
 
+    class _Version:
+        @staticmethod
+        def remote() -> Any:
+            async def version() -> str:
+                return ""  # no checkpoint: left out of the day's model versions
+
+            return version()
+
     r1 = _R1()
+    version = _Version()
 
 
 def make_ingress(models: str, state: str) -> Any:
@@ -173,7 +182,7 @@ def instrument(parts: Parts) -> None:
             parts.total["gc"] += time.thread_time() - started[0]
 
     gc.callbacks.append(collecting)
-    from glan_ray.serving import features, ingress, models, state
+    from glan_ray.serving import deployments, features, ingress, state
 
     parts.wrap(features, "entry_obs")
     parts.wrap(features, "after_session")
@@ -187,8 +196,8 @@ def instrument(parts: Parts) -> None:
     if hasattr(state, "DocEncoder"):
         parts.wrap(state.DocEncoder, "__call__", "state_encode")
     parts.wrap(state.SQLiteStore, "_write", "sqlite_write (store thread)")
-    parts.wrap(models.DTModel.func_or_class, "probs", "dt_probs")
-    parts.wrap(models.HRMModel.func_or_class, "rewards", "hrm_rewards")
+    parts.wrap(deployments.DTModel.func_or_class, "probs", "dt_probs")
+    parts.wrap(deployments.HRMModel.func_or_class, "rewards", "hrm_rewards")
 
 
 def main() -> None:
