@@ -14,6 +14,9 @@ Per size, in a fresh process with its own local Ray (``--num-cpus``, 2 by defaul
 3. reported: events, seconds, events/s and events/min (target: ≥ 1,000,000 events/min on 2
    CPUs), rows per dataset, and the peaks.
 
+``--one-file`` writes each size's events as one Parquet file (row groups of 1,048,576 events)
+instead of one file per day: the ingest's pieces then split a single file by row groups.
+
 Writes ``bench/results/ingest_throughput.json`` (``--results``) and prints a table, with the
 ratio of peak memory at the largest vs the smallest size (``memory_flat``: at most
 ``FLAT_RATIO``, 1.2).
@@ -59,8 +62,11 @@ class WorkerSampler(MemorySampler):
         return s
 
 
-def make_events(spec_path: str, size: int, days: int, seed: int, out: str) -> dict[str, Any]:
-    """Generate about ``size`` events over ``days`` days under ``out``; the generator's figures."""
+def make_events(spec_path: str, size: int, days: int, seed: int, out: str, one_file: bool = False
+                ) -> dict[str, Any]:  # fmt: skip
+    """Generate about ``size`` events over ``days`` days under ``out``; the generator's figures.
+    ``one_file``: the days' files rewritten as one Parquet file (pyarrow's default row groups of
+    1,048,576 rows), the layout of a log exported whole."""
     from glan_ray.apps import load_spec
     from glan_ray.sim.app_generator import AppWorld, generate_events, write_events
 
@@ -71,8 +77,19 @@ def make_events(spec_path: str, size: int, days: int, seed: int, out: str) -> di
     users = max(1, math.ceil(size / days / per_user_day))
     t0 = time.perf_counter()
     summary = write_events(spec, AppWorld(users=users, days=days, seed=seed), out)
-    return {"users": users, "days": days, "events": summary.visits,
-            "sessions": summary.sessions, "generate_s": time.perf_counter() - t0}  # fmt: skip
+    gen = {"users": users, "days": days, "events": summary.visits, "sessions": summary.sessions,
+           "generate_s": time.perf_counter() - t0, "layout": "one file per day"}  # fmt: skip
+    if one_file:
+        import pyarrow.parquet as pq
+
+        events = os.path.join(out, "events")
+        table = pq.read_table(events)
+        shutil.rmtree(events)
+        os.makedirs(events)
+        pq.write_table(table, os.path.join(events, "events.parquet"))
+        meta = pq.read_metadata(os.path.join(events, "events.parquet"))
+        gen["layout"] = f"one file, {meta.num_row_groups} row groups"
+    return gen
 
 
 def run_one(args: argparse.Namespace, size: int, scratch: str) -> dict[str, Any]:
@@ -143,6 +160,8 @@ def main() -> int:
     ap.add_argument("--days", type=int, default=28)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-cpus", type=int, default=2)
+    ap.add_argument("--one-file", action="store_true",
+                    help="the events as one Parquet file instead of one per day")  # fmt: skip
     ap.add_argument("--interval", type=float, default=0.5, help="memory sampling period (s)")
     ap.add_argument("--out-dir", default=None, help="parent of the scratch directories")
     ap.add_argument("--results", default="bench/results/ingest_throughput.json")
@@ -154,7 +173,7 @@ def main() -> int:
 
     if args.generate is not None:  # child: the events of one size, under --scratch
         gen = make_events(args.spec, args.generate, args.days, args.seed,
-                          os.path.join(args.scratch, "gen"))  # fmt: skip
+                          os.path.join(args.scratch, "gen"), args.one_file)  # fmt: skip
         with open(os.path.join(args.scratch, "generated.json"), "w") as f:
             json.dump(gen, f)
         return 0
@@ -172,7 +191,7 @@ def main() -> int:
         scratch = tempfile.mkdtemp(prefix=f"glan-ingest-{size}-", dir=args.out_dir)
         res_file = os.path.join(scratch, "result.json")
         common = ["--scratch", scratch, "--spec", args.spec, "--days", str(args.days),
-                  "--seed", str(args.seed)]  # fmt: skip
+                  "--seed", str(args.seed), *(["--one-file"] if args.one_file else [])]  # fmt: skip
         cmd = [sys.executable, __file__, "--one", str(size), *common, "--result-file", res_file,
                "--num-cpus", str(args.num_cpus), "--interval", str(args.interval)]  # fmt: skip
         print(f"[bench] {size:,} events: generating, then ingesting in a fresh process ...",
