@@ -108,8 +108,8 @@ def plan(path: str, piece_rows: int = PIECE_ROWS) -> ParquetInput:
     for f, meta in zip(files, footers, strict=True):
         got = meta.schema.to_arrow_schema()
         if not got.equals(schema):
-            raise ValueError(f"{f} has the columns {_columns(got)}; {files[0]} has "
-                             f"{_columns(schema)}: every events file must have the same ones")
+            raise ValueError(f"{f}: {_difference(got, schema, files[0])}. Every events file "
+                             "must have the first file's columns")  # fmt: skip
         groups: list[int] = []
         rows = 0
         for g in range(meta.num_row_groups):
@@ -126,8 +126,17 @@ def plan(path: str, piece_rows: int = PIECE_ROWS) -> ParquetInput:
     return ParquetInput(tuple(pieces), schema, sum(p.rows for p in pieces))
 
 
-def _columns(schema: pa.Schema) -> str:
-    return ", ".join(f"{f.name} ({f.type})" for f in schema)
+def _difference(got: pa.Schema, first: pa.Schema, where: str) -> str:
+    """How ``got`` differs from ``first`` (the schema of file ``where``), by column."""
+    want = {f.name: f.type for f in first}
+    have = {f.name: f.type for f in got}
+    parts = [f"{n} is {have[n]} ({want[n]} in {where})" for n in want
+             if n in have and have[n] != want[n]]  # fmt: skip
+    parts += [f"{n} is missing ({want[n]} in {where})" for n in want if n not in have]
+    parts += [f"{n} ({have[n]}) is not in {where}" for n in have if n not in want]
+    if not parts:  # the same columns in another order, or other metadata
+        parts = [f"the columns are {list(have)}, in {where} {list(want)}"]
+    return "; ".join(parts)
 
 
 def read_piece(piece: Piece, batch_rows: int) -> Iterator[pa.Table]:

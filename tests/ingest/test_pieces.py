@@ -59,8 +59,14 @@ def test_a_file_with_other_columns_or_no_file_is_named(tmp_path):
     _write(os.path.join(d, "a.parquet"), 0, 10, 10)
     pq.write_table(pa.table({"user_id": pa.array(["u1"]), "ts": pa.array([1.0])}),
                    os.path.join(d, "b.parquet"))  # fmt: skip
-    with pytest.raises(ValueError, match=r"b\.parquet has the columns user_id \(string\), ts "
-                                         r"\(double\); .*a\.parquet has user_id \(int64\)"):
+    first_file = r"Every events file must have the first file's columns"
+    with pytest.raises(ValueError, match=r"b\.parquet: user_id is string \(int64 in "
+                                         r".*a\.parquet\)\. " + first_file):
+        plan(d)
+    pq.write_table(pa.table({"user_id": pa.array([1], pa.int64()), "page": pa.array(["x"])}),
+                   os.path.join(d, "b.parquet"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"b\.parquet: ts is missing \(double in .*a\.parquet\); "
+                                         r"page \(string\) is not in .*a\.parquet"):
         plan(d)
     with pytest.raises(FileNotFoundError, match="no events at"):
         plan(str(tmp_path / "nope"))
