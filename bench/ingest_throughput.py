@@ -16,6 +16,7 @@ Per size, in a fresh process with its own local Ray (``--num-cpus``, 2 by defaul
 
 ``--one-file`` writes each size's events as one Parquet file (row groups of 1,048,576 events)
 instead of one file per day: the ingest's pieces then split a single file by row groups.
+``--csv`` writes them as CSV (read with Ray Data's ``read_csv``, a task per file).
 
 Writes ``bench/results/ingest_throughput.json`` (``--results``) and prints a table, with the
 ratio of peak memory at the largest vs the smallest size (``memory_flat``: at most
@@ -62,8 +63,8 @@ class WorkerSampler(MemorySampler):
         return s
 
 
-def make_events(spec_path: str, size: int, days: int, seed: int, out: str, one_file: bool = False
-                ) -> dict[str, Any]:  # fmt: skip
+def make_events(spec_path: str, size: int, days: int, seed: int, out: str, one_file: bool = False,
+                csv: bool = False) -> dict[str, Any]:  # fmt: skip
     """Generate about ``size`` events over ``days`` days under ``out``; the generator's figures.
     ``one_file``: the days' files rewritten as one Parquet file (pyarrow's default row groups of
     1,048,576 rows), the layout of a log exported whole."""
@@ -89,6 +90,16 @@ def make_events(spec_path: str, size: int, days: int, seed: int, out: str, one_f
         pq.write_table(table, os.path.join(events, "events.parquet"))
         meta = pq.read_metadata(os.path.join(events, "events.parquet"))
         gen["layout"] = f"one file, {meta.num_row_groups} row groups"
+    if csv:
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        events = os.path.join(out, "events")
+        for name in sorted(os.listdir(events)):
+            path = os.path.join(events, name)
+            pacsv.write_csv(pq.read_table(path), path[: -len(".parquet")] + ".csv")
+            os.remove(path)
+        gen["layout"] += ", CSV"
     return gen
 
 
@@ -162,6 +173,7 @@ def main() -> int:
     ap.add_argument("--num-cpus", type=int, default=2)
     ap.add_argument("--one-file", action="store_true",
                     help="the events as one Parquet file instead of one per day")  # fmt: skip
+    ap.add_argument("--csv", action="store_true", help="the events as CSV files")
     ap.add_argument("--interval", type=float, default=0.5, help="memory sampling period (s)")
     ap.add_argument("--out-dir", default=None, help="parent of the scratch directories")
     ap.add_argument("--results", default="bench/results/ingest_throughput.json")
@@ -173,7 +185,7 @@ def main() -> int:
 
     if args.generate is not None:  # child: the events of one size, under --scratch
         gen = make_events(args.spec, args.generate, args.days, args.seed,
-                          os.path.join(args.scratch, "gen"), args.one_file)  # fmt: skip
+                          os.path.join(args.scratch, "gen"), args.one_file, args.csv)  # fmt: skip
         with open(os.path.join(args.scratch, "generated.json"), "w") as f:
             json.dump(gen, f)
         return 0
@@ -191,7 +203,8 @@ def main() -> int:
         scratch = tempfile.mkdtemp(prefix=f"glan-ingest-{size}-", dir=args.out_dir)
         res_file = os.path.join(scratch, "result.json")
         common = ["--scratch", scratch, "--spec", args.spec, "--days", str(args.days),
-                  "--seed", str(args.seed), *(["--one-file"] if args.one_file else [])]  # fmt: skip
+                  "--seed", str(args.seed), *(["--one-file"] if args.one_file else []),
+                  *(["--csv"] if args.csv else [])]  # fmt: skip
         cmd = [sys.executable, __file__, "--one", str(size), *common, "--result-file", res_file,
                "--num-cpus", str(args.num_cpus), "--interval", str(args.interval)]  # fmt: skip
         print(f"[bench] {size:,} events: generating, then ingesting in a fresh process ...",
