@@ -10,10 +10,10 @@ files.
 Why not ``ray.data.read_parquet`` for these two passes: Ray 2.60's Parquet reader (datasource
 V2) gives each read task a share of the files (about the input over the CPUs) and decodes ahead
 of the blocks it hands on, so a read task's Arrow memory grows with the input. Measured on the
-10M-event benchmark input (28 files of 361k events): 480 MB of Arrow buffers in one read task
-with 16 MiB blocks, 1.5 GiB of worker memory with the default blocks, against about 50 MB for a
-1M-event input. ``glan-ray ingest`` still uses Ray Data's readers for CSV events and the users
-table (docs/ingest.md).
+10M-event benchmark input (28 files of 361k events): 480 MB of Arrow buffers held by one read
+task with 16 MiB blocks, and a read worker at 1.5 GiB with the default blocks (docs/ingest.md
+has the figures). ``glan-ray ingest`` still uses Ray Data's readers for CSV events and the users
+table.
 """
 
 from __future__ import annotations
