@@ -22,7 +22,7 @@ import pyarrow as pa
 import ray
 
 from glan_ray import schema, storage
-from glan_ray.apps import plpm_spec
+from glan_ray.apps import AppSpec, plpm_spec
 from glan_ray.data.parts import write_part
 from glan_ray.data.read import spec_manifest
 from glan_ray.data.summary import SimSummary
@@ -151,6 +151,21 @@ def actor_cpus(cpus: int, n_actors: int) -> float:
     return min(1.0, max(cpus - 1, 0) / max(n_actors, 1))
 
 
+def spec_mismatches(cfg: SimConfig, spec: AppSpec) -> list[str]:
+    """Where the simulated world ``cfg`` departs from ``spec``, the app its datasets record
+    (the PLPM spec): ``tau`` against ``dropoff_s``, ``n_ages`` against ``age``'s cardinality.
+    Models trained on such a world and served read the spec's values (e.g. Serve's drop-off
+    feature uses ``dropoff_s``), not the world's."""
+    out = []
+    if cfg.tau != spec.dropoff_s:
+        out.append(f"tau is {cfg.tau:g} s but the recorded spec's dropoff_s is "
+                   f"{spec.dropoff_s:g} s")  # fmt: skip
+    ages = [f.cardinality for f in spec.features.profile if f.name == "age"]
+    if ages and cfg.n_ages != ages[0]:
+        out.append(f"n_ages is {cfg.n_ages} but the recorded spec's age cardinality is {ages[0]}")
+    return out
+
+
 def generate(
     cfg: SimConfig,
     opts: GenerateOptions,
@@ -168,6 +183,9 @@ def generate(
     ``glan_ray.storage``).
     """
     _prepare_out(out, opts)
+    for m in spec_mismatches(cfg, plpm_spec()):
+        logger.warning("simulate: %s; the datasets record the PLPM spec, so models trained on "
+                       "them and served use the spec's value, not this world's", m)  # fmt: skip
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     shards, days_per_wave = _layout(opts, cfg.block_size, cpus)
     logger.info(

@@ -320,3 +320,14 @@ def test_an_ingested_4_page_dataset_is_read_and_fed_to_4_page_stages(ray_session
     out_hrm = build_model("hrm", cfg_hrm)(*(torch.from_numpy(feats[k]) for k in
                                             ("x_cat", "x_num", "page")))  # fmt: skip
     assert out_hrm["dur"].shape == (len(feats["page"]), 4)  # (B, pages)
+
+
+def test_a_simulated_world_that_departs_from_the_recorded_plpm_spec_is_named():
+    from glan_ray.data.generate import spec_mismatches
+    from glan_ray.sim.config import SimConfig
+
+    assert spec_mismatches(SimConfig(), plpm_spec()) == []  # the default world is the spec
+    assert spec_mismatches(SimConfig(tau=60.0, n_ages=8), plpm_spec()) == [
+        "tau is 60 s but the recorded spec's dropoff_s is 40 s",
+        "n_ages is 8 but the recorded spec's age cardinality is 6",
+    ]
