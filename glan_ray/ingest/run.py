@@ -187,17 +187,15 @@ class Events:
 
 def read_events(path: str, fmt: str | None = None) -> Events:
     """The events at ``path`` (Parquet or CSV; ``fmt`` default: from the names), planned."""
-    if not storage.exists(path):
-        raise FileNotFoundError(f"no events at {path}")
     if _format(path, fmt) == "csv":
-        ds = ray.data.read_csv(path)
+        ds = read_table_ds(path, "csv")
         got = ds.schema()
         if got is None:
             raise BadEventsError("the events have no rows or no schema")
         arrow = got.base_schema if hasattr(got, "base_schema") else pa.schema(
             [pa.field(n, t) for n, t in zip(got.names, got.types, strict=True)])  # fmt: skip
         return Events(path, arrow, None, ds)
-    parquet = plan(path)
+    parquet = plan(path)  # FileNotFoundError "no events at" for a missing path
     return Events(path, parquet.schema, parquet, None)
 
 
